@@ -1,0 +1,246 @@
+//! Raw attribute arguments: `key`, `key = literal`, `key(...)`, each with the span of its key and of
+//! its value, before any meaning is given to them.
+//!
+//! Invariant: a key is reported once — unknown keys (with a did-you-mean) and duplicates (at the
+//! second key) are found here, so later stages only see known, single keys.
+
+use crate::diag::{did_you_mean, Errors};
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
+
+/// One `key ...` entry of an attribute.
+pub(crate) struct Arg {
+    pub(crate) key: Ident,
+    pub(crate) value: Value,
+}
+
+/// What follows a key.
+pub(crate) enum Value {
+    /// `key` alone.
+    Flag,
+    /// `key = <literal>`.
+    Lit(Lit),
+    /// `key = <expression that is not a literal>`; always an error, kept for its span.
+    Expr(Expr),
+    /// `key(...)`.
+    List(syn::MetaList),
+}
+
+impl Value {
+    /// A short description of the value's shape for "expected X, found Y" messages.
+    fn shape(&self) -> &'static str {
+        match self {
+            Value::Flag => "a bare key",
+            Value::Lit(Lit::Str(_)) => "a string",
+            Value::Lit(Lit::Int(_)) => "an integer",
+            Value::Lit(Lit::Bool(_)) => "a boolean",
+            Value::Lit(_) => "a literal",
+            Value::Expr(_) => "an expression",
+            Value::List(_) => "a list",
+        }
+    }
+
+    pub(crate) fn span(&self, key: &Ident) -> Span {
+        match self {
+            Value::Flag => key.span(),
+            Value::Lit(l) => l.span(),
+            Value::Expr(e) => syn::spanned::Spanned::span(e),
+            Value::List(l) => l.delimiter.span().join(),
+        }
+    }
+}
+
+/// Parses `a, b = "x", c(...)` into entries; syntax errors become compile errors.
+pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for meta in metas {
+        let path = meta.path();
+        let Some(key) = path.get_ident().cloned() else {
+            errors.spanned(path, "expected a plain key such as `path` or `cache`, not a path");
+            continue;
+        };
+        let value = match meta {
+            Meta::Path(_) => Value::Flag,
+            Meta::NameValue(nv) => match nv.value {
+                Expr::Lit(l) => Value::Lit(l.lit),
+                other => Value::Expr(other),
+            },
+            Meta::List(list) => Value::List(list),
+        };
+        out.push(Arg { key, value });
+    }
+    out
+}
+
+/// Typed access to parsed entries, reporting unknown and duplicate keys once.
+pub(crate) struct Args {
+    entries: Vec<Arg>,
+}
+
+impl Args {
+    /// Keeps the entries whose key is in `known`; reports the rest and any repeated key.
+    /// `groups` are sets of keys of which at most one may be given (e.g. the method flags).
+    pub(crate) fn new(
+        entries: Vec<Arg>,
+        known: &[&str],
+        groups: &[&[&str]],
+        what: &str,
+        errors: &mut Errors,
+    ) -> Self {
+        let mut kept: Vec<Arg> = Vec::new();
+        for arg in entries {
+            let name = arg.key.to_string();
+            if !known.contains(&name.as_str()) {
+                errors.at(
+                    arg.key.span(),
+                    format!(
+                        "unknown {what} argument `{name}`{}",
+                        did_you_mean(&name, known.iter().copied())
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = kept.iter().find(|a| a.key == arg.key) {
+                let _ = first;
+                errors.at(
+                    arg.key.span(),
+                    format!("duplicate {what} argument `{name}`: remove one of them"),
+                );
+                continue;
+            }
+            let group = groups.iter().find(|g| g.contains(&name.as_str()));
+            if let Some(group) = group {
+                if let Some(first) = kept
+                    .iter()
+                    .find(|a| group.contains(&a.key.to_string().as_str()))
+                {
+                    errors.at(
+                        arg.key.span(),
+                        format!(
+                            "`{name}` conflicts with `{}`: only one of {} may be given",
+                            first.key,
+                            group
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            }
+            kept.push(arg);
+        }
+        Args { entries: kept }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&Arg> {
+        self.entries.iter().find(|a| a.key == key)
+    }
+
+
+    /// `key` as a flag (no value); `key = true/false` is accepted too.
+    pub(crate) fn flag(&self, key: &str, errors: &mut Errors) -> Option<Span> {
+        let arg = self.get(key)?;
+        match &arg.value {
+            Value::Flag => Some(arg.key.span()),
+            Value::Lit(Lit::Bool(b)) => b.value.then_some(arg.key.span()),
+            other => {
+                errors.at(
+                    other.span(&arg.key),
+                    format!("`{key}` takes no value: write `{key}`, found {}", other.shape()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `key = "string"`.
+    pub(crate) fn string(&self, key: &str, example: &str, errors: &mut Errors) -> Option<LitStr> {
+        let arg = self.get(key)?;
+        expect_str(arg, example, errors)
+    }
+
+    /// `key = 123`.
+    #[allow(dead_code)] // for numeric options (`max_entries`, `concurrency`)
+    pub(crate) fn int(&self, key: &str, example: &str, errors: &mut Errors) -> Option<syn::LitInt> {
+        let arg = self.get(key)?;
+        match &arg.value {
+            Value::Lit(Lit::Int(i)) => Some(i.clone()),
+            other => {
+                errors.at(
+                    other.span(&arg.key),
+                    format!("expected an integer: `{example}`, found {}", other.shape()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The entry's value as a string literal, or an error showing the expected form.
+pub(crate) fn expect_str(arg: &Arg, example: &str, errors: &mut Errors) -> Option<LitStr> {
+    match &arg.value {
+        Value::Lit(Lit::Str(s)) => Some(s.clone()),
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                format!(
+                    "expected a string literal: `{example}`, found {}",
+                    other.shape()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `headers("name" = "value", ...)`: pairs of string literals.
+pub(crate) fn header_pairs(arg: &Arg, errors: &mut Errors) -> Vec<(LitStr, LitStr)> {
+    let Value::List(list) = &arg.value else {
+        errors.at(
+            arg.value.span(&arg.key),
+            format!(
+                "expected a list: `headers(\"accept\" = \"application/json\")`, found {}",
+                arg.value.shape()
+            ),
+        );
+        return Vec::new();
+    };
+    let pair = |input: syn::parse::ParseStream<'_>| -> syn::Result<(LitStr, LitStr)> {
+        let name: LitStr = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let value: LitStr = input.parse()?;
+        Ok((name, value))
+    };
+    let parser = |input: syn::parse::ParseStream<'_>| {
+        let mut out = Vec::new();
+        while !input.is_empty() {
+            out.push(pair(input)?);
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(out)
+    };
+    match parser.parse2(list.tokens.clone()) {
+        Ok(pairs) => pairs,
+        Err(e) => {
+            errors.at(
+                e.span(),
+                "expected `\"header-name\" = \"value\"` pairs, e.g. `headers(\"accept\" = \"application/json\")`",
+            );
+            Vec::new()
+        }
+    }
+}

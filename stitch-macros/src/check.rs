@@ -1,0 +1,179 @@
+//! Rules across fields and over the signature: a stitch that would compile but send the wrong
+//! request, or none, is refused here. Each rule says why in a comment and has a trybuild case in
+//! `ui-tests/tests/ui/`.
+
+use crate::diag::Errors;
+use crate::model::{Role, Stitch, Target};
+use syn::{FnArg, Signature};
+
+/// Rules on the signature itself.
+pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Errors) {
+    // The generated body awaits the HTTP call; a blocking fn would have to block a runtime thread.
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span,
+            "`#[stitch]` requires an `async fn`: the call is an HTTP request; write `async fn`",
+        );
+    }
+    // One static descriptor serves every call, so the request shape cannot depend on type parameters.
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(
+            &sig.generics,
+            "stitch functions cannot be generic: the request is described once, at compile time; use concrete types",
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.at(unsafety.span, "stitch functions cannot be `unsafe`: remove `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "stitch functions cannot declare an ABI: remove it");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "stitch functions cannot be variadic");
+    }
+    let receiver = sig.inputs.iter().find_map(|i| match i {
+        FnArg::Receiver(r) => Some(r),
+        FnArg::Typed(_) => None,
+    });
+    match (receiver, is_trait_method) {
+        // A client is shared and cloned; consuming it per call would make it single-use.
+        (Some(r), true) if r.reference.is_none() => errors.spanned(
+            r,
+            "stitch methods take `&self`: the client is shared between calls, not consumed; write `&self`",
+        ),
+        (None, true) => errors.at(
+            sig.ident.span(),
+            format!(
+                "stitch method `{}` needs a `&self` receiver: the generated client carries the runtime; write `async fn {}(&self, ...)`",
+                sig.ident, sig.ident
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// Rules across the stitch's fields; also gives path placeholders their arguments.
+pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
+    // Without a target there is no request to send.
+    let Some(target) = &stitch.target else {
+        errors.at(
+            stitch.ident.span(),
+            format!(
+                "stitch `{}` has no target: add `path = \"/...\"` (joined to the base URL) or `url = \"https://...\"`",
+                stitch.ident
+            ),
+        );
+        mark_unassigned(stitch, errors, None);
+        return;
+    };
+
+    // `url` is complete on its own; a base URL next to it would be silently ignored.
+    if let (Target::Url(_, url), Some(base_key)) = (target, stitch.base_url_key) {
+        let _ = url;
+        errors.at(
+            base_key,
+            "`base_url` conflicts with `url`: `url` is a complete URL and is never joined to a base URL; use `base_url` + `path`, or `url` alone",
+        );
+    }
+
+    // Every placeholder must be filled, or the request would go to a literal `{id}`.
+    let placeholders: Vec<String> = target.template().placeholders().map(str::to_owned).collect();
+    for name in &placeholders {
+        let found = stitch
+            .arguments
+            .iter_mut()
+            .find(|a| a.ident.to_string().trim_start_matches("r#") == name);
+        match found {
+            None => errors.at(
+                target.literal().span(),
+                format!(
+                    "path placeholder `{{{name}}}` has no matching function argument: add an argument named `{name}` or fix the template"
+                ),
+            ),
+            // One value in two places is almost always a mistake (a renamed query key, a stale template).
+            Some(arg) => match &arg.role {
+                Some(Role::Path) => {}
+                Some(other) => errors.at(
+                    arg.role_span.unwrap_or_else(|| arg.ident.span()),
+                    format!(
+                        "argument `{}` has two roles: it fills the path placeholder `{{{name}}}` and is marked {}; rename one of them",
+                        arg.ident,
+                        other.describe()
+                    ),
+                ),
+                None => arg.role = Some(Role::Path),
+            },
+        }
+    }
+    mark_unassigned(stitch, errors, Some(target));
+
+    // Two bodies cannot both be the request body.
+    let mut bodies = stitch
+        .arguments
+        .iter()
+        .filter(|a| matches!(a.role, Some(Role::Body { .. })));
+    if bodies.next().is_some() {
+        for extra in bodies {
+            errors.at(
+                extra.role_span.unwrap_or_else(|| extra.ident.span()),
+                format!(
+                    "argument `{}` is a second `#[body]`: a request has one body; wrap the values in one struct",
+                    extra.ident
+                ),
+            );
+        }
+    }
+
+    for (name, value) in &stitch.headers {
+        if let Err(e) = header_name(&name.value()) {
+            errors.at(name.span(), e);
+        }
+        if let Err(e) = header_value(&value.value()) {
+            errors.at(value.span(), e);
+        }
+    }
+}
+
+// Nothing becomes a query parameter silently: an argument with no role is an error.
+fn mark_unassigned(stitch: &Stitch, errors: &mut Errors, target: Option<&Target>) {
+    for arg in stitch.arguments.iter().filter(|a| a.role.is_none()) {
+        let place = match target {
+            Some(t) => format!("it is not a placeholder in `\"{}\"`", t.literal().value()),
+            None => "it is not a path placeholder".to_owned(),
+        };
+        errors.at(
+            arg.ident.span(),
+            format!(
+                "argument `{}` has no role: {place}; mark it `#[query]`, `#[body]` or `#[header(\"name\")]`, or add `{{{}}}` to the path",
+                arg.ident, arg.ident
+            ),
+        );
+    }
+}
+
+/// A header name must be an HTTP token (RFC 9110 §5.1).
+pub(crate) fn header_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`\"{name}\"` is not a valid header name: use letters, digits and `-`, e.g. `\"x-api-version\"`"
+        ))
+    }
+}
+
+/// A static header value must be visible ASCII, spaces or tabs (no line breaks).
+fn header_value(value: &str) -> Result<(), String> {
+    if value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{value:?}` is not a valid header value: only visible ASCII, spaces and tabs are allowed"
+        ))
+    }
+}
+

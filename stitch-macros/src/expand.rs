@@ -1,0 +1,346 @@
+//! Model → tokens. The only place that writes Rust: one descriptor constant per stitch and a thin
+//! body that fills a request and awaits one generic runtime call. On error, the item is emitted
+//! anyway with bodies that never run, so the rest of the user's crate keeps type-checking.
+
+use crate::diag::Errors;
+use crate::input::{self, FnItem, StitchTarget};
+use crate::model::{self, Argument, HttpMethod, Output, Role, Stitch, Target};
+use crate::spec::Piece;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, TraitItem, Type};
+
+/// `#[stitch(...)]`: a free function, or a mistaken use on a trait or lone trait method.
+pub(crate) fn stitch(args: TokenStream, item: TokenStream) -> TokenStream {
+    match input::parse_stitch_target(item) {
+        StitchTarget::Fn(f) => free_fn(args, f),
+        StitchTarget::Trait(t) => {
+            let err = syn::Error::new(
+                t.trait_token.span,
+                "use `#[stitch::seam(...)]` on a trait, and `#[stitch(...)]` on its methods",
+            )
+            .to_compile_error();
+            quote!(#err #t)
+        }
+        StitchTarget::Other(tokens) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[stitch]` goes on an `async fn` without a body, or on a method of a `#[stitch::seam]` trait",
+            )
+            .to_compile_error();
+            quote!(#err #tokens)
+        }
+    }
+}
+
+fn free_fn(args: TokenStream, mut item: FnItem) -> TokenStream {
+    let mut errors = Errors::new();
+    let is_method = item.sig.receiver().is_some();
+    if is_method {
+        // A receiver means this is a trait method whose trait has no `#[seam]`: there is no client
+        // to carry the runtime, so nothing could implement the method.
+        let span = item
+            .attrs
+            .first()
+            .map(|a| a.span())
+            .unwrap_or_else(|| item.sig.ident.span());
+        errors.at(
+            item.sig.fn_token.span,
+            "`#[stitch]` on a trait method requires `#[stitch::seam(...)]` on the enclosing trait: add it above `trait`",
+        );
+        let _ = span;
+    } else {
+        if let Some(body) = &item.body {
+            errors.at(
+                body.brace_token.span.join(),
+                "a stitch has no body: the request is generated from the attribute; end the signature with `;`",
+            );
+        }
+        crate::check::signature(&item.sig, false, &mut errors);
+    }
+    let mut model = model::stitch(args, &item.sig, None, &mut errors);
+    if !is_method {
+        crate::check::stitch(&mut model, &mut errors);
+    }
+    input::strip_arg_attrs(&mut item.sig);
+    let FnItem { attrs, vis, sig, .. } = &item;
+    if let Err(err) = errors.finish() {
+        let err = err.to_compile_error();
+        return quote!(#err #(#attrs)* #vis #sig { ::core::unreachable!() });
+    }
+    let ident = &sig.ident;
+    let endpoint = endpoint(&model);
+    let body = body(&model, quote!(&#ident::ENDPOINT), None);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis struct #ident {}
+        impl #ident {
+            /// The stitch's descriptor (see `stitch::Endpoint::describe`).
+            #vis const ENDPOINT: ::stitch::Endpoint = #endpoint;
+        }
+        #(#attrs)* #vis #sig #body
+    }
+}
+
+/// `#[stitch::seam(...)]` on a trait: the trait plus a `<Trait>Client` implementing it.
+pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut trait_item = match syn::parse2::<syn::ItemTrait>(item.clone()) {
+        Ok(t) => t,
+        Err(_) => {
+            let err = syn::Error::new(
+                Span::call_site(),
+                "`#[stitch::seam]` goes on a trait whose methods carry `#[stitch(...)]`",
+            )
+            .to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let mut errors = Errors::new();
+    let seam = model::seam_config(args, &mut errors);
+    if !trait_item.generics.params.is_empty() {
+        errors.spanned(
+            &trait_item.generics,
+            "a seam trait cannot be generic: the generated client implements it for concrete types",
+        );
+    }
+    let mut stitches = Vec::new();
+    let mut signatures = Vec::new();
+    for trait_entry in &mut trait_item.items {
+        let TraitItem::Fn(method) = trait_entry else {
+            errors.spanned(
+                &*trait_entry,
+                "a seam trait holds only stitched methods (and provided methods with a body)",
+            );
+            continue;
+        };
+        let attr_at = method.attrs.iter().position(input::is_stitch_attr);
+        let Some(attr_at) = attr_at else {
+            if method.default.is_none() {
+                errors.at(
+                    method.sig.ident.span(),
+                    format!(
+                        "method `{}` has no `#[stitch(...)]`: the generated client cannot implement it; add e.g. `#[stitch(get, path = \"/...\")]` or give it a body",
+                        method.sig.ident
+                    ),
+                );
+            }
+            continue;
+        };
+        let attr = method.attrs.remove(attr_at);
+        let tokens = match &attr.meta {
+            syn::Meta::List(l) => l.tokens.clone(),
+            _ => TokenStream::new(),
+        };
+        if let Some(default) = &method.default {
+            errors.at(
+                default.brace_token.span.join(),
+                "a stitched method has no body: the request is generated from the attribute; end the signature with `;`",
+            );
+        }
+        crate::check::signature(&method.sig, true, &mut errors);
+        let mut model = model::stitch(tokens, &method.sig, Some((&trait_item.ident, &seam)), &mut errors);
+        crate::check::stitch(&mut model, &mut errors);
+        input::strip_arg_attrs(&mut method.sig);
+        stitches.push(model);
+        signatures.push(method.sig.clone());
+    }
+
+    let vis = &trait_item.vis;
+    let trait_ident = &trait_item.ident;
+    let client = match &seam.client {
+        Some(name) => Ident::new(&name.value(), name.span()),
+        None => format_ident!("{}Client", trait_ident),
+    };
+    let client_doc = format!("Client for [`{trait_ident}`], generated by `#[stitch::seam]`.");
+    let ok = errors.is_empty();
+    let error_tokens = errors.finish().err().map(|e| e.to_compile_error());
+
+    let consts: Vec<Ident> = stitches
+        .iter()
+        .map(|s| format_ident!("__STITCH_{}", s.ident, span = Span::mixed_site()))
+        .collect();
+    let (bodies, endpoints): (Vec<TokenStream>, Vec<TokenStream>) = if ok {
+        stitches
+            .iter()
+            .zip(&consts)
+            .map(|(s, c)| {
+                (
+                    body(s, quote!(&Self::#c), Some(quote!(&self.__stitch))),
+                    endpoint(s),
+                )
+            })
+            .unzip()
+    } else {
+        let never = quote!({ ::core::unreachable!() });
+        (vec![never; stitches.len()], Vec::new())
+    };
+    let endpoint_consts = if ok {
+        quote! {
+            #( #[allow(non_upper_case_globals)] const #consts: ::stitch::Endpoint = #endpoints; )*
+            /// Descriptors of every stitch of this client, in declaration order.
+            #vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[#(&Self::#consts),*];
+        }
+    } else {
+        quote!(#vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[];)
+    };
+
+    quote! {
+        #error_tokens
+        #[allow(async_fn_in_trait)]
+        #trait_item
+
+        #[doc = #client_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #client {
+            __stitch: ::stitch::__private::ClientCore,
+        }
+
+        impl #client {
+            /// Builds a client over `runtime`; cheap to clone, every clone shares the runtime.
+            #vis fn new(runtime: &::stitch::Runtime) -> ::stitch::Result<Self> {
+                ::stitch::__private::ClientCore::new(runtime, Self::ENDPOINTS)
+                    .map(|__stitch| Self { __stitch })
+            }
+            #endpoint_consts
+        }
+
+        impl #trait_ident for #client {
+            #( #signatures #bodies )*
+        }
+    }
+}
+
+/// The descriptor constant: only the settings that differ from the defaults are written.
+fn endpoint(s: &Stitch) -> TokenStream {
+    let name = &s.display_name;
+    let method = Ident::new(s.method_const(), Span::call_site());
+    let target = s.target.as_ref().expect("checked: a stitch has a target");
+    let template = target.literal();
+    let segments = target.template().pieces.iter().map(|p| match p {
+        Piece::Literal(l) => quote!(::stitch::__private::Segment::Literal(#l)),
+        Piece::Placeholder(_) => quote!(::stitch::__private::Segment::Argument),
+    });
+    let mut chain = Vec::new();
+    if matches!(target, Target::Url(..)) {
+        chain.push(quote!(.absolute()));
+    } else if let Some(base) = &s.base_url {
+        chain.push(quote!(.base_url(#base)));
+    }
+    if let Some(q) = &target.template().static_query {
+        chain.push(quote!(.static_query(#q)));
+    }
+    if !s.headers.is_empty() {
+        let (n, v): (Vec<_>, Vec<_>) = s.headers.iter().map(|(n, v)| (n.value().to_ascii_lowercase(), v)).unzip();
+        chain.push(quote!(.headers(&[#((#n, #v)),*])));
+    }
+    if !s.pick.is_empty() {
+        let p = &s.pick;
+        chain.push(quote!(.pick(&[#(#p),*])));
+    }
+    if let Some(t) = s.timeout {
+        let ms = t.as_millis() as u64;
+        chain.push(quote!(.timeout(::core::time::Duration::from_millis(#ms))));
+    }
+    let roles = s.arguments.iter().map(|a| {
+        let n = a.ident.to_string();
+        let role = match a.role.as_ref().expect("checked: every argument has a role") {
+            Role::Path => quote!(Path),
+            Role::Query(k) => quote!(Query(#k)),
+            Role::Body { form: false } => quote!(JsonBody),
+            Role::Body { form: true } => quote!(FormBody),
+            Role::Header(h) => quote!(Header(#h)),
+        };
+        quote!((#n, ::stitch::__private::Role::#role))
+    });
+    let arg_types = s.arguments.iter().map(|a| static_lifetimes(&a.ty));
+    let out_ty = static_lifetimes(s.output.as_ref().expect("checked: output").ty());
+    quote! {
+        ::stitch::Endpoint::new(::core::concat!(::core::module_path!(), "::", #name), ::stitch::__private::Method::#method, #template, &[#(#segments),*])
+            #(#chain)*
+            .arguments(&[#(#roles),*])
+            .schemas(::stitch::__private::schemas!([#(#arg_types),*], #out_ty))
+    }
+}
+
+/// The body of a stitch: fill the request from the arguments, await the generic call.
+fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> TokenStream {
+    let req = Ident::new("__stitch_request", Span::mixed_site());
+    let template = s.target.as_ref().expect("checked").template();
+    // Path values are pushed in template order (a placeholder may repeat).
+    let path = template.pieces.iter().filter_map(|p| match p {
+        Piece::Placeholder(name) => {
+            let arg = s.arguments.iter().find(|a| a.ident.to_string().trim_start_matches("r#") == name)?;
+            let ident = &arg.ident;
+            Some(quote!(#req.path(#name, &#ident);))
+        }
+        Piece::Literal(_) => None,
+    });
+    let others = s.arguments.iter().filter_map(|a: &Argument| {
+        let ident = &a.ident;
+        match a.role.as_ref()? {
+            Role::Path => None,
+            Role::Query(k) => Some(quote!(#req.query(#k, &#ident);)),
+            Role::Body { form: false } => Some(quote!(#req.json(&#ident);)),
+            Role::Body { form: true } => Some(quote!(#req.form(&#ident);)),
+            Role::Header(h) => Some(quote!(#req.header(#h, &#ident);)),
+        }
+    });
+    let decoder = decoder(s.output.as_ref().expect("checked: output"));
+    let call = match client {
+        Some(client) => quote!(::stitch::__private::call::<#decoder>(#client, #req).await),
+        None => quote!(::stitch::__private::call_global::<#decoder>(#req).await),
+    };
+    quote! {{
+        let mut #req = ::stitch::__private::RequestParts::new(#endpoint);
+        #(#path)*
+        #(#others)*
+        #call
+    }}
+}
+
+fn decoder(output: &Output) -> TokenStream {
+    match output {
+        Output::Json(t) => quote_spanned!(t.span()=> ::stitch::__private::Json<#t>),
+        Output::Text(_) => quote!(::stitch::__private::Text),
+        Output::Bytes(_) => quote!(::stitch::__private::RawBytes),
+        Output::Unit(_) => quote!(::stitch::__private::Unit),
+        Output::WithMeta(inner) => {
+            let inner = decoder(inner);
+            quote!(::stitch::__private::WithMeta<#inner>)
+        }
+    }
+}
+
+/// Types named in a constant cannot use elided or local lifetimes; `'static` stands in for them
+/// (only the shape matters for schemas).
+fn static_lifetimes(ty: &Type) -> Type {
+    struct Staticize;
+    impl syn::visit_mut::VisitMut for Staticize {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            r.lifetime = Some(syn::Lifetime::new("'static", Span::call_site()));
+            syn::visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut syn::Lifetime) {
+            *l = syn::Lifetime::new("'static", Span::call_site());
+        }
+    }
+    let mut ty = ty.clone();
+    syn::visit_mut::VisitMut::visit_type_mut(&mut Staticize, &mut ty);
+    ty
+}
+
+impl Stitch {
+    fn method_const(&self) -> &'static str {
+        match self.method {
+            HttpMethod::Get => "Get",
+            HttpMethod::Post => "Post",
+            HttpMethod::Put => "Put",
+            HttpMethod::Patch => "Patch",
+            HttpMethod::Delete => "Delete",
+            HttpMethod::Head => "Head",
+        }
+    }
+}
+

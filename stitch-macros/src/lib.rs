@@ -1,0 +1,30 @@
+//! Procedural macros of [`stitch`](https://docs.rs/stitch-runtime): `#[stitch(...)]` and
+//! `#[seam(...)]`. Depend on `stitch-runtime`, which re-exports them; this crate is an
+//! implementation detail and its expansions call the runtime's `__private` module.
+//!
+//! The pipeline: [`args`] (raw keys with spans) → [`model`] (meaning, roles) → [`check`]
+//! (cross-field and signature rules) → [`expand`] (tokens). Errors are accumulated, so one
+//! compile reports every problem of an item.
+
+mod args;
+mod check;
+mod diag;
+mod expand;
+mod input;
+mod model;
+mod spec;
+
+use proc_macro::TokenStream;
+
+/// Turns a body-less `async fn` into a typed HTTP call; see the `stitch` crate docs for the
+/// argument reference.
+#[proc_macro_attribute]
+pub fn stitch(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::stitch(args.into(), item.into()).into()
+}
+
+/// Turns a trait whose methods carry `#[stitch(...)]` into a generated `<Trait>Client`.
+#[proc_macro_attribute]
+pub fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::seam(args.into(), item.into()).into()
+}

@@ -1,0 +1,456 @@
+//! The validated model of a stitch: attribute values given meaning (methods, parsed templates and
+//! durations) and every argument given exactly one role. Built from raw [`crate::args`], with all
+//! problems pushed to [`Errors`] rather than returned, so one compile shows them all.
+
+use crate::args::{self, Args};
+use crate::diag::Errors;
+use crate::spec::{self, Template};
+use proc_macro2::Span;
+use std::time::Duration;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, LitStr, Pat, PathArguments, ReturnType, Signature, Type};
+
+/// Keys accepted by `#[stitch(...)]` on a function or trait method.
+pub(crate) const STITCH_KEYS: &[&str] = &[
+    "get", "post", "put", "patch", "delete", "head", "method", "path", "url", "base_url", "headers",
+    "pick", "timeout", "name",
+];
+/// Keys accepted by `#[seam(...)]` on a trait.
+pub(crate) const SEAM_KEYS: &[&str] = &["base_url", "headers", "timeout", "client"];
+const METHOD_FLAGS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "method"];
+const TARGETS: &[&str] = &["path", "url"];
+
+/// HTTP methods a stitch can use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+}
+
+impl HttpMethod {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "GET" => Self::Get,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            "HEAD" => Self::Head,
+            _ => return None,
+        })
+    }
+}
+
+/// Where the request goes.
+pub(crate) enum Target {
+    /// Joined to the base URL (method's, seam's, or the runtime's override).
+    Path(Template, LitStr),
+    /// A complete URL; never joined to a base URL.
+    Url(Template, LitStr),
+}
+
+impl Target {
+    pub(crate) fn template(&self) -> &Template {
+        match self {
+            Target::Path(t, _) | Target::Url(t, _) => t,
+        }
+    }
+    pub(crate) fn literal(&self) -> &LitStr {
+        match self {
+            Target::Path(_, l) | Target::Url(_, l) => l,
+        }
+    }
+}
+
+/// What an argument becomes in the request.
+#[derive(Clone)]
+pub(crate) enum Role {
+    Path,
+    Query(String),
+    Body { form: bool },
+    Header(String),
+}
+
+impl Role {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Role::Path => "a path placeholder".into(),
+            Role::Query(_) => "`#[query]`".into(),
+            Role::Body { .. } => "`#[body]`".into(),
+            Role::Header(_) => "`#[header]`".into(),
+        }
+    }
+}
+
+/// One function argument with its role (`None` while roles are still being decided).
+pub(crate) struct Argument {
+    pub(crate) ident: Ident,
+    pub(crate) ty: Type,
+    pub(crate) role: Option<Role>,
+    /// The `#[query]`/`#[body]`/`#[header]` attribute, for spans.
+    pub(crate) role_span: Option<Span>,
+}
+
+/// How the response body becomes the output value, chosen from the written return type.
+pub(crate) enum Output {
+    Json(Type),
+    Text(Type),
+    Bytes(Type),
+    Unit(Type),
+    /// `stitch::Response<T>`: status and headers alongside the decoded `T`.
+    WithMeta(Box<Output>),
+}
+
+impl Output {
+    /// The user's type as written (for schemas).
+    pub(crate) fn ty(&self) -> &Type {
+        match self {
+            Output::Json(t) | Output::Text(t) | Output::Bytes(t) | Output::Unit(t) => t,
+            Output::WithMeta(inner) => inner.ty(),
+        }
+    }
+}
+
+/// Settings a seam gives all its methods.
+#[derive(Default)]
+pub(crate) struct SeamConfig {
+    pub(crate) base_url: Option<LitStr>,
+    pub(crate) headers: Vec<(LitStr, LitStr)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) client: Option<LitStr>,
+}
+
+/// A fully described stitch.
+pub(crate) struct Stitch {
+    pub(crate) ident: Ident,
+    /// `Trait::method` or `function`, without the module path (added at expansion).
+    pub(crate) display_name: String,
+    pub(crate) method: HttpMethod,
+    pub(crate) target: Option<Target>,
+    pub(crate) base_url: Option<LitStr>,
+    pub(crate) headers: Vec<(LitStr, LitStr)>,
+    pub(crate) pick: Vec<String>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) arguments: Vec<Argument>,
+    pub(crate) output: Option<Output>,
+    /// The span of a method-level `base_url`, for the `url` conflict.
+    pub(crate) base_url_key: Option<Span>,
+}
+
+/// Reads `#[seam(...)]`.
+pub(crate) fn seam_config(tokens: proc_macro2::TokenStream, errors: &mut Errors) -> SeamConfig {
+    let raw = args::parse(tokens, errors);
+    let args = Args::new(raw, SEAM_KEYS, &[], "seam", errors);
+    SeamConfig {
+        base_url: base_url(&args, errors),
+        headers: args
+            .get("headers")
+            .map(|a| args::header_pairs(a, errors))
+            .unwrap_or_default(),
+        timeout: duration(&args, "timeout", "timeout = \"10s\"", errors),
+        client: args.string("client", "client = \"AcmeApi\"", errors),
+    }
+}
+
+fn base_url(args: &Args, errors: &mut Errors) -> Option<LitStr> {
+    let lit = args.string("base_url", "base_url = \"https://api.example.com\"", errors)?;
+    let value = lit.value();
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        errors.at(
+            lit.span(),
+            format!("`base_url` must be an absolute `http://` or `https://` URL; found `\"{value}\"`"),
+        );
+        return None;
+    }
+    Some(lit)
+}
+
+fn duration(args: &Args, key: &str, example: &str, errors: &mut Errors) -> Option<Duration> {
+    let lit = args.string(key, example, errors)?;
+    match spec::duration(&lit.value()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.at(lit.span(), format!("invalid `{key}`: {e}"));
+            None
+        }
+    }
+}
+
+/// Builds a stitch from its attribute arguments and signature.
+pub(crate) fn stitch(
+    tokens: proc_macro2::TokenStream,
+    sig: &Signature,
+    seam: Option<(&Ident, &SeamConfig)>,
+    errors: &mut Errors,
+) -> Stitch {
+    let raw = args::parse(tokens, errors);
+    let args = Args::new(raw, STITCH_KEYS, &[METHOD_FLAGS, TARGETS], "stitch", errors);
+
+    let method = method(&args, errors);
+    let target = target(&args, errors);
+    let method_base = base_url(&args, errors);
+    let mut headers: Vec<(LitStr, LitStr)> = seam.map(|(_, s)| s.headers.clone()).unwrap_or_default();
+    if let Some(arg) = args.get("headers") {
+        for (name, value) in args::header_pairs(arg, errors) {
+            // A method's header replaces the seam's header of the same name.
+            headers.retain(|(n, _)| !n.value().eq_ignore_ascii_case(&name.value()));
+            headers.push((name, value));
+        }
+    }
+    let pick = pick(&args, errors);
+    let timeout = duration(&args, "timeout", "timeout = \"10s\"", errors)
+        .or_else(|| seam.and_then(|(_, s)| s.timeout));
+    let display_name = match (args.string("name", "name = \"get_user\"", errors), seam) {
+        (Some(n), _) => n.value(),
+        (None, Some((trait_ident, _))) => format!("{trait_ident}::{}", sig.ident),
+        (None, None) => sig.ident.to_string(),
+    };
+    let arguments = arguments(sig, errors);
+    let output = output(sig, errors);
+    let base_url_key = args.get("base_url").map(|a| a.key.span());
+    let base_url = method_base.or_else(|| seam.and_then(|(_, s)| s.base_url.clone()));
+
+    Stitch {
+        ident: sig.ident.clone(),
+        display_name,
+        method,
+        target,
+        base_url,
+        headers,
+        pick,
+        timeout,
+        arguments,
+        output,
+        base_url_key,
+    }
+}
+
+fn method(args: &Args, errors: &mut Errors) -> HttpMethod {
+    for flag in ["get", "post", "put", "patch", "delete", "head"] {
+        if args.flag(flag, errors).is_some() {
+            return HttpMethod::from_name(flag).unwrap_or(HttpMethod::Get);
+        }
+    }
+    if let Some(lit) = args.string("method", "method = \"POST\"", errors) {
+        match HttpMethod::from_name(&lit.value()) {
+            Some(m) => return m,
+            None => errors.at(
+                lit.span(),
+                format!(
+                    "unknown HTTP method `{}`: expected one of `GET`, `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD` (or the bare key, e.g. `post`)",
+                    lit.value()
+                ),
+            ),
+        }
+    }
+    HttpMethod::Get
+}
+
+fn target(args: &Args, errors: &mut Errors) -> Option<Target> {
+    if let Some(lit) = args.string("path", "path = \"/users/{id}\"", errors) {
+        let value = lit.value();
+        if !value.starts_with('/') {
+            errors.at(
+                lit.span(),
+                format!("`path` must start with `/`; found `\"{value}\"` (for a complete URL use `url = \"...\"`)"),
+            );
+            return None;
+        }
+        return match spec::template(&value) {
+            Ok(t) => Some(Target::Path(t, lit)),
+            Err(e) => {
+                errors.at(lit.span(), format!("malformed path template: {e}"));
+                None
+            }
+        };
+    }
+    if let Some(lit) = args.string("url", "url = \"https://api.example.com/users/{id}\"", errors) {
+        let value = lit.value();
+        if !(value.starts_with("http://") || value.starts_with("https://")) {
+            errors.at(
+                lit.span(),
+                format!("`url` must be an absolute `http://` or `https://` URL; found `\"{value}\"` (for a path under the base URL use `path = \"...\"`)"),
+            );
+            return None;
+        }
+        return match spec::template(&value) {
+            Ok(t) => Some(Target::Url(t, lit)),
+            Err(e) => {
+                errors.at(lit.span(), format!("malformed url template: {e}"));
+                None
+            }
+        };
+    }
+    None
+}
+
+fn pick(args: &Args, errors: &mut Errors) -> Vec<String> {
+    let Some(lit) = args.string("pick", "pick = \"data.items\"", errors) else {
+        return Vec::new();
+    };
+    let value = lit.value();
+    let parts: Vec<String> = value.split('.').map(str::to_owned).collect();
+    if parts.iter().any(String::is_empty) {
+        errors.at(
+            lit.span(),
+            format!("`pick` is a dot path of non-empty keys such as `\"data\"` or `\"data.items\"`; found `\"{value}\"`"),
+        );
+        return Vec::new();
+    }
+    parts
+}
+
+/// Reads each argument's pattern, type and role attribute (`#[query]`, `#[body]`, `#[header]`).
+fn arguments(sig: &Signature, errors: &mut Errors) -> Vec<Argument> {
+    let mut out = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(pt) = input else { continue };
+        let ident = match &*pt.pat {
+            Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => pi.ident.clone(),
+            other => {
+                errors.spanned(
+                    other,
+                    "stitch arguments must be plain names such as `id: u64`: the name is how the argument is placed in the request",
+                );
+                continue;
+            }
+        };
+        let mut role: Option<Role> = None;
+        let mut role_span = None;
+        for attr in &pt.attrs {
+            let Some(name) = crate::input::ARG_ATTRS
+                .iter()
+                .find(|n| attr.path().is_ident(n))
+            else {
+                continue;
+            };
+            let parsed = arg_role(name, attr, &ident, errors);
+            let Some(parsed) = parsed else { continue };
+            if let Some(first) = &role {
+                errors.at(
+                    attr.span(),
+                    format!(
+                        "argument `{ident}` has two roles: {} and {}; an argument goes in exactly one place",
+                        first.describe(),
+                        parsed.describe()
+                    ),
+                );
+                continue;
+            }
+            role = Some(parsed);
+            role_span = Some(attr.span());
+        }
+        out.push(Argument {
+            ident,
+            ty: (*pt.ty).clone(),
+            role,
+            role_span,
+        });
+    }
+    out
+}
+
+fn arg_role(name: &str, attr: &syn::Attribute, ident: &Ident, errors: &mut Errors) -> Option<Role> {
+    let ident_name = ident.to_string().trim_start_matches("r#").to_owned();
+    match (name, &attr.meta) {
+        ("query", syn::Meta::Path(_)) => Some(Role::Query(ident_name)),
+        ("query", syn::Meta::List(l)) => match syn::parse2::<LitStr>(l.tokens.clone()) {
+            Ok(s) if !s.value().is_empty() => Some(Role::Query(s.value())),
+            _ => {
+                errors.spanned(l, "expected `#[query]` or `#[query(\"name\")]`");
+                None
+            }
+        },
+        ("body", syn::Meta::Path(_)) => Some(Role::Body { form: false }),
+        ("body", syn::Meta::List(l)) => match syn::parse2::<Ident>(l.tokens.clone()) {
+            Ok(i) if i == "form" => Some(Role::Body { form: true }),
+            Ok(i) if i == "json" => Some(Role::Body { form: false }),
+            _ => {
+                errors.spanned(l, "expected `#[body]` (JSON), `#[body(json)]` or `#[body(form)]`");
+                None
+            }
+        },
+        ("header", syn::Meta::List(l)) => match syn::parse2::<LitStr>(l.tokens.clone()) {
+            Ok(s) => {
+                if let Err(e) = crate::check::header_name(&s.value()) {
+                    errors.at(s.span(), e);
+                    return None;
+                }
+                Some(Role::Header(s.value().to_ascii_lowercase()))
+            }
+            Err(_) => {
+                errors.spanned(l, "expected `#[header(\"header-name\")]`");
+                None
+            }
+        },
+        ("header", _) => {
+            errors.spanned(
+                attr,
+                format!("`#[header]` needs the header's name: `#[header(\"x-{}\")]`", ident_name.replace('_', "-")),
+            );
+            None
+        }
+        (_, other) => {
+            errors.spanned(other, format!("expected `#[{name}]`"));
+            None
+        }
+    }
+}
+
+/// `-> stitch::Result<T>`: picks the decoder from `T`.
+fn output(sig: &Signature, errors: &mut Errors) -> Option<Output> {
+    const HELP: &str = "stitch functions return `stitch::Result<T>`, e.g. `-> stitch::Result<User>`";
+    let ReturnType::Type(_, ty) = &sig.output else {
+        errors.at(sig.paren_token.span.join(), format!("missing return type: {HELP}"));
+        return None;
+    };
+    let inner = match &**ty {
+        Type::Path(tp) if tp.qself.is_none() => {
+            let last = tp.path.segments.last()?;
+            match (&last.ident, &last.arguments) {
+                (i, PathArguments::AngleBracketed(a)) if i == "Result" && a.args.len() == 1 => {
+                    match a.args.first() {
+                        Some(GenericArgument::Type(t)) => Some(t.clone()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let Some(inner) = inner else {
+        errors.spanned(ty, format!("expected the runtime's `Result<T>`: {HELP}"));
+        return None;
+    };
+    Some(classify(inner))
+}
+
+fn classify(ty: Type) -> Output {
+    match &ty {
+        Type::Tuple(t) if t.elems.is_empty() => Output::Unit(ty),
+        Type::Path(tp) if tp.qself.is_none() => {
+            let Some(last) = tp.path.segments.last() else {
+                return Output::Json(ty);
+            };
+            match (&last.ident, &last.arguments) {
+                (i, PathArguments::None) if i == "String" => Output::Text(ty),
+                (i, PathArguments::None) if i == "Bytes" => Output::Bytes(ty),
+                (i, PathArguments::AngleBracketed(a)) if i == "Response" && a.args.len() == 1 => {
+                    match a.args.first() {
+                        Some(GenericArgument::Type(inner)) => {
+                            Output::WithMeta(Box::new(classify(inner.clone())))
+                        }
+                        _ => Output::Json(ty),
+                    }
+                }
+                _ => Output::Json(ty),
+            }
+        }
+        _ => Output::Json(ty),
+    }
+}

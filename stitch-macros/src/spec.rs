@@ -1,0 +1,202 @@
+//! The small grammars inside attribute strings: durations (`"5m"`, `"1h30m"`, `"250ms"`) and path
+//! templates (`"/users/{id}/posts"`). Parsed once, at compile time; the runtime receives the
+//! already-parsed values.
+//!
+//! Errors are plain strings: the caller attaches them to the literal's span.
+
+use std::time::Duration;
+
+/// Parses `"<n><unit>"` terms (units `ms`, `s`, `m`, `h`, `d`), e.g. `"90s"` or `"1h30m"`.
+/// Zero and negative durations are refused: no stitch option means anything with them.
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    const FORM: &str = "expected a duration such as `\"500ms\"`, `\"30s\"`, `\"5m\"`, `\"1h30m\"` (units: ms, s, m, h, d)";
+    let trimmed = text.trim();
+    if trimmed.starts_with('-') {
+        return Err(format!("a duration cannot be negative; found `\"{text}\"`: {FORM}"));
+    }
+    if trimmed.is_empty() {
+        return Err(format!("empty duration: {FORM}"));
+    }
+    let mut total: u128 = 0;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("`\"{text}\"` is not a duration: {FORM}"));
+        }
+        let number: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`\"{text}\"` is too large: {FORM}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let millis_per = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => {
+                return Err(format!(
+                    "`\"{text}\"` has no unit: write e.g. `\"{number}s\"` or `\"{number}ms\"`"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` in `\"{text}\"`: {FORM}"
+                ))
+            }
+        };
+        total = number
+            .checked_mul(millis_per)
+            .and_then(|v| total.checked_add(v))
+            .filter(|v| *v <= u64::MAX as u128)
+            .ok_or_else(|| format!("`\"{text}\"` is too large"))?;
+    }
+    if total == 0 {
+        return Err(format!(
+            "a duration must be positive; found `\"{text}\"`: {FORM}"
+        ));
+    }
+    Ok(Duration::from_millis(total as u64))
+}
+
+/// One piece of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(String),
+    Placeholder(String),
+}
+
+/// A parsed template: the pieces before `?`, and a static query tail (without the `?`).
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    pub(crate) pieces: Vec<Piece>,
+    pub(crate) static_query: Option<String>,
+}
+
+impl Template {
+    pub(crate) fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Placeholder(n) => Some(n.as_str()),
+            Piece::Literal(_) => None,
+        })
+    }
+}
+
+/// Parses `"/users/{id}/posts?per_page=50"`. Placeholders are Rust identifiers naming an argument;
+/// braces must balance; `#` fragments are refused (never sent to a server).
+pub(crate) fn template(text: &str) -> Result<Template, String> {
+    if text.contains('#') {
+        return Err(format!(
+            "`#` is not allowed in a path template: fragments are never sent to the server; found `\"{text}\"`"
+        ));
+    }
+    let (path, static_query) = match text.split_once('?') {
+        Some((p, q)) => {
+            if q.contains('{') || q.contains('}') {
+                return Err(format!(
+                    "placeholders are not allowed in the query part of `\"{text}\"`: mark an argument `#[query]` instead"
+                ));
+            }
+            (p, Some(q.to_owned()).filter(|q| !q.is_empty()))
+        }
+        None => (text, None),
+    };
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut chars = path.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for (_, c) in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    if c == '{' {
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!(
+                        "unbalanced `{{` at byte {at} in `\"{text}\"`: close the placeholder with `}}`"
+                    ));
+                }
+                if name.is_empty() {
+                    return Err(format!(
+                        "empty placeholder `{{}}` in `\"{text}\"`: name the argument, e.g. `{{id}}`"
+                    ));
+                }
+                if !is_ident(&name) {
+                    return Err(format!(
+                        "invalid placeholder `{{{name}}}` in `\"{text}\"`: a placeholder is the name of a function argument, e.g. `{{user_id}}`"
+                    ));
+                }
+                if !literal.is_empty() {
+                    pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+                }
+                pieces.push(Piece::Placeholder(name));
+            }
+            '}' => {
+                return Err(format!(
+                    "unbalanced `}}` at byte {at} in `\"{text}\"`: placeholders look like `{{name}}`"
+                ))
+            }
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    Ok(Template {
+        pieces,
+        static_query,
+    })
+}
+
+fn is_ident(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+        && name != "_"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("2d").unwrap(), Duration::from_secs(172_800));
+        for bad in ["0s", "5x", "-1s", "", "s", "5", "1.5s", "99999999999999999999999d"] {
+            assert!(duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn templates() {
+        let t = template("/users/{id}/files/{name}.json?v=2").unwrap();
+        assert_eq!(
+            t.pieces,
+            vec![
+                Piece::Literal("/users/".into()),
+                Piece::Placeholder("id".into()),
+                Piece::Literal("/files/".into()),
+                Piece::Placeholder("name".into()),
+                Piece::Literal(".json".into()),
+            ]
+        );
+        assert_eq!(t.static_query.as_deref(), Some("v=2"));
+        for bad in ["/a/{id", "/a/id}", "/a/{}", "/a/{1x}", "/a/{a-b}", "/a#frag", "/a?x={y}"] {
+            assert!(template(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The static description of one stitch, emitted by the macro as a constant: method, URL template
+//! (already split into pieces), static headers, `pick` path, timeout and argument roles. The
+//! runtime never parses attribute strings; everything here was validated at compile time.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// HTTP methods a stitch can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[non_exhaustive]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+    /// `HEAD`
+    Head,
+}
+
+impl Method {
+    /// The method's name, e.g. `"GET"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+        }
+    }
+
+    /// Safe reads: no side effects on the server (RFC 9110 §9.2.1).
+    pub const fn is_safe(self) -> bool {
+        matches!(self, Method::Get | Method::Head)
+    }
+
+    pub(crate) fn to_http(self) -> http::Method {
+        match self {
+            Method::Get => http::Method::GET,
+            Method::Post => http::Method::POST,
+            Method::Put => http::Method::PUT,
+            Method::Patch => http::Method::PATCH,
+            Method::Delete => http::Method::DELETE,
+            Method::Head => http::Method::HEAD,
+        }
+    }
+}
+
+/// One piece of a URL template.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Segment {
+    /// Text written in the template, sent as is.
+    Literal(&'static str),
+    /// The next path argument, percent-encoded.
+    Argument,
+}
+
+/// Where an argument goes in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", content = "name", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Role {
+    /// A path placeholder of the same name.
+    Path,
+    /// A query parameter (or, for a struct, one parameter per field) under this key.
+    Query(&'static str),
+    /// The JSON body.
+    JsonBody,
+    /// The form-encoded body.
+    FormBody,
+    /// A request header of this name.
+    Header(&'static str),
+}
+
+/// JSON Schemas of a stitch's arguments and output, for those types that implement
+/// `schemars::JsonSchema`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct SchemaSet {
+    /// One per argument, in declaration order.
+    pub arguments: Vec<Option<serde_json::Value>>,
+    /// The output type's schema.
+    pub output: Option<serde_json::Value>,
+}
+
+/// A stitch's static descriptor. Obtain one from a generated client (`AcmeClient::ENDPOINTS`) or a
+/// free stitch (`my_fn::ENDPOINT`) and call [`Endpoint::describe`].
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    pub(crate) name: &'static str,
+    pub(crate) method: Method,
+    pub(crate) template: &'static str,
+    pub(crate) segments: &'static [Segment],
+    pub(crate) absolute: bool,
+    pub(crate) base_url: Option<&'static str>,
+    pub(crate) static_query: Option<&'static str>,
+    pub(crate) headers: &'static [(&'static str, &'static str)],
+    pub(crate) pick: &'static [&'static str],
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) arguments: &'static [(&'static str, Role)],
+    pub(crate) schemas: fn() -> SchemaSet,
+}
+
+#[doc(hidden)]
+impl Endpoint {
+    pub const fn new(
+        name: &'static str,
+        method: Method,
+        template: &'static str,
+        segments: &'static [Segment],
+    ) -> Self {
+        Endpoint {
+            name,
+            method,
+            template,
+            segments,
+            absolute: false,
+            base_url: None,
+            static_query: None,
+            headers: &[],
+            pick: &[],
+            timeout: None,
+            arguments: &[],
+            schemas: SchemaSet::default,
+        }
+    }
+    pub const fn absolute(mut self) -> Self {
+        self.absolute = true;
+        self
+    }
+    pub const fn base_url(mut self, url: &'static str) -> Self {
+        self.base_url = Some(url);
+        self
+    }
+    pub const fn static_query(mut self, query: &'static str) -> Self {
+        self.static_query = Some(query);
+        self
+    }
+    pub const fn headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+    pub const fn pick(mut self, pick: &'static [&'static str]) -> Self {
+        self.pick = pick;
+        self
+    }
+    pub const fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    pub const fn arguments(mut self, arguments: &'static [(&'static str, Role)]) -> Self {
+        self.arguments = arguments;
+        self
+    }
+    pub const fn schemas(mut self, schemas: fn() -> SchemaSet) -> Self {
+        self.schemas = schemas;
+        self
+    }
+}
+
+impl Endpoint {
+    /// The stitch's full name: `module::path::Trait::method` or `module::path::function`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The path or URL template as written, e.g. `/users/{id}`.
+    pub fn template(&self) -> &'static str {
+        self.template
+    }
+
+    /// A serializable description: name, method, template, declared policies and the JSON
+    /// Schemas of arguments and output where the types implement `schemars::JsonSchema`.
+    pub fn describe(&self) -> Operation {
+        let schemas = (self.schemas)();
+        let mut policies = Vec::new();
+        if let Some(t) = self.timeout {
+            policies.push(Policy {
+                name: "timeout",
+                value: format!("{}ms", t.as_millis()),
+            });
+        }
+        if !self.pick.is_empty() {
+            policies.push(Policy {
+                name: "pick",
+                value: self.pick.join("."),
+            });
+        }
+        Operation {
+            name: self.name,
+            method: self.method,
+            template: self.template,
+            base_url: self.base_url,
+            headers: self.headers.iter().map(|(n, _)| *n).collect(),
+            arguments: self
+                .arguments
+                .iter()
+                .enumerate()
+                .map(|(i, (name, role))| ArgumentDescription {
+                    name,
+                    role: *role,
+                    schema: schemas.arguments.get(i).cloned().flatten(),
+                })
+                .collect(),
+            output: schemas.output,
+            policies,
+        }
+    }
+}
+
+/// What [`Endpoint::describe`] returns: a stitch as data, for tools and docs.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Operation {
+    /// Full name of the stitch.
+    pub name: &'static str,
+    /// HTTP method.
+    pub method: Method,
+    /// Path or URL template.
+    pub template: &'static str,
+    /// The declared base URL, if any (the runtime may override it).
+    pub base_url: Option<&'static str>,
+    /// Names of static headers (values are not described: they may be secrets).
+    pub headers: Vec<&'static str>,
+    /// Arguments in declaration order.
+    pub arguments: Vec<ArgumentDescription>,
+    /// JSON Schema of the output type, if it implements `JsonSchema`.
+    pub output: Option<serde_json::Value>,
+    /// Declared policies such as `timeout` and `pick`.
+    pub policies: Vec<Policy>,
+}
+
+/// One argument of an [`Operation`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ArgumentDescription {
+    /// The argument's name.
+    pub name: &'static str,
+    /// Where it goes in the request.
+    pub role: Role,
+    /// Its JSON Schema, if its type implements `JsonSchema`.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// A declared policy of an [`Operation`], e.g. `timeout = 5000ms`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Policy {
+    /// The policy's key.
+    pub name: &'static str,
+    /// Its value, normalized.
+    pub value: String,
+}

@@ -1,0 +1,5 @@
+//! HTTP concerns: turning arguments into a request ([`request`]), and a response into the output
+//! type ([`response`]).
+
+pub(crate) mod request;
+pub(crate) mod response;

@@ -1,0 +1,248 @@
+//! Arguments → request: percent-encoded path values, query pairs, headers and body.
+//!
+//! Invariants: a path value is always one encoded segment (a `/` in a value can never change the
+//! route, and `.`/`..`/empty values are refused); encoding errors are kept, not panicked on, and
+//! reported as [`Error::InvalidArgument`] before anything is sent.
+
+use crate::endpoint::{Endpoint, Segment};
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Everything but RFC 3986 unreserved characters is encoded in a path value.
+const PATH_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A request being filled by a generated stitch body, one argument at a time.
+#[doc(hidden)]
+pub struct RequestParts {
+    pub(crate) endpoint: &'static Endpoint,
+    pub(crate) path: Vec<String>,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: Vec<(&'static str, HeaderValue)>,
+    pub(crate) body: Option<(Bytes, &'static str)>,
+    pub(crate) error: Option<Error>,
+}
+
+#[doc(hidden)]
+impl RequestParts {
+    pub fn new(endpoint: &'static Endpoint) -> Self {
+        RequestParts {
+            endpoint,
+            path: Vec::new(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, argument: &'static str, reason: impl Into<String>) {
+        if self.error.is_none() {
+            self.error = Some(Error::InvalidArgument {
+                stitch: self.endpoint.name,
+                argument,
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// A path placeholder's value: a scalar, encoded as one segment.
+    pub fn path<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match to_value(value).map(scalar) {
+            Ok(Some(Some(text))) => {
+                if text.is_empty() || text == "." || text == ".." {
+                    self.fail(
+                        name,
+                        format!("{text:?} cannot be a path value: it would change the route"),
+                    );
+                } else {
+                    self.path.push(
+                        percent_encoding::utf8_percent_encode(&text, PATH_VALUE).to_string(),
+                    );
+                }
+            }
+            Ok(Some(None)) => self.fail(name, "`None` cannot fill a path placeholder"),
+            Ok(None) => self.fail(
+                name,
+                "a path value must be a string, number, boolean or unit enum variant",
+            ),
+            Err(e) => self.fail(name, e),
+        }
+    }
+
+    /// A `#[query]` argument: a scalar (`None` omitted), a sequence (repeated key) or a struct or
+    /// map (one pair per field, the argument's own key unused).
+    pub fn query<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        let value = match to_value(value) {
+            Ok(v) => v,
+            Err(e) => return self.fail(key, e),
+        };
+        match value {
+            Value::Object(fields) => {
+                for (field, v) in fields {
+                    if let Err(e) = push_query(&mut self.query, &field, v) {
+                        self.fail(key, format!("field `{field}`: {e}"));
+                    }
+                }
+            }
+            other => {
+                if let Err(e) = push_query(&mut self.query, key, other) {
+                    self.fail(key, e);
+                }
+            }
+        }
+    }
+
+    /// A `#[header("name")]` argument: a scalar; `None` omits the header.
+    pub fn header<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match to_value(value).map(scalar) {
+            Ok(Some(Some(text))) => match HeaderValue::from_str(&text) {
+                Ok(v) => self.headers.push((name, v)),
+                Err(_) => self.fail(
+                    name,
+                    "header values must be visible ASCII without line breaks",
+                ),
+            },
+            Ok(Some(None)) => {}
+            Ok(None) => self.fail(name, "a header value must be a string, number or boolean"),
+            Err(e) => self.fail(name, e),
+        }
+    }
+
+    /// The `#[body]` argument, as JSON.
+    pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => self.body = Some((Bytes::from(bytes), "application/json")),
+            Err(e) => self.fail("body", e.to_string()),
+        }
+    }
+
+    /// The `#[body(form)]` argument, form-encoded.
+    pub fn form<T: Serialize + ?Sized>(&mut self, value: &T) {
+        match serde_urlencoded::to_string(value) {
+            Ok(text) => {
+                self.body = Some((Bytes::from(text), "application/x-www-form-urlencoded"))
+            }
+            Err(e) => self.fail("body", e.to_string()),
+        }
+    }
+}
+
+fn to_value<T: Serialize + ?Sized>(value: &T) -> std::result::Result<Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+/// `Some(Some(text))` for a scalar, `Some(None)` for null, `None` for arrays and objects.
+fn scalar(value: Value) -> Option<Option<String>> {
+    match value {
+        Value::Null => Some(None),
+        Value::Bool(b) => Some(Some(b.to_string())),
+        Value::Number(n) => Some(Some(n.to_string())),
+        Value::String(s) => Some(Some(s)),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn push_query(
+    out: &mut Vec<(String, String)>,
+    key: &str,
+    value: Value,
+) -> std::result::Result<(), String> {
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                match scalar(item) {
+                    Some(Some(text)) => out.push((key.to_owned(), text)),
+                    Some(None) => {}
+                    None => return Err("nested lists or objects cannot be query values".into()),
+                }
+            }
+            Ok(())
+        }
+        other => match scalar(other) {
+            Some(Some(text)) => {
+                out.push((key.to_owned(), text));
+                Ok(())
+            }
+            Some(None) => Ok(()),
+            None => Err("nested objects cannot be query values".into()),
+        },
+    }
+}
+
+/// A request ready to send.
+pub(crate) struct Prepared {
+    pub(crate) url: url::Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+}
+
+impl RequestParts {
+    /// Resolves the URL (base + template + query) and merges headers: the runtime's defaults, then
+    /// the stitch's static headers, then the call's `#[header]` arguments.
+    pub(crate) fn prepare(self, runtime: &Runtime) -> Result<Prepared> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let ep = self.endpoint;
+        let config = |reason: String| Error::Config {
+            stitch: ep.name,
+            reason,
+        };
+        let mut text = String::with_capacity(128);
+        if !ep.absolute {
+            let base = runtime
+                .base_url_override()
+                .or(ep.base_url)
+                .ok_or_else(|| {
+                    config("no base URL: declare `base_url` on the seam or stitch, or set `Runtime::builder().base_url(...)`".into())
+                })?;
+            text.push_str(base.trim_end_matches('/'));
+        }
+        let mut values = self.path.into_iter();
+        for segment in ep.segments {
+            match segment {
+                Segment::Literal(l) => text.push_str(l),
+                Segment::Argument => text.push_str(&values.next().unwrap_or_default()),
+            }
+        }
+        if let Some(q) = ep.static_query {
+            text.push('?');
+            text.push_str(q);
+        }
+        let mut url = url::Url::parse(&text)
+            .map_err(|e| config(format!("`{text}` is not a valid URL: {e}")))?;
+        if !self.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(self.query);
+        }
+
+        let mut headers = runtime.default_headers().clone();
+        for (name, value) in ep.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| config(format!("invalid header name `{name}`")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| config(format!("invalid value for header `{name}`")))?;
+            headers.insert(name, value);
+        }
+        for (name, value) in self.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| config(format!("invalid header name `{name}`")))?;
+            headers.insert(name, value);
+        }
+        let body = self.body.map(|(bytes, content_type)| {
+            headers
+                .entry(CONTENT_TYPE)
+                .or_insert(HeaderValue::from_static(content_type));
+            bytes
+        });
+        Ok(Prepared { url, headers, body })
+    }
+}

@@ -1,0 +1,238 @@
+//! Response → output value. The decoder is chosen by the macro from the written return type:
+//! JSON for any `T: DeserializeOwned`, text for `String`, raw bytes for `Bytes`, nothing for `()`,
+//! and [`Response<T>`] for status and headers alongside `T`.
+//!
+//! `pick` walks into the JSON without building an intermediate `Value`: keys on the way are
+//! skipped with `IgnoredAny`, and decode errors report the full path including the picked prefix.
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A received 2xx response, body fully read.
+#[doc(hidden)]
+pub struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) url: url::Url,
+    pub(crate) body: Bytes,
+}
+
+/// Turns a [`RawResponse`] into a stitch's output.
+#[doc(hidden)]
+pub trait Decode {
+    /// The value the stitch returns.
+    type Output: Send + 'static;
+    /// Decodes the response.
+    fn decode(endpoint: &'static Endpoint, raw: RawResponse) -> Result<Self::Output>;
+}
+
+/// JSON into `T`, after `pick`.
+#[doc(hidden)]
+pub struct Json<T>(PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned + Send + 'static> Decode for Json<T> {
+    type Output = T;
+    fn decode(endpoint: &'static Endpoint, raw: RawResponse) -> Result<T> {
+        decode_json(endpoint, &raw.body)
+    }
+}
+
+pub(crate) fn decode_json<T: DeserializeOwned>(endpoint: &'static Endpoint, body: &[u8]) -> Result<T> {
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let seed = Pick::<T> {
+        path: endpoint.pick,
+        marker: PhantomData,
+    };
+    let result = seed
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .and_then(|v| de.end().map(|()| v));
+    result.map_err(|e| Error::Decode {
+        stitch: endpoint.name,
+        path: track.path().to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// The body as UTF-8 text.
+#[doc(hidden)]
+pub struct Text;
+
+impl Decode for Text {
+    type Output = String;
+    fn decode(endpoint: &'static Endpoint, raw: RawResponse) -> Result<String> {
+        String::from_utf8(raw.body.into()).map_err(|e| Error::Decode {
+            stitch: endpoint.name,
+            path: ".".into(),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// The body's bytes, untouched.
+#[doc(hidden)]
+pub struct RawBytes;
+
+impl Decode for RawBytes {
+    type Output = Bytes;
+    fn decode(_: &'static Endpoint, raw: RawResponse) -> Result<Bytes> {
+        Ok(raw.body)
+    }
+}
+
+/// No output: the body is ignored.
+#[doc(hidden)]
+pub struct Unit;
+
+impl Decode for Unit {
+    type Output = ();
+    fn decode(_: &'static Endpoint, _: RawResponse) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// [`Response<T>`] around an inner decoder.
+#[doc(hidden)]
+pub struct WithMeta<D>(PhantomData<fn() -> D>);
+
+impl<D: Decode> Decode for WithMeta<D> {
+    type Output = Response<D::Output>;
+    fn decode(endpoint: &'static Endpoint, raw: RawResponse) -> Result<Self::Output> {
+        let status = raw.status;
+        let headers = raw.headers.clone();
+        let url = raw.url.clone();
+        let value = D::decode(endpoint, raw)?;
+        Ok(Response {
+            status,
+            headers,
+            url,
+            value,
+        })
+    }
+}
+
+/// A decoded value with the response's status, headers and final URL. Return
+/// `stitch::Result<stitch::Response<T>>` from a stitch to get it.
+#[derive(Debug, Clone)]
+pub struct Response<T> {
+    status: StatusCode,
+    headers: HeaderMap,
+    url: url::Url,
+    value: T,
+}
+
+impl<T> Response<T> {
+    /// The HTTP status (always 2xx: other statuses are errors).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// The final URL (after redirects).
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+    /// The decoded value.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+    /// The decoded value, by value.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// Deserializes `T` found at `path` inside the document.
+struct Pick<T> {
+    path: &'static [&'static str],
+    marker: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Pick<T> {
+    type Value = T;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<T, D::Error> {
+        match self.path.split_first() {
+            None => T::deserialize(d),
+            Some((key, rest)) => d.deserialize_any(PickVisitor::<T> {
+                key,
+                rest,
+                marker: PhantomData,
+            }),
+        }
+    }
+}
+
+struct PickVisitor<T> {
+    key: &'static str,
+    rest: &'static [&'static str],
+    marker: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for PickVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an object with key `{}` (from `pick`)", self.key)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<T, A::Error> {
+        let mut found = None;
+        while let Some(matches) = map.next_key_seed(KeyIs(self.key))? {
+            if matches && found.is_none() {
+                found = Some(map.next_value_seed(Pick::<T> {
+                    path: self.rest,
+                    marker: PhantomData,
+                })?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        found.ok_or_else(|| de::Error::custom(format_args!("missing key `{}` (from `pick`)", self.key)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<T, A::Error> {
+        let Ok(index) = self.key.parse::<usize>() else {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        };
+        for _ in 0..index {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Err(de::Error::custom(format_args!("index {index} out of range (from `pick`)")));
+            }
+        }
+        let value = seq
+            .next_element_seed(Pick::<T> {
+                path: self.rest,
+                marker: PhantomData,
+            })?
+            .ok_or_else(|| de::Error::custom(format_args!("index {index} out of range (from `pick`)")))?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(value)
+    }
+}
+
+/// Compares a map key to the wanted one without allocating.
+struct KeyIs(&'static str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs {
+    type Value = bool;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<bool, E> {
+        Ok(v == self.0)
+    }
+}

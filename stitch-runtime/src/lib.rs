@@ -1,0 +1,49 @@
+//! # stitch
+//!
+//! Declarative, typed HTTP API calls: annotate a trait (or a body-less `async fn`) and stitch
+//! generates the client. The configuration is checked by the compiler; every call runs through one
+//! runtime pipeline (one connection pool, one place for policies).
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//!
+//! #[derive(Debug, Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! #[stitch::seam(base_url = "https://api.example.com")]
+//! trait Acme {
+//!     #[stitch(get, path = "/users/{id}", pick = "data")]
+//!     async fn user(&self, id: u64) -> stitch::Result<User>;
+//! }
+//!
+//! # async fn run() -> stitch::Result<()> {
+//! let runtime = stitch::Runtime::new()?;
+//! let acme = AcmeClient::new(&runtime)?;
+//! let user = acme.user(7).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See the README for the attribute reference.
+
+// Generated code names `::stitch`; this makes that path work inside this crate's own tests too.
+#[allow(unused_extern_crates)]
+extern crate self as stitch;
+
+mod call;
+mod endpoint;
+mod error;
+mod http;
+mod runtime;
+mod schema;
+
+pub use crate::endpoint::{ArgumentDescription, Endpoint, Method, Operation, Policy, Role};
+pub use crate::error::{Error, Result, TimeoutBound};
+pub use crate::http::response::Response;
+pub use crate::runtime::{Runtime, RuntimeBuilder};
+pub use ::http::{HeaderMap, StatusCode};
+pub use bytes::Bytes;
+pub use stitch_macros::{seam, stitch};
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;

@@ -1,0 +1,216 @@
+//! The shared runtime: one HTTP client (one connection pool), defaults every stitch inherits, and
+//! later the store, limiter state and auth. Clients generated from traits hold a cheap clone.
+//!
+//! Free stitches use the process-wide runtime: [`Runtime::install_global`] once at start-up, or a
+//! default runtime is created on first use.
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The shared state behind every stitch call. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: Option<&'static str>,
+    default_headers: HeaderMap,
+    timeout: Option<Duration>,
+    error_body_limit: usize,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values may be credentials: only names are shown.
+        f.debug_struct("Runtime")
+            .field("base_url", &self.inner.base_url)
+            .field("default_headers", &self.inner.default_headers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A builder with defaults: a new HTTP client, no base URL override, no default timeout.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A runtime with all defaults.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// Makes `self` the runtime free stitches use. Succeeds once per process; later calls (or a
+    /// call after a free stitch already created the default runtime) return the runtime back.
+    pub fn install_global(self) -> std::result::Result<(), Runtime> {
+        let mut offered = Some(self);
+        GLOBAL.get_or_init(|| {
+            ClientCore::unchecked(offered.take().expect("taken only once, here"))
+        });
+        match offered {
+            None => Ok(()),
+            Some(rt) => Err(rt),
+        }
+    }
+
+    /// The HTTP client shared by every stitch of this runtime.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    pub(crate) fn base_url_override(&self) -> Option<&'static str> {
+        self.inner.base_url
+    }
+    pub(crate) fn default_headers(&self) -> &HeaderMap {
+        &self.inner.default_headers
+    }
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout
+    }
+    pub(crate) fn error_body_limit(&self) -> usize {
+        self.inner.error_body_limit
+    }
+}
+
+/// Configures a [`Runtime`].
+#[derive(Default)]
+#[must_use]
+pub struct RuntimeBuilder {
+    http: Option<reqwest::Client>,
+    base_url: Option<String>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    error_body_limit: Option<usize>,
+}
+
+impl RuntimeBuilder {
+    /// Uses this HTTP client (and its connection pool, TLS and proxy settings) instead of a new one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Replaces the declared `base_url` of every `path` stitch (e.g. a staging host, or a local
+    /// server in tests). `url` stitches are complete URLs and are not affected.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// A header sent on every request; a stitch's own headers and `#[header]` arguments win.
+    pub fn default_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The total timeout of calls whose stitch declares none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The TCP connect timeout of the runtime's own HTTP client (ignored with [`Self::http_client`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How many bytes of an error response's body [`Error::Status`] keeps (default 1024).
+    pub fn error_body_limit(mut self, bytes: usize) -> Self {
+        self.error_body_limit = Some(bytes);
+        self
+    }
+
+    /// Builds the runtime; fails with [`Error::Config`] on an invalid base URL or header.
+    pub fn build(self) -> Result<Runtime> {
+        let config = |reason: String| Error::Config {
+            stitch: "runtime",
+            reason,
+        };
+        let base_url = match self.base_url {
+            Some(url) => {
+                let parsed = url::Url::parse(&url)
+                    .map_err(|e| config(format!("base URL `{url}` is invalid: {e}")))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(config(format!("base URL `{url}` must be http or https")));
+                }
+                // Leaked once per runtime so the hot path joins `&'static str`s without locking or
+                // cloning; runtimes are long-lived.
+                Some(&*Box::leak(url.into_boxed_str()))
+            }
+            None => None,
+        };
+        let mut default_headers = HeaderMap::new();
+        for (name, value) in self.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| config(format!("`{name}` is not a valid header name")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| config(format!("the value of header `{name}` is not valid")))?;
+            default_headers.insert(header, value);
+        }
+        let http = match self.http {
+            Some(client) => client,
+            None => {
+                let mut builder = reqwest::Client::builder()
+                    .user_agent(concat!("stitch/", env!("CARGO_PKG_VERSION")));
+                if let Some(t) = self.connect_timeout {
+                    builder = builder.connect_timeout(t);
+                }
+                builder
+                    .build()
+                    .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?
+            }
+        };
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                default_headers,
+                timeout: self.timeout,
+                error_body_limit: self.error_body_limit.unwrap_or(1024),
+            }),
+        })
+    }
+}
+
+static GLOBAL: OnceLock<ClientCore> = OnceLock::new();
+
+/// What a generated client holds: the runtime (and, with later policies, the bound principal).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct ClientCore {
+    runtime: Runtime,
+}
+
+#[doc(hidden)]
+impl ClientCore {
+    /// Checks the client's stitches against the runtime and binds them to it.
+    pub fn new(runtime: &Runtime, endpoints: &'static [&'static Endpoint]) -> Result<Self> {
+        let _ = endpoints;
+        Ok(Self::unchecked(runtime.clone()))
+    }
+
+    fn unchecked(runtime: Runtime) -> Self {
+        ClientCore { runtime }
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// The process-wide client of free stitches.
+pub(crate) fn global() -> Result<&'static ClientCore> {
+    if let Some(core) = GLOBAL.get() {
+        return Ok(core);
+    }
+    let runtime = Runtime::new()?;
+    Ok(GLOBAL.get_or_init(|| ClientCore::unchecked(runtime)))
+}
