@@ -12,7 +12,9 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     const FORM: &str = "expected a duration such as `\"500ms\"`, `\"30s\"`, `\"5m\"`, `\"1h30m\"` (units: ms, s, m, h, d)";
     let trimmed = text.trim();
     if trimmed.starts_with('-') {
-        return Err(format!("a duration cannot be negative; found `\"{text}\"`: {FORM}"));
+        return Err(format!(
+            "a duration cannot be negative; found `\"{text}\"`: {FORM}"
+        ));
     }
     if trimmed.is_empty() {
         return Err(format!("empty duration: {FORM}"));
@@ -142,11 +144,9 @@ pub(crate) fn template(text: &str) -> Result<Template, String> {
                 }
                 pieces.push(Piece::Placeholder(name));
             }
-            '}' => {
-                return Err(format!(
-                    "unbalanced `}}` at byte {at} in `\"{text}\"`: placeholders look like `{{name}}`"
-                ))
-            }
+            '}' => return Err(format!(
+                "unbalanced `}}` at byte {at} in `\"{text}\"`: placeholders look like `{{name}}`"
+            )),
             c => literal.push(c),
         }
     }
@@ -176,7 +176,16 @@ mod tests {
         assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(duration("2d").unwrap(), Duration::from_secs(172_800));
-        for bad in ["0s", "5x", "-1s", "", "s", "5", "1.5s", "99999999999999999999999d"] {
+        for bad in [
+            "0s",
+            "5x",
+            "-1s",
+            "",
+            "s",
+            "5",
+            "1.5s",
+            "99999999999999999999999d",
+        ] {
             assert!(duration(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -195,7 +204,9 @@ mod tests {
             ]
         );
         assert_eq!(t.static_query.as_deref(), Some("v=2"));
-        for bad in ["/a/{id", "/a/id}", "/a/{}", "/a/{1x}", "/a/{a-b}", "/a#frag", "/a?x={y}"] {
+        for bad in [
+            "/a/{id", "/a/id}", "/a/{}", "/a/{1x}", "/a/{a-b}", "/a#frag", "/a?x={y}",
+        ] {
             assert!(template(bad).is_err(), "{bad} should be refused");
         }
     }

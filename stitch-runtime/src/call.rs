@@ -24,7 +24,9 @@ pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Resu
         elapsed_ms = field::Empty,
     );
     let started = Instant::now();
-    let outcome = run::<D>(client.runtime(), request).instrument(span.clone()).await;
+    let outcome = run::<D>(client.runtime(), request)
+        .instrument(span.clone())
+        .await;
     span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
     outcome
 }
@@ -52,7 +54,11 @@ async fn run<D: Decode>(runtime: &Runtime, request: RequestParts) -> Result<D::O
 }
 
 /// Sends the request and reads the whole body; a non-2xx status becomes [`Error::Status`].
-async fn send(runtime: &Runtime, endpoint: &'static Endpoint, prepared: Prepared) -> Result<RawResponse> {
+async fn send(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    prepared: Prepared,
+) -> Result<RawResponse> {
     let Prepared { url, headers, body } = prepared;
     let transport = |source: reqwest::Error, url: &url::Url| Error::Transport {
         stitch: endpoint.name,
@@ -71,7 +77,10 @@ async fn send(runtime: &Runtime, endpoint: &'static Endpoint, prepared: Prepared
     tracing::Span::current().record("status", status.as_u16());
     let headers = response.headers().clone();
     let final_url = response.url().clone();
-    let body = response.bytes().await.map_err(|e| transport(e, &final_url))?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport(e, &final_url))?;
     if !status.is_success() {
         let limit = runtime.error_body_limit().min(body.len());
         return Err(Error::Status {

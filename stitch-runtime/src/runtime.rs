@@ -29,7 +29,10 @@ impl std::fmt::Debug for Runtime {
         // Header values may be credentials: only names are shown.
         f.debug_struct("Runtime")
             .field("base_url", &self.inner.base_url)
-            .field("default_headers", &self.inner.default_headers.keys().collect::<Vec<_>>())
+            .field(
+                "default_headers",
+                &self.inner.default_headers.keys().collect::<Vec<_>>(),
+            )
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
@@ -50,9 +53,8 @@ impl Runtime {
     /// call after a free stitch already created the default runtime) return the runtime back.
     pub fn install_global(self) -> std::result::Result<(), Runtime> {
         let mut offered = Some(self);
-        GLOBAL.get_or_init(|| {
-            ClientCore::unchecked(offered.take().expect("taken only once, here"))
-        });
+        GLOBAL
+            .get_or_init(|| ClientCore::unchecked(offered.take().expect("taken only once, here")));
         match offered {
             None => Ok(()),
             Some(rt) => Err(rt),

@@ -23,7 +23,11 @@ pub trait ViaJsonSchema {
 
 impl<T: schemars::JsonSchema + ?Sized> ViaJsonSchema for &Probe<T> {
     fn schema(&self) -> Option<serde_json::Value> {
-        Some(schemars::SchemaGenerator::default().into_root_schema_for::<T>().to_value())
+        Some(
+            schemars::SchemaGenerator::default()
+                .into_root_schema_for::<T>()
+                .to_value(),
+        )
     }
 }
 

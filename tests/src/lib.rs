@@ -150,7 +150,9 @@ impl Upstream {
 
 async fn handle(request: Request, record: &Mutex<Vec<Seen>>, script: &Script) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let seen = Seen {
         method: parts.method,
         path: parts.uri.path().to_owned(),

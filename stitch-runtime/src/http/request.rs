@@ -64,9 +64,8 @@ impl RequestParts {
                         format!("{text:?} cannot be a path value: it would change the route"),
                     );
                 } else {
-                    self.path.push(
-                        percent_encoding::utf8_percent_encode(&text, PATH_VALUE).to_string(),
-                    );
+                    self.path
+                        .push(percent_encoding::utf8_percent_encode(&text, PATH_VALUE).to_string());
                 }
             }
             Ok(Some(None)) => self.fail(name, "`None` cannot fill a path placeholder"),
@@ -128,9 +127,7 @@ impl RequestParts {
     /// The `#[body(form)]` argument, form-encoded.
     pub fn form<T: Serialize + ?Sized>(&mut self, value: &T) {
         match serde_urlencoded::to_string(value) {
-            Ok(text) => {
-                self.body = Some((Bytes::from(text), "application/x-www-form-urlencoded"))
-            }
+            Ok(text) => self.body = Some((Bytes::from(text), "application/x-www-form-urlencoded")),
             Err(e) => self.fail("body", e.to_string()),
         }
     }

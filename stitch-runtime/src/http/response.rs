@@ -9,7 +9,9 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -42,7 +44,10 @@ impl<T: DeserializeOwned + Send + 'static> Decode for Json<T> {
     }
 }
 
-pub(crate) fn decode_json<T: DeserializeOwned>(endpoint: &'static Endpoint, body: &[u8]) -> Result<T> {
+pub(crate) fn decode_json<T: DeserializeOwned>(
+    endpoint: &'static Endpoint,
+    body: &[u8],
+) -> Result<T> {
     let mut track = serde_path_to_error::Track::new();
     let mut de = serde_json::Deserializer::from_slice(body);
     let seed = Pick::<T> {
@@ -194,7 +199,9 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for PickVisitor<T> {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        found.ok_or_else(|| de::Error::custom(format_args!("missing key `{}` (from `pick`)", self.key)))
+        found.ok_or_else(|| {
+            de::Error::custom(format_args!("missing key `{}` (from `pick`)", self.key))
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<T, A::Error> {
@@ -203,7 +210,9 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for PickVisitor<T> {
         };
         for _ in 0..index {
             if seq.next_element::<IgnoredAny>()?.is_none() {
-                return Err(de::Error::custom(format_args!("index {index} out of range (from `pick`)")));
+                return Err(de::Error::custom(format_args!(
+                    "index {index} out of range (from `pick`)"
+                )));
             }
         }
         let value = seq
@@ -211,7 +220,9 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for PickVisitor<T> {
                 path: self.rest,
                 marker: PhantomData,
             })?
-            .ok_or_else(|| de::Error::custom(format_args!("index {index} out of range (from `pick`)")))?;
+            .ok_or_else(|| {
+                de::Error::custom(format_args!("index {index} out of range (from `pick`)"))
+            })?;
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(value)
     }
