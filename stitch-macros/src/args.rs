@@ -65,7 +65,10 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
     for meta in metas {
         let path = meta.path();
         let Some(key) = path.get_ident().cloned() else {
-            errors.spanned(path, "expected a plain key such as `path` or `cache`, not a path");
+            errors.spanned(
+                path,
+                "expected a plain key such as `path` or `cache`, not a path",
+            );
             continue;
         };
         let value = match meta {
@@ -147,6 +150,14 @@ impl Args {
         self.entries.iter().find(|a| a.key == key)
     }
 
+    /// Where `key` stands among the given keys (for "the later of two conflicting keys").
+    pub(crate) fn index(&self, key: &str) -> Option<usize> {
+        self.entries.iter().position(|a| a.key == key)
+    }
+
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
 
     /// `key` as a flag (no value); `key = true/false` is accepted too.
     pub(crate) fn flag(&self, key: &str, errors: &mut Errors) -> Option<Span> {
@@ -157,7 +168,10 @@ impl Args {
             other => {
                 errors.at(
                     other.span(&arg.key),
-                    format!("`{key}` takes no value: write `{key}`, found {}", other.shape()),
+                    format!(
+                        "`{key}` takes no value: write `{key}`, found {}",
+                        other.shape()
+                    ),
                 );
                 None
             }
@@ -171,7 +185,6 @@ impl Args {
     }
 
     /// `key = 123`.
-    #[allow(dead_code)] // for numeric options (`max_entries`, `concurrency`)
     pub(crate) fn int(&self, key: &str, example: &str, errors: &mut Errors) -> Option<syn::LitInt> {
         let arg = self.get(key)?;
         match &arg.value {

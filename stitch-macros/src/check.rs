@@ -3,7 +3,7 @@
 //! `ui-tests/tests/ui/`.
 
 use crate::diag::Errors;
-use crate::model::{Role, Stitch, Target};
+use crate::model::{HttpMethod, Role, Stitch, Target};
 use syn::{FnArg, Signature};
 
 /// Rules on the signature itself.
@@ -23,7 +23,10 @@ pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Err
         );
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.at(unsafety.span, "stitch functions cannot be `unsafe`: remove `unsafe`");
+        errors.at(
+            unsafety.span,
+            "stitch functions cannot be `unsafe`: remove `unsafe`",
+        );
     }
     if let Some(abi) = &sig.abi {
         errors.spanned(abi, "stitch functions cannot declare an ABI: remove it");
@@ -54,16 +57,19 @@ pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Err
 
 /// Rules across the stitch's fields; also gives path placeholders their arguments.
 pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
-    // Without a target there is no request to send.
+    // Without a target there is no request to send. A `path`/`url` that was written but invalid
+    // (or misspelt) is already reported; without a template, which arguments are placeholders is
+    // unknown, so argument roles are not judged either.
     let Some(target) = &stitch.target else {
-        errors.at(
-            stitch.ident.span(),
-            format!(
-                "stitch `{}` has no target: add `path = \"/...\"` (joined to the base URL) or `url = \"https://...\"`",
-                stitch.ident
-            ),
-        );
-        mark_unassigned(stitch, errors, None);
+        if !stitch.target_given {
+            errors.at(
+                stitch.ident.span(),
+                format!(
+                    "stitch `{}` has no `path` or `url`: add `path = \"/...\"` (joined to the base URL) or `url = \"https://...\"`",
+                    stitch.ident
+                ),
+            );
+        }
         return;
     };
 
@@ -77,7 +83,11 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
     }
 
     // Every placeholder must be filled, or the request would go to a literal `{id}`.
-    let placeholders: Vec<String> = target.template().placeholders().map(str::to_owned).collect();
+    let placeholders: Vec<String> = target
+        .template()
+        .placeholders()
+        .map(str::to_owned)
+        .collect();
     for name in &placeholders {
         let found = stitch
             .arguments
@@ -105,7 +115,7 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
             },
         }
     }
-    mark_unassigned(stitch, errors, Some(target));
+    mark_unassigned(stitch, errors, target);
 
     // Two bodies cannot both be the request body.
     let mut bodies = stitch
@@ -132,15 +142,100 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
             errors.at(value.span(), e);
         }
     }
+    cache(stitch, errors);
 }
 
-// Nothing becomes a query parameter silently: an argument with no role is an error.
-fn mark_unassigned(stitch: &Stitch, errors: &mut Errors, target: Option<&Target>) {
-    for arg in stitch.arguments.iter().filter(|a| a.role.is_none()) {
-        let place = match target {
-            Some(t) => format!("it is not a placeholder in `\"{}\"`", t.literal().value()),
-            None => "it is not a path placeholder".to_owned(),
-        };
+/// Header names that carry credentials (kept in step with the runtime's `CREDENTIAL_HEADERS`).
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+fn is_credential(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// Rules that keep a cache from serving a wrong or someone else's response.
+fn cache(stitch: &Stitch, errors: &mut Errors) {
+    let Some(cache) = &stitch.cache else { return };
+    // A write's response describes one write; replaying it would hide the next write's outcome.
+    if !matches!(stitch.method, HttpMethod::Get | HttpMethod::Head) {
+        let method = stitch.method.name();
+        errors.at(
+            cache.key,
+            format!(
+                "`cache` is not allowed on `{method}` stitches: a write's response must not be reused; remove `cache`, or make the stitch a `get`"
+            ),
+        );
+    }
+    // `sensitive` promises the response is never kept; caching it would break that promise.
+    if let Some((sensitive, after_cache)) = stitch.sensitive {
+        let later = if after_cache { sensitive } else { cache.key };
+        errors.at(
+            later,
+            "`cache` conflicts with `sensitive`: a sensitive response is never cached or shared; remove one of them",
+        );
+    }
+    // Credentials differ per principal, so a vary on them would fold secrets into keys for nothing:
+    // the default principal scope already separates principals.
+    for name in &cache.vary {
+        if is_credential(&name.value()) {
+            errors.at(
+                name.span(),
+                format!(
+                    "`vary` cannot name the credential header `{}`: credentials never go into cache keys; the default `scope = \"principal\"` already keeps principals apart",
+                    name.value()
+                ),
+            );
+        }
+    }
+    // `same_for_every_principal` acknowledges sharing; without sharing it means nothing.
+    if let (Some(ack), None) = (cache.acknowledged, cache.app_scope) {
+        errors.at(
+            ack,
+            "`same_for_every_principal` only applies to `scope = \"app\"`: entries are per principal otherwise; remove it or add `scope = \"app\"`",
+        );
+    }
+    // Sharing the responses of an authenticated request across principals serves one principal's
+    // data to another, unless the author states the response is the same for everyone.
+    if let (Some(scope), None) = (cache.app_scope, cache.acknowledged) {
+        let credential = stitch
+            .headers
+            .iter()
+            .map(|(n, _)| n.value())
+            .chain(stitch.arguments.iter().filter_map(|a| match &a.role {
+                Some(Role::Header(h)) => Some(h.clone()),
+                _ => None,
+            }))
+            .find(|n| is_credential(n));
+        if let Some(credential) = credential {
+            errors.at(
+                scope,
+                format!(
+                    "`scope = \"app\"` shares cached responses across principals, but this stitch is authenticated (it sends `{credential}`): one principal's response could be served to another; remove `scope = \"app\"`, or add `same_for_every_principal` to `cache(...)` if the response is identical for everyone"
+                ),
+            );
+        }
+    }
+}
+
+// Nothing becomes a query parameter silently: an argument with no role is an error (unless its
+// role attribute was malformed, which is already reported).
+fn mark_unassigned(stitch: &Stitch, errors: &mut Errors, target: &Target) {
+    for arg in stitch
+        .arguments
+        .iter()
+        .filter(|a| a.role.is_none() && a.role_span.is_none())
+    {
+        let place = format!(
+            "it is not a placeholder in `\"{}\"`",
+            target.literal().value()
+        );
         errors.at(
             arg.ident.span(),
             format!(
@@ -168,7 +263,10 @@ pub(crate) fn header_name(name: &str) -> Result<(), String> {
 
 /// A static header value must be visible ASCII, spaces or tabs (no line breaks).
 fn header_value(value: &str) -> Result<(), String> {
-    if value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
         Ok(())
     } else {
         Err(format!(
@@ -176,4 +274,3 @@ fn header_value(value: &str) -> Result<(), String> {
         ))
     }
 }
-

@@ -10,6 +10,7 @@ mod args;
 mod check;
 mod diag;
 mod expand;
+mod fingerprint;
 mod input;
 mod model;
 mod spec;
@@ -27,4 +28,11 @@ pub fn stitch(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::seam(args.into(), item.into()).into()
+}
+
+/// Derives `stitch::Fingerprint`: a compile-time hash of the type's serde-visible shape, folded into
+/// cache keys so a changed output type never reads entries written for its old shape.
+#[proc_macro_derive(Fingerprint)]
+pub fn derive_fingerprint(input: TokenStream) -> TokenStream {
+    fingerprint::derive(input.into()).into()
 }

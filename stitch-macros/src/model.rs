@@ -12,8 +12,32 @@ use syn::{FnArg, GenericArgument, Ident, LitStr, Pat, PathArguments, ReturnType,
 
 /// Keys accepted by `#[stitch(...)]` on a function or trait method.
 pub(crate) const STITCH_KEYS: &[&str] = &[
-    "get", "post", "put", "patch", "delete", "head", "method", "path", "url", "base_url", "headers",
-    "pick", "timeout", "name",
+    "get",
+    "post",
+    "put",
+    "patch",
+    "delete",
+    "head",
+    "method",
+    "path",
+    "url",
+    "base_url",
+    "headers",
+    "pick",
+    "timeout",
+    "name",
+    "cache",
+    "sensitive",
+];
+/// Keys accepted inside `cache(...)`.
+pub(crate) const CACHE_KEYS: &[&str] = &[
+    "ttl",
+    "scope",
+    "vary",
+    "max_entries",
+    "coalesce",
+    "version",
+    "same_for_every_principal",
 ];
 /// Keys accepted by `#[seam(...)]` on a trait.
 pub(crate) const SEAM_KEYS: &[&str] = &["base_url", "headers", "timeout", "client"];
@@ -32,6 +56,17 @@ pub(crate) enum HttpMethod {
 }
 
 impl HttpMethod {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Head => "HEAD",
+        }
+    }
+
     fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
             "GET" => Self::Get,
@@ -91,7 +126,8 @@ pub(crate) struct Argument {
     pub(crate) ident: Ident,
     pub(crate) ty: Type,
     pub(crate) role: Option<Role>,
-    /// The `#[query]`/`#[body]`/`#[header]` attribute, for spans.
+    /// The name in the first `#[query]`/`#[body]`/`#[header]` attribute, for spans; also set when
+    /// that attribute was malformed (already reported), so the argument is not "without a role".
     pub(crate) role_span: Option<Span>,
 }
 
@@ -139,6 +175,26 @@ pub(crate) struct Stitch {
     pub(crate) output: Option<Output>,
     /// The span of a method-level `base_url`, for the `url` conflict.
     pub(crate) base_url_key: Option<Span>,
+    /// `path`/`url` (or a misspelling of them) was written: a missing `target` was already reported.
+    pub(crate) target_given: bool,
+    pub(crate) cache: Option<CacheModel>,
+    /// The `sensitive` key, when given, and whether it came after `cache`.
+    pub(crate) sensitive: Option<(Span, bool)>,
+}
+
+/// A stitch's `cache = "..."` or `cache(...)`.
+pub(crate) struct CacheModel {
+    /// The `cache` key, for errors about caching itself.
+    pub(crate) key: Span,
+    pub(crate) ttl: Duration,
+    /// `scope = "app"`, with the span of its value.
+    pub(crate) app_scope: Option<Span>,
+    /// `same_for_every_principal`, with its span.
+    pub(crate) acknowledged: Option<Span>,
+    pub(crate) vary: Vec<LitStr>,
+    pub(crate) max_entries: Option<u64>,
+    pub(crate) coalesce: bool,
+    pub(crate) version: Option<String>,
 }
 
 /// Reads `#[seam(...)]`.
@@ -162,7 +218,9 @@ fn base_url(args: &Args, errors: &mut Errors) -> Option<LitStr> {
     if !(value.starts_with("http://") || value.starts_with("https://")) {
         errors.at(
             lit.span(),
-            format!("`base_url` must be an absolute `http://` or `https://` URL; found `\"{value}\"`"),
+            format!(
+                "`base_url` must be an absolute `http://` or `https://` URL; found `\"{value}\"`"
+            ),
         );
         return None;
     }
@@ -188,12 +246,19 @@ pub(crate) fn stitch(
     errors: &mut Errors,
 ) -> Stitch {
     let raw = args::parse(tokens, errors);
+    let target_given = raw.iter().any(|a| {
+        let key = a.key.to_string();
+        TARGETS.contains(&key.as_str())
+            || (!STITCH_KEYS.contains(&key.as_str())
+                && !crate::diag::did_you_mean(&key, TARGETS.iter().copied()).is_empty())
+    });
     let args = Args::new(raw, STITCH_KEYS, &[METHOD_FLAGS, TARGETS], "stitch", errors);
 
     let method = method(&args, errors);
     let target = target(&args, errors);
     let method_base = base_url(&args, errors);
-    let mut headers: Vec<(LitStr, LitStr)> = seam.map(|(_, s)| s.headers.clone()).unwrap_or_default();
+    let mut headers: Vec<(LitStr, LitStr)> =
+        seam.map(|(_, s)| s.headers.clone()).unwrap_or_default();
     if let Some(arg) = args.get("headers") {
         for (name, value) in args::header_pairs(arg, errors) {
             // A method's header replaces the seam's header of the same name.
@@ -226,7 +291,154 @@ pub(crate) fn stitch(
         arguments,
         output,
         base_url_key,
+        target_given,
+        cache: cache(&args, errors),
+        sensitive: args
+            .flag("sensitive", errors)
+            .map(|span| (span, args.index("sensitive") > args.index("cache"))),
     }
+}
+
+/// `cache = "5m"` or `cache(ttl = "5m", scope = "app", vary = ["accept-language"], ...)`.
+fn cache(args: &Args, errors: &mut Errors) -> Option<CacheModel> {
+    let arg = args.get("cache")?;
+    let key = arg.key.span();
+    let ttl_of = |lit: &LitStr, errors: &mut Errors| match spec::duration(&lit.value()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.at(lit.span(), format!("invalid cache `ttl`: {e}"));
+            None
+        }
+    };
+    match &arg.value {
+        args::Value::Lit(syn::Lit::Str(lit)) => Some(CacheModel {
+            key,
+            ttl: ttl_of(lit, errors)?,
+            app_scope: None,
+            acknowledged: None,
+            vary: Vec::new(),
+            max_entries: None,
+            coalesce: true,
+            version: None,
+        }),
+        args::Value::List(list) => {
+            let raw = args::parse(list.tokens.clone(), errors);
+            let inner = Args::new(raw, CACHE_KEYS, &[], "cache", errors);
+            let ttl = match inner.string("ttl", "ttl = \"5m\"", errors) {
+                Some(lit) => ttl_of(&lit, errors),
+                None => {
+                    if !inner.has_key("ttl") {
+                        errors.at(
+                            list.delimiter.span().join(),
+                            "`cache(...)` needs a `ttl`: e.g. `cache(ttl = \"5m\")`",
+                        );
+                    }
+                    None
+                }
+            };
+            let app_scope = match inner.string("scope", "scope = \"app\"", errors) {
+                Some(lit) if lit.value() == "app" => Some(lit.span()),
+                Some(lit) if lit.value() == "principal" => None,
+                Some(lit) => {
+                    errors.at(
+                        lit.span(),
+                        format!(
+                            "unknown cache scope `\"{}\"`: expected `\"principal\"` (the default: entries are never shared between principals) or `\"app\"` (shared by everyone)",
+                            lit.value()
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let vary = inner
+                .get("vary")
+                .map(|a| vary(a, errors))
+                .unwrap_or_default();
+            let max_entries = inner
+                .int("max_entries", "max_entries = 500", errors)
+                .and_then(|lit| match lit.base10_parse::<u64>() {
+                    Ok(0) => {
+                        errors.at(lit.span(), "`max_entries` must be at least 1: a cache that holds nothing caches nothing; remove `cache` instead");
+                        None
+                    }
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        errors.at(lit.span(), "`max_entries` must be a positive integer that fits in 64 bits");
+                        None
+                    }
+                });
+            let coalesce = match inner.get("coalesce") {
+                Some(a) => match &a.value {
+                    args::Value::Lit(syn::Lit::Bool(b)) => b.value,
+                    other => {
+                        errors.at(
+                            other.span(&a.key),
+                            "expected `coalesce = true` or `coalesce = false`",
+                        );
+                        true
+                    }
+                },
+                None => true,
+            };
+            let version = inner
+                .string("version", "version = \"2\"", errors)
+                .map(|l| l.value());
+            let acknowledged = inner.flag("same_for_every_principal", errors);
+            Some(CacheModel {
+                key,
+                ttl: ttl?,
+                app_scope,
+                acknowledged,
+                vary,
+                max_entries,
+                coalesce,
+                version,
+            })
+        }
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected `cache = \"<ttl>\"` (e.g. `cache = \"5m\"`) or `cache(ttl = \"5m\", ...)`",
+            );
+            None
+        }
+    }
+}
+
+/// `vary = ["accept-language", ...]`: request header names folded into the cache key.
+fn vary(arg: &args::Arg, errors: &mut Errors) -> Vec<LitStr> {
+    let items = match &arg.value {
+        args::Value::Expr(syn::Expr::Array(a)) => a.elems.iter().collect::<Vec<_>>(),
+        args::Value::Lit(syn::Lit::Str(s)) => return vec![s.clone()],
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected a list of header names: `vary = [\"accept-language\"]`",
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) => {
+                if let Err(e) = crate::check::header_name(&s.value()) {
+                    errors.at(s.span(), e);
+                } else {
+                    out.push(s.clone());
+                }
+            }
+            other => errors.spanned(
+                other,
+                "expected a header name string such as `\"accept-language\"`",
+            ),
+        }
+    }
+    out
 }
 
 fn method(args: &Args, errors: &mut Errors) -> HttpMethod {
@@ -268,7 +480,11 @@ fn target(args: &Args, errors: &mut Errors) -> Option<Target> {
             }
         };
     }
-    if let Some(lit) = args.string("url", "url = \"https://api.example.com/users/{id}\"", errors) {
+    if let Some(lit) = args.string(
+        "url",
+        "url = \"https://api.example.com/users/{id}\"",
+        errors,
+    ) {
         let value = lit.value();
         if !(value.starts_with("http://") || value.starts_with("https://")) {
             errors.at(
@@ -329,10 +545,13 @@ fn arguments(sig: &Signature, errors: &mut Errors) -> Vec<Argument> {
                 continue;
             };
             let parsed = arg_role(name, attr, &ident, errors);
-            let Some(parsed) = parsed else { continue };
+            let Some(parsed) = parsed else {
+                role_span.get_or_insert(attr.path().span());
+                continue;
+            };
             if let Some(first) = &role {
-                errors.at(
-                    attr.span(),
+                errors.spanned(
+                    attr,
                     format!(
                         "argument `{ident}` has two roles: {} and {}; an argument goes in exactly one place",
                         first.describe(),
@@ -342,7 +561,7 @@ fn arguments(sig: &Signature, errors: &mut Errors) -> Vec<Argument> {
                 continue;
             }
             role = Some(parsed);
-            role_span = Some(attr.span());
+            role_span = Some(attr.path().span());
         }
         out.push(Argument {
             ident,
@@ -370,7 +589,10 @@ fn arg_role(name: &str, attr: &syn::Attribute, ident: &Ident, errors: &mut Error
             Ok(i) if i == "form" => Some(Role::Body { form: true }),
             Ok(i) if i == "json" => Some(Role::Body { form: false }),
             _ => {
-                errors.spanned(l, "expected `#[body]` (JSON), `#[body(json)]` or `#[body(form)]`");
+                errors.spanned(
+                    l,
+                    "expected `#[body]` (JSON), `#[body(json)]` or `#[body(form)]`",
+                );
                 None
             }
         },
@@ -390,7 +612,10 @@ fn arg_role(name: &str, attr: &syn::Attribute, ident: &Ident, errors: &mut Error
         ("header", _) => {
             errors.spanned(
                 attr,
-                format!("`#[header]` needs the header's name: `#[header(\"x-{}\")]`", ident_name.replace('_', "-")),
+                format!(
+                    "`#[header]` needs the header's name: `#[header(\"x-{}\")]`",
+                    ident_name.replace('_', "-")
+                ),
             );
             None
         }
@@ -403,18 +628,36 @@ fn arg_role(name: &str, attr: &syn::Attribute, ident: &Ident, errors: &mut Error
 
 /// `-> stitch::Result<T>`: picks the decoder from `T`.
 fn output(sig: &Signature, errors: &mut Errors) -> Option<Output> {
-    const HELP: &str = "stitch functions return `stitch::Result<T>`, e.g. `-> stitch::Result<User>`";
     let ReturnType::Type(_, ty) = &sig.output else {
-        errors.at(sig.paren_token.span.join(), format!("missing return type: {HELP}"));
+        errors.at(
+            sig.paren_token.span.join(),
+            "missing return type: a stitch returns `stitch::Result<T>`; write e.g. `-> stitch::Result<()>` to ignore the response body or `-> stitch::Result<User>` to decode it",
+        );
         return None;
     };
     let inner = match &**ty {
         Type::Path(tp) if tp.qself.is_none() => {
             let last = tp.path.segments.last()?;
             match (&last.ident, &last.arguments) {
-                (i, PathArguments::AngleBracketed(a)) if i == "Result" && a.args.len() == 1 => {
-                    match a.args.first() {
-                        Some(GenericArgument::Type(t)) => Some(t.clone()),
+                (i, PathArguments::AngleBracketed(a)) if i == "Result" => {
+                    let mut types = a.args.iter().filter_map(|g| match g {
+                        GenericArgument::Type(t) => Some(t),
+                        _ => None,
+                    });
+                    match (types.next(), types.next()) {
+                        (Some(t), None) => Some(t.clone()),
+                        // Failures are always `stitch::Error` (status, URL, body prefix); a custom
+                        // error type could not be produced by the runtime.
+                        (Some(t), Some(e)) => {
+                            errors.spanned(
+                                e,
+                                format!(
+                                    "the error type of a stitch is always `stitch::Error`: write `-> stitch::Result<{}>` and convert the error at the call site",
+                                    type_text(t)
+                                ),
+                            );
+                            return None;
+                        }
                         _ => None,
                     }
                 }
@@ -424,10 +667,34 @@ fn output(sig: &Signature, errors: &mut Errors) -> Option<Output> {
         _ => None,
     };
     let Some(inner) = inner else {
-        errors.spanned(ty, format!("expected the runtime's `Result<T>`: {HELP}"));
+        errors.spanned(
+            ty,
+            format!(
+                "a stitch returns `stitch::Result<T>` (a call can fail): write `-> stitch::Result<{}>`",
+                type_text(ty)
+            ),
+        );
         return None;
     };
     Some(classify(inner))
+}
+
+/// A type as the user would write it, for suggestions (`Vec<User>`, not `Vec < User >`).
+fn type_text(ty: &Type) -> String {
+    let text = quote::ToTokens::to_token_stream(ty).to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let prev = out.chars().last();
+        let glue = c == ' '
+            && (matches!(next, Some('<' | '>' | ',' | ':' | ')' | ']'))
+                || matches!(prev, Some('<' | ':' | '&' | '(' | '[')));
+        if !glue {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn classify(ty: Type) -> Output {

@@ -144,9 +144,11 @@ pub(crate) fn template(text: &str) -> Result<Template, String> {
                 }
                 pieces.push(Piece::Placeholder(name));
             }
-            '}' => return Err(format!(
+            '}' => {
+                return Err(format!(
                 "unbalanced `}}` at byte {at} in `\"{text}\"`: placeholders look like `{{name}}`"
-            )),
+            ))
+            }
             c => literal.push(c),
         }
     }

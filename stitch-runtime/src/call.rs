@@ -1,34 +1,200 @@
 //! The one call pipeline every stitch runs, top to bottom:
-//! resolve the request → send (within the timeout) → check the status → decode.
-//! Later policies slot in between these steps (cache and coalescing before sending, throttle and
-//! auth around each attempt); the generated code never changes.
+//!
+//! 1. derive the cache key (cached stitches only) — [`crate::cache::key`]
+//! 2. in-process tier, then the shared store — hit: done, nothing sent
+//! 3. join or lead the in-flight request for the key — [`crate::cache::coalesce`]
+//! 4. resolve the request, send it within the timeout, check the status — [`crate::http`]
+//! 5. decode, then store (only 2xx responses that decoded)
+//!
+//! Throttle and auth slot in around step 4 (once per attempt); the generated code never changes.
 
+use crate::cache::coalesce::Role;
+use crate::cache::key::{self, CacheKey};
+use crate::cache::local::{StitchCache, Value};
+use crate::cache::{self, CachePolicy};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
 use crate::runtime::{ClientCore, Runtime};
+use crate::store::record;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::{field, Instrument};
 
-/// Runs one stitch call.
-#[doc(hidden)]
-pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Result<D::Output> {
-    let endpoint = request.endpoint;
-    let span = tracing::info_span!(
+fn span(endpoint: &Endpoint) -> tracing::Span {
+    tracing::info_span!(
         "stitch",
         stitch = endpoint.name,
         method = endpoint.method.as_str(),
         url.template = endpoint.template,
+        cache = field::Empty,
         status = field::Empty,
         elapsed_ms = field::Empty,
-    );
+    )
+}
+
+/// Runs one call of an uncached stitch.
+#[doc(hidden)]
+pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Result<D::Output> {
+    if cache::invalidating() {
+        return Err(invalidation_only(request.endpoint));
+    }
+    let span = span(request.endpoint);
+    span.record("cache", "bypass");
     let started = Instant::now();
-    let outcome = run::<D>(client.runtime(), request)
+    let outcome = async {
+        let raw = fetch(client.runtime(), request).await?;
+        D::decode(raw.0, raw.1)
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
+    outcome
+}
+
+/// Runs one call of a cached stitch: read-through cache and coalescing around [`call`]'s steps.
+#[doc(hidden)]
+pub async fn call_cached<D>(client: &ClientCore, request: RequestParts) -> Result<D::Output>
+where
+    D: Decode,
+    D::Output: Clone + Sync,
+{
+    let endpoint = request.endpoint;
+    let policy = match &endpoint.cache {
+        Some(p) if !endpoint.sensitive => p,
+        _ => return call::<D>(client, request).await,
+    };
+    let runtime = client.runtime();
+    let local = runtime.local().stitch(endpoint.name, policy);
+    let key = key::derive(
+        endpoint,
+        policy,
+        &request,
+        runtime,
+        client.principal(),
+        (runtime.local().generation(), local.generation()),
+    );
+    if cache::invalidating() {
+        let mut existed = local.remove(&key);
+        if let Some(store) = runtime.store() {
+            existed |= store.delete(&key.store_key()).await.unwrap_or(false);
+        }
+        cache::mark_invalidated(existed);
+        return Err(invalidation_only(endpoint));
+    }
+
+    let span = span(endpoint);
+    let started = Instant::now();
+    let outcome = read_through::<D>(runtime, request, key, local, policy)
         .instrument(span.clone())
         .await;
     span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
     outcome
+}
+
+async fn read_through<D>(
+    runtime: &Runtime,
+    request: RequestParts,
+    key: CacheKey,
+    local: Arc<StitchCache>,
+    policy: &'static CachePolicy,
+) -> Result<D::Output>
+where
+    D: Decode,
+    D::Output: Clone + Sync,
+{
+    let endpoint = request.endpoint;
+    let span = tracing::Span::current();
+    if let Some(value) = local.get(&key).and_then(|v| typed::<D>(&v)) {
+        span.record("cache", "hit");
+        return Ok(value);
+    }
+    if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy).await {
+        span.record("cache", "hit");
+        return Ok(value);
+    }
+    let fetch_store = {
+        let runtime = runtime.clone();
+        move || fetch_and_store::<D>(runtime, request, key, local, policy).instrument(span)
+    };
+    let (outcome, role) = if policy.coalesce && tokio::runtime::Handle::try_current().is_ok() {
+        runtime.flights().run(key, fetch_store).await
+    } else {
+        (fetch_store().await, Role::Leader)
+    };
+    tracing::Span::current().record(
+        "cache",
+        if role == Role::Leader {
+            "miss"
+        } else {
+            "coalesced"
+        },
+    );
+    // A value of another type under the same key (two stitches sharing a name and shape) is a
+    // miss in spirit; report it rather than panic.
+    typed::<D>(&outcome?).ok_or_else(|| Error::Config {
+        stitch: endpoint.name,
+        reason:
+            "two stitches share this name but return different types; give one a distinct `name`"
+                .into(),
+    })
+}
+
+fn typed<D: Decode>(value: &Value) -> Option<D::Output>
+where
+    D::Output: Clone,
+{
+    value.downcast_ref::<D::Output>().cloned()
+}
+
+/// A shared-store hit, decoded into this process's type and kept in the in-process tier.
+async fn from_store<D: Decode>(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    key: CacheKey,
+    local: &StitchCache,
+    policy: &CachePolicy,
+) -> Option<D::Output>
+where
+    D::Output: Clone + Sync,
+{
+    let store = runtime.store()?;
+    let bytes = match store.get(&key.store_key()).await {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::warn!(stitch = endpoint.name, error = %e, "cache store read failed; treating as a miss");
+            return None;
+        }
+    };
+    let raw = record::decode(bytes)?;
+    let value = D::decode(endpoint, raw).ok()?;
+    local.insert(key, Arc::new(value.clone()), policy);
+    Some(value)
+}
+
+/// The leader's work: fetch, decode, then store in both tiers. Owned (`'static`) so it can run as
+/// its own task under coalescing.
+async fn fetch_and_store<D: Decode>(
+    runtime: Runtime,
+    request: RequestParts,
+    key: CacheKey,
+    local: Arc<StitchCache>,
+    policy: &'static CachePolicy,
+) -> Result<Value>
+where
+    D::Output: Sync,
+{
+    let (endpoint, raw) = fetch(&runtime, request).await?;
+    let stored = runtime.store().map(|_| record::encode(&raw));
+    let value: Value = Arc::new(D::decode(endpoint, raw)?);
+    local.insert(key, value.clone(), policy);
+    if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
+        if let Err(e) = store.set(&key.store_key(), bytes, policy.ttl).await {
+            tracing::warn!(stitch = endpoint.name, error = %e, "cache store write failed");
+        }
+    }
+    Ok(value)
 }
 
 /// A free stitch's call, on the process-wide runtime.
@@ -37,7 +203,29 @@ pub async fn call_global<D: Decode>(request: RequestParts) -> Result<D::Output> 
     call::<D>(crate::runtime::global()?, request).await
 }
 
-async fn run<D: Decode>(runtime: &Runtime, request: RequestParts) -> Result<D::Output> {
+/// A cached free stitch's call, on the process-wide runtime.
+#[doc(hidden)]
+pub async fn call_global_cached<D>(request: RequestParts) -> Result<D::Output>
+where
+    D: Decode,
+    D::Output: Clone + Sync,
+{
+    call_cached::<D>(crate::runtime::global()?, request).await
+}
+
+fn invalidation_only(endpoint: &'static Endpoint) -> Error {
+    Error::Config {
+        stitch: endpoint.name,
+        reason: "called inside `stitch::invalidate`: the entry was removed and nothing was sent"
+            .into(),
+    }
+}
+
+/// Resolves the request and sends it within the call's total timeout.
+async fn fetch(
+    runtime: &Runtime,
+    request: RequestParts,
+) -> Result<(&'static Endpoint, RawResponse)> {
     let endpoint = request.endpoint;
     let prepared = request.prepare(runtime)?;
     let raw = match endpoint.timeout.or(runtime.timeout()) {
@@ -50,7 +238,7 @@ async fn run<D: Decode>(runtime: &Runtime, request: RequestParts) -> Result<D::O
                 after: limit,
             })??,
     };
-    D::decode(endpoint, raw)
+    Ok((endpoint, raw))
 }
 
 /// Sends the request and reads the whole body; a non-2xx status becomes [`Error::Status`].
@@ -63,7 +251,7 @@ async fn send(
     let transport = |source: reqwest::Error, url: &url::Url| Error::Transport {
         stitch: endpoint.name,
         url: url.to_string(),
-        source,
+        source: Arc::new(source),
     };
     let mut builder = runtime
         .http_client()
@@ -88,7 +276,7 @@ async fn send(
             method: endpoint.method.as_str(),
             url: final_url.to_string(),
             status,
-            headers,
+            headers: Box::new(headers),
             body: String::from_utf8_lossy(&body[..limit]).into_owned(),
         });
     }

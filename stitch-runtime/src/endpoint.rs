@@ -2,6 +2,7 @@
 //! (already split into pieces), static headers, `pick` path, timeout and argument roles. The
 //! runtime never parses attribute strings; everything here was validated at compile time.
 
+use crate::cache::CachePolicy;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -108,6 +109,8 @@ pub struct Endpoint {
     pub(crate) timeout: Option<Duration>,
     pub(crate) arguments: &'static [(&'static str, Role)],
     pub(crate) schemas: fn() -> SchemaSet,
+    pub(crate) cache: Option<CachePolicy>,
+    pub(crate) sensitive: bool,
 }
 
 #[doc(hidden)]
@@ -131,6 +134,8 @@ impl Endpoint {
             timeout: None,
             arguments: &[],
             schemas: SchemaSet::default,
+            cache: None,
+            sensitive: false,
         }
     }
     pub const fn absolute(mut self) -> Self {
@@ -165,6 +170,14 @@ impl Endpoint {
         self.schemas = schemas;
         self
     }
+    pub const fn cache(mut self, policy: CachePolicy) -> Self {
+        self.cache = Some(policy);
+        self
+    }
+    pub const fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
 }
 
 impl Endpoint {
@@ -183,6 +196,11 @@ impl Endpoint {
         self.template
     }
 
+    /// The cache declaration, if the stitch is cached.
+    pub fn cache_policy(&self) -> Option<&CachePolicy> {
+        self.cache.as_ref()
+    }
+
     /// A serializable description: name, method, template, declared policies and the JSON
     /// Schemas of arguments and output where the types implement `schemars::JsonSchema`.
     pub fn describe(&self) -> Operation {
@@ -192,6 +210,30 @@ impl Endpoint {
             policies.push(Policy {
                 name: "timeout",
                 value: format!("{}ms", t.as_millis()),
+            });
+        }
+        if let Some(c) = &self.cache {
+            let mut value = format!(
+                "ttl={}ms scope={:?} max_entries={}",
+                c.ttl.as_millis(),
+                c.scope,
+                c.max_entries
+            );
+            if !c.vary.is_empty() {
+                value.push_str(&format!(" vary={}", c.vary.join(",")));
+            }
+            if !c.coalesce {
+                value.push_str(" coalesce=false");
+            }
+            policies.push(Policy {
+                name: "cache",
+                value,
+            });
+        }
+        if self.sensitive {
+            policies.push(Policy {
+                name: "sensitive",
+                value: "true".into(),
             });
         }
         if !self.pick.is_empty() {

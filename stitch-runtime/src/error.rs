@@ -4,6 +4,7 @@
 //! URL, a bounded body prefix, the JSON path that failed); sources are chained, never flattened
 //! into strings. Credentials (header values) never appear in an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `Result` with stitch's [`enum@Error`].
@@ -26,7 +27,10 @@ impl std::fmt::Display for TimeoutBound {
 }
 
 /// Everything that can go wrong in a stitch call.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, because coalesced callers all receive the outcome of the one upstream request they
+/// shared (sources are reference-counted).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The upstream answered with a status outside 2xx.
@@ -40,8 +44,8 @@ pub enum Error {
         url: String,
         /// The status received.
         status: http::StatusCode,
-        /// The response headers.
-        headers: http::HeaderMap,
+        /// The response headers (boxed: keeps `Result<T>` small on the success path).
+        headers: Box<http::HeaderMap>,
         /// The first bytes of the body (bounded by the runtime's `error_body_limit`), lossily UTF-8.
         body: String,
     },
@@ -54,7 +58,7 @@ pub enum Error {
         url: String,
         /// What the HTTP client reported.
         #[source]
-        source: reqwest::Error,
+        source: Arc<reqwest::Error>,
     },
     /// A time bound ran out before the call finished.
     #[error("{stitch}: {bound} of {after:?} elapsed")]
@@ -75,7 +79,7 @@ pub enum Error {
         path: String,
         /// The decoder's error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// An argument could not be encoded into the request (e.g. a header value with a line break).
     #[error("{stitch}: invalid argument `{argument}`: {reason}")]

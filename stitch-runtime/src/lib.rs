@@ -29,20 +29,26 @@
 #[allow(unused_extern_crates)]
 extern crate self as stitch;
 
+mod auth;
+pub mod cache;
 mod call;
 mod endpoint;
 mod error;
 mod http;
 mod runtime;
 mod schema;
+pub mod store;
 
+pub use crate::auth::{is_credential_header, CREDENTIAL_HEADERS};
+pub use crate::cache::fingerprint::Fingerprint;
+pub use crate::cache::invalidate;
 pub use crate::endpoint::{ArgumentDescription, Endpoint, Method, Operation, Policy, Role};
 pub use crate::error::{Error, Result, TimeoutBound};
 pub use crate::http::response::Response;
-pub use crate::runtime::{Runtime, RuntimeBuilder};
+pub use crate::runtime::{Client, Runtime, RuntimeBuilder};
 pub use ::http::{HeaderMap, StatusCode};
 pub use bytes::Bytes;
-pub use stitch_macros::{seam, stitch};
+pub use stitch_macros::{seam, stitch, Fingerprint};
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -1,9 +1,11 @@
 //! Not public API. What generated code calls; exempt from semver and may change in any release.
 
 pub use crate::__stitch_schemas as schemas;
-pub use crate::call::{call, call_global};
+pub use crate::cache::fingerprint::{pinned, ShapeHasher};
+pub use crate::cache::CachePolicy;
+pub use crate::call::{call, call_cached, call_global, call_global_cached};
 pub use crate::endpoint::{Method, Role, SchemaSet, Segment};
 pub use crate::http::request::RequestParts;
 pub use crate::http::response::{Json, RawBytes, Text, Unit, WithMeta};
-pub use crate::runtime::ClientCore;
+pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};

@@ -4,8 +4,13 @@
 //! Free stitches use the process-wide runtime: [`Runtime::install_global`] once at start-up, or a
 //! default runtime is created on first use.
 
+use crate::auth::{is_credential_header, Principal};
+use crate::cache::coalesce::Flights;
+use crate::cache::local::LocalTier;
+use crate::cache::Scope;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -20,8 +25,13 @@ struct Inner {
     http: reqwest::Client,
     base_url: Option<&'static str>,
     default_headers: HeaderMap,
+    default_credentials: bool,
     timeout: Option<Duration>,
     error_body_limit: usize,
+    principal_key: [u8; 32],
+    store: Option<Arc<dyn Store>>,
+    local: LocalTier,
+    flights: Arc<Flights>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -78,6 +88,46 @@ impl Runtime {
     pub(crate) fn error_body_limit(&self) -> usize {
         self.inner.error_body_limit
     }
+    pub(crate) fn has_default_credentials(&self) -> bool {
+        self.inner.default_credentials
+    }
+    pub(crate) fn principal_key(&self) -> &[u8; 32] {
+        &self.inner.principal_key
+    }
+    pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.inner.store.as_ref()
+    }
+    pub(crate) fn local(&self) -> &LocalTier {
+        &self.inner.local
+    }
+    pub(crate) fn flights(&self) -> &Arc<Flights> {
+        &self.inner.flights
+    }
+
+    /// Forgets every cached entry of one stitch (bumps its generation; nothing is enumerated).
+    pub fn invalidate_stitch(&self, endpoint: &Endpoint) {
+        if let Some(cache) = self.inner.local.existing(endpoint.name) {
+            cache.bump();
+        }
+    }
+
+    /// Forgets every cached entry of every stitch of this runtime.
+    pub fn invalidate_all(&self) {
+        self.inner.local.bump_all();
+    }
+
+    /// In-process cache entries currently held for a stitch.
+    pub fn cached_entries(&self, endpoint: &Endpoint) -> u64 {
+        self.inner
+            .local
+            .existing(endpoint.name)
+            .map_or(0, |c| c.len())
+    }
+
+    /// Upstream requests currently shared by coalesced callers.
+    pub fn requests_in_flight(&self) -> usize {
+        self.inner.flights.len()
+    }
 }
 
 /// Configures a [`Runtime`].
@@ -90,6 +140,8 @@ pub struct RuntimeBuilder {
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     error_body_limit: Option<usize>,
+    principal_key: Option<[u8; 32]>,
+    store: Option<Arc<dyn Store>>,
 }
 
 impl RuntimeBuilder {
@@ -130,6 +182,21 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The key of the keyed hash that turns credentials into a principal for cache keys. Random per
+    /// runtime by default; give every process of a fleet the same secret key so they share
+    /// credential-scoped entries through a shared store.
+    pub fn principal_key(mut self, key: [u8; 32]) -> Self {
+        self.principal_key = Some(key);
+        self
+    }
+
+    /// Attaches a shared store: cache entries (and, with later policies, throttle budgets and
+    /// sessions) are shared by every runtime attached to the same store.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// Builds the runtime; fails with [`Error::Config`] on an invalid base URL or header.
     pub fn build(self) -> Result<Runtime> {
         let config = |reason: String| Error::Config {
@@ -143,11 +210,22 @@ impl RuntimeBuilder {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(config(format!("base URL `{url}` must be http or https")));
                 }
+                // Normalized (lower-case host, no default port) so equal bases give equal cache keys.
                 // Leaked once per runtime so the hot path joins `&'static str`s without locking or
                 // cloning; runtimes are long-lived.
-                Some(&*Box::leak(url.into_boxed_str()))
+                let normal = parsed.as_str().trim_end_matches('/').to_owned();
+                Some(&*Box::leak(normal.into_boxed_str()))
             }
             None => None,
+        };
+        let principal_key = match self.principal_key {
+            Some(k) => k,
+            None => {
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k)
+                    .map_err(|e| config(format!("no randomness for the principal key: {e}")))?;
+                k
+            }
         };
         let mut default_headers = HeaderMap::new();
         for (name, value) in self.headers {
@@ -174,7 +252,14 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 http,
                 base_url,
+                default_credentials: default_headers
+                    .keys()
+                    .any(|k| is_credential_header(k.as_str())),
                 default_headers,
+                principal_key,
+                store: self.store,
+                local: LocalTier::default(),
+                flights: Arc::default(),
                 timeout: self.timeout,
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),
@@ -184,27 +269,96 @@ impl RuntimeBuilder {
 
 static GLOBAL: OnceLock<ClientCore> = OnceLock::new();
 
-/// What a generated client holds: the runtime (and, with later policies, the bound principal).
+/// What a generated client holds: the runtime and the principal it is bound to.
 #[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct ClientCore {
     runtime: Runtime,
+    principal: Option<Principal>,
 }
 
 #[doc(hidden)]
 impl ClientCore {
     /// Checks the client's stitches against the runtime and binds them to it.
+    ///
+    /// A stitch sharing its cache across principals (`scope = "app"`) without the acknowledgement
+    /// is refused when the runtime attaches credentials the macro could not see: its entries would
+    /// otherwise serve one principal's response to another.
     pub fn new(runtime: &Runtime, endpoints: &'static [&'static Endpoint]) -> Result<Self> {
-        let _ = endpoints;
+        for endpoint in endpoints {
+            let Some(policy) = &endpoint.cache else {
+                continue;
+            };
+            if policy.scope == Scope::App
+                && !policy.shared_acknowledged
+                && runtime.has_default_credentials()
+            {
+                return Err(Error::Config {
+                    stitch: endpoint.name,
+                    reason: "`cache(scope = \"app\")` shares entries across principals, but this runtime sends credentials \
+                             (a default `authorization`, `cookie` or api-key header), so one principal's response could be served to another; \
+                             use the default `scope = \"principal\"`, or add `same_for_every_principal` to the stitch's `cache(...)` if the response really is identical for everyone"
+                        .into(),
+                });
+            }
+        }
         Ok(Self::unchecked(runtime.clone()))
     }
 
     fn unchecked(runtime: Runtime) -> Self {
-        ClientCore { runtime }
+        ClientCore {
+            runtime,
+            principal: None,
+        }
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    pub(crate) fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    pub fn with_principal(&self, id: Option<&str>) -> Self {
+        ClientCore {
+            runtime: self.runtime.clone(),
+            principal: id.map(Principal::named),
+        }
+    }
+}
+
+/// Operations every generated client has. Bring it into scope with `use stitch::Client;`.
+pub trait Client: Clone + Sized {
+    /// The client's stitches.
+    const STITCHES: &'static [&'static Endpoint];
+
+    #[doc(hidden)]
+    fn __core(&self) -> &ClientCore;
+    #[doc(hidden)]
+    fn __with_core(&self, core: ClientCore) -> Self;
+
+    /// The runtime this client runs on.
+    fn runtime(&self) -> &Runtime {
+        self.__core().runtime()
+    }
+
+    /// A clone of this client whose calls are made as `principal`: cached entries are scoped to it,
+    /// so one principal's response is never served to another.
+    fn as_principal(&self, principal: &str) -> Self {
+        self.__with_core(self.__core().with_principal(Some(principal)))
+    }
+
+    /// A clone of this client with no bound principal.
+    fn anonymous(&self) -> Self {
+        self.__with_core(self.__core().with_principal(None))
+    }
+
+    /// Forgets every cached entry of this client's stitches, for every principal.
+    fn invalidate_all(&self) {
+        for endpoint in Self::STITCHES {
+            self.runtime().invalidate_stitch(endpoint);
+        }
     }
 }
 

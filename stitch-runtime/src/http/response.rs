@@ -26,7 +26,7 @@ pub struct RawResponse {
 
 /// Turns a [`RawResponse`] into a stitch's output.
 #[doc(hidden)]
-pub trait Decode {
+pub trait Decode: 'static {
     /// The value the stitch returns.
     type Output: Send + 'static;
     /// Decodes the response.
@@ -60,7 +60,7 @@ pub(crate) fn decode_json<T: DeserializeOwned>(
     result.map_err(|e| Error::Decode {
         stitch: endpoint.name,
         path: track.path().to_string(),
-        source: Box::new(e),
+        source: std::sync::Arc::new(e),
     })
 }
 
@@ -74,7 +74,7 @@ impl Decode for Text {
         String::from_utf8(raw.body.into()).map_err(|e| Error::Decode {
             stitch: endpoint.name,
             path: ".".into(),
-            source: Box::new(e),
+            source: std::sync::Arc::new(e),
         })
     }
 }

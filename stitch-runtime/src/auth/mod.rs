@@ -1,0 +1,48 @@
+//! Who a call is made as. The principal scopes cache entries (one principal's response is never
+//! served to another) and comes from, in order: an explicit binding on the client
+//! (`client.as_principal("alice")`), and the credentials the request carries (a keyed hash of
+//! their values — never the secret itself). With neither, the call is anonymous.
+
+/// Header names that carry credentials: folded into the principal, never into a key or an error.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
+
+/// Whether `name` (any case) is a credential header.
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// An explicitly bound principal: a digest of the caller-given identity.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Principal {
+    pub(crate) digest: [u8; 32],
+}
+
+impl Principal {
+    /// Plain (unkeyed) hash: identities are not secrets, and a fleet sharing a store must derive the
+    /// same digest for the same identity without sharing a key.
+    pub(crate) fn named(id: &str) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("stitch principal v1");
+        h.update(id.as_bytes());
+        Principal {
+            digest: *h.finalize().as_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Principal({:02x}{:02x}…)",
+            self.digest[0], self.digest[1]
+        )
+    }
+}

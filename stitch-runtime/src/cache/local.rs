@@ -1,0 +1,127 @@
+//! The in-process tier: decoded values per stitch, bounded by `max_entries` (moka's TinyLFU), each
+//! with its own deadline on tokio's clock (so tests under paused time see exact expiry), plus the
+//! stitch's invalidation generation.
+
+use crate::cache::key::CacheKey;
+use crate::cache::CachePolicy;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::time::Instant;
+
+/// A decoded value, shared by every hit.
+pub(crate) type Value = Arc<dyn Any + Send + Sync>;
+
+#[derive(Clone)]
+struct Entry {
+    value: Value,
+    expires: Instant,
+}
+
+/// One stitch's entries and generation.
+pub(crate) struct StitchCache {
+    entries: moka::sync::Cache<CacheKey, Entry>,
+    generation: AtomicU64,
+}
+
+impl StitchCache {
+    fn new(policy: &CachePolicy) -> Self {
+        StitchCache {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(policy.max_entries)
+                // A wall-clock backstop so expired entries also leave memory; the exact check is
+                // the deadline below.
+                .time_to_live(policy.ttl)
+                .build(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Value> {
+        let entry = self.entries.get(key)?;
+        if Instant::now() >= entry.expires {
+            self.entries.invalidate(key);
+            return None;
+        }
+        Some(entry.value)
+    }
+
+    pub(crate) fn insert(&self, key: CacheKey, value: Value, policy: &CachePolicy) {
+        self.entries.insert(
+            key,
+            Entry {
+                value,
+                expires: Instant::now() + policy.ttl,
+            },
+        );
+    }
+
+    pub(crate) fn remove(&self, key: &CacheKey) -> bool {
+        self.entries.remove(key).is_some()
+    }
+
+    /// Makes every current entry unreachable (new keys use the next generation) and frees them.
+    pub(crate) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
+    /// Entries currently held (after pending maintenance).
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
+/// Every stitch's in-process tier of one runtime.
+#[derive(Default)]
+pub(crate) struct LocalTier {
+    stitches: RwLock<HashMap<&'static str, Arc<StitchCache>>>,
+    generation: AtomicU64,
+}
+
+impl LocalTier {
+    pub(crate) fn stitch(&self, name: &'static str, policy: &CachePolicy) -> Arc<StitchCache> {
+        if let Some(c) = self
+            .stitches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return c.clone();
+        }
+        let mut map = self.stitches.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(name)
+            .or_insert_with(|| Arc::new(StitchCache::new(policy)))
+            .clone()
+    }
+
+    pub(crate) fn existing(&self, name: &str) -> Option<Arc<StitchCache>> {
+        self.stitches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        for c in self
+            .stitches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            c.entries.invalidate_all();
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Read-through caching and request coalescing.
+//!
+//! A cached stitch's call looks up a derived key ([`key`]) in the in-process tier of decoded values
+//! ([`local`]), then in the attached shared store if any ([`crate::store`]), and on a miss joins or
+//! leads one in-flight upstream request ([`coalesce`]). Only 2xx responses that decoded are stored.
+//!
+//! Invariants: keys are principal-scoped unless the stitch opted into `scope = "app"`; credentials
+//! are folded in as a keyed hash and never appear in a key; invalidation bumps generations, so
+//! nothing ever enumerates keys.
+
+pub(crate) mod coalesce;
+pub mod fingerprint;
+pub(crate) mod key;
+pub(crate) mod local;
+
+use crate::error::Result;
+use std::future::Future;
+use std::time::Duration;
+
+/// Whose entries a cached stitch may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scope {
+    /// Entries are keyed by the principal a call is made as (the default).
+    Principal,
+    /// Entries are shared across principals: only for responses identical for everyone.
+    App,
+}
+
+/// A stitch's cache declaration, as parsed at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    pub(crate) ttl: Duration,
+    pub(crate) scope: Scope,
+    pub(crate) vary: &'static [&'static str],
+    pub(crate) max_entries: u64,
+    pub(crate) coalesce: bool,
+    pub(crate) fingerprint: u64,
+    pub(crate) shared_acknowledged: bool,
+}
+
+#[doc(hidden)]
+impl CachePolicy {
+    pub const fn new(ttl: Duration, fingerprint: u64) -> Self {
+        CachePolicy {
+            ttl,
+            scope: Scope::Principal,
+            vary: &[],
+            max_entries: 10_000,
+            coalesce: true,
+            fingerprint,
+            shared_acknowledged: false,
+        }
+    }
+    pub const fn app_scope(mut self, acknowledged: bool) -> Self {
+        self.scope = Scope::App;
+        self.shared_acknowledged = acknowledged;
+        self
+    }
+    pub const fn with_vary(mut self, headers: &'static [&'static str]) -> Self {
+        self.vary = headers;
+        self
+    }
+    pub const fn with_max_entries(mut self, n: u64) -> Self {
+        self.max_entries = n;
+        self
+    }
+    pub const fn no_coalesce(mut self) -> Self {
+        self.coalesce = false;
+        self
+    }
+}
+
+impl CachePolicy {
+    /// Time to live of an entry.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+    /// Whose entries may be served.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+    /// Request headers folded into the key.
+    pub fn vary(&self) -> &'static [&'static str] {
+        self.vary
+    }
+    /// Bound on in-process entries of this stitch.
+    pub fn max_entries(&self) -> u64 {
+        self.max_entries
+    }
+    /// Whether concurrent identical calls share one upstream request.
+    pub fn coalesces(&self) -> bool {
+        self.coalesce
+    }
+    /// The output type's schema fingerprint (or the pinned version's).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+tokio::task_local! {
+    /// Set by [`invalidate`]: the stitch call inside removes its entry instead of running.
+    pub(crate) static INVALIDATING: std::cell::Cell<bool>;
+}
+
+/// Removes the one cache entry a call would use, without making the call:
+/// `stitch::invalidate(acme.user(7)).await` forgets `user(7)` for the principal `acme` is bound to.
+///
+/// Returns whether an in-process entry existed (an attached shared store's entry is deleted too).
+/// A call of an uncached stitch does nothing and returns `false`; nothing is ever sent.
+pub async fn invalidate<T>(call: impl Future<Output = Result<T>>) -> bool {
+    INVALIDATING
+        .scope(std::cell::Cell::new(false), async move {
+            let _ = call.await;
+            INVALIDATING.with(|removed| removed.get())
+        })
+        .await
+}
+
+/// Whether the current task runs inside [`invalidate`].
+pub(crate) fn invalidating() -> bool {
+    INVALIDATING.try_with(|_| ()).is_ok()
+}
+
+pub(crate) fn mark_invalidated(existed: bool) {
+    let _ = INVALIDATING.try_with(|removed| removed.set(removed.get() | existed));
+}
