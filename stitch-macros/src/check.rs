@@ -3,7 +3,7 @@
 //! `ui-tests/tests/ui/`.
 
 use crate::diag::Errors;
-use crate::model::{HttpMethod, Role, Stitch, Target};
+use crate::model::{HttpMethod, PoolModel, Role, Stitch, Target};
 use syn::{FnArg, Signature};
 
 /// Rules on the signature itself.
@@ -143,6 +143,51 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
         }
     }
     cache(stitch, errors);
+    throttle(stitch, errors);
+}
+
+/// Rules that keep a throttle meaning what it says.
+fn throttle(stitch: &Stitch, errors: &mut Errors) {
+    // A free stitch has no seam whose budget it could share.
+    if stitch.seam_name.is_none() {
+        if let Some((PoolModel::Seam, span)) = stitch.throttle.as_ref().and_then(|t| t.pool.clone())
+        {
+            errors.at(
+                span,
+                "`pool = \"seam\"` needs a seam: this is a free stitch; use `\"stitch\"`, `\"host\"` or a named pool",
+            );
+        }
+    }
+    // The seam's throttle is always acquired too, so a looser method throttle would be a promise
+    // the stitch cannot keep: the effective limit is the seam's.
+    let (Some(method), Some(seam)) = (&stitch.throttle, &stitch.seam_throttle) else {
+        return;
+    };
+    if let (Some(m), Some(s), Some((_, _, span, text)), Some((_, _, _, seam_text))) = (
+        method.per_second(),
+        seam.per_second(),
+        &method.rate,
+        &seam.rate,
+    ) {
+        if m > s {
+            errors.at(
+                *span,
+                format!(
+                    "method throttle `\"{text}\"` is looser than the seam's `\"{seam_text}\"`: the seam's throttle applies to every method, so a method's can only tighten it; use a rate of at most `\"{seam_text}\"` or remove it"
+                ),
+            );
+        }
+    }
+    if let (Some((m, span)), Some((s, _))) = (method.concurrency, seam.concurrency) {
+        if m > s {
+            errors.at(
+                span,
+                format!(
+                    "method `concurrency = {m}` is looser than the seam's `concurrency = {s}`: a method's throttle can only tighten the seam's; use at most {s}"
+                ),
+            );
+        }
+    }
 }
 
 /// Header names that carry credentials (kept in step with the runtime's `CREDENTIAL_HEADERS`).

@@ -4,7 +4,9 @@
 
 use crate::diag::Errors;
 use crate::input::{self, FnItem, StitchTarget};
-use crate::model::{self, Argument, HttpMethod, Output, Role, Stitch, Target};
+use crate::model::{
+    self, Argument, HttpMethod, Output, PoolModel, Role, Stitch, Target, ThrottleModel,
+};
 use crate::spec::Piece;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -229,7 +231,6 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             #endpoint_consts
         }
 
-        #allow_unused
         impl ::stitch::Client for #client {
             const STITCHES: &'static [&'static ::stitch::Endpoint] = Self::ENDPOINTS;
             fn __core(&self) -> &::stitch::__private::ClientCore {
@@ -240,6 +241,7 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
 
+        #allow_unused
         impl #trait_ident for #client {
             #( #signatures #bodies )*
             #( #unstitched { ::core::unreachable!() } )*
@@ -304,6 +306,27 @@ fn endpoint(s: &Stitch) -> TokenStream {
     if s.sensitive.is_some() {
         chain.push(quote!(.sensitive()));
     }
+    let throttles: Vec<(&ThrottleModel, bool)> = s
+        .seam_throttle
+        .iter()
+        .map(|t| (t, true))
+        .chain(s.throttle.iter().map(|t| (t, false)))
+        .collect();
+    let specs: Vec<TokenStream> = throttles
+        .iter()
+        .filter(|(t, _)| t.delegate.is_none())
+        .map(|(t, from_seam)| throttle_spec(t, *from_seam, s.seam_name.as_deref()))
+        .collect();
+    if !specs.is_empty() {
+        chain.push(quote!(.throttles(&[#(#specs),*])));
+    }
+    if let Some(statuses) = throttles
+        .iter()
+        .rev()
+        .find_map(|(t, _)| t.delegate.as_ref())
+    {
+        chain.push(quote!(.delegate(&[#(#statuses),*])));
+    }
     if let Some(t) = s.timeout {
         let ms = t.as_millis() as u64;
         chain.push(quote!(.timeout(::core::time::Duration::from_millis(#ms))));
@@ -327,6 +350,35 @@ fn endpoint(s: &Stitch) -> TokenStream {
             .arguments(&[#(#roles),*])
             .schemas(::stitch::__private::schemas!([#(#arg_types),*], #out_ty))
     }
+}
+
+/// One `ThrottleSpec`: a seam's throttle shares the seam's pool unless it names another.
+fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> TokenStream {
+    let pool = match (&t.pool, from_seam) {
+        (Some((PoolModel::Stitch, _)), _) | (None, false) => quote!(Stitch),
+        (Some((PoolModel::Host, _)), _) => quote!(Host),
+        (Some((PoolModel::Seam, _)), _) | (None, true) => {
+            let name = seam.unwrap_or_default();
+            quote!(Seam(::core::concat!(::core::module_path!(), "::", #name)))
+        }
+        (Some((PoolModel::Named(n), _)), _) => quote!(Named(#n)),
+    };
+    let mut spec = quote!(::stitch::__private::ThrottleSpec::new(::stitch::__private::Pool::#pool));
+    if let Some((n, window, _, _)) = &t.rate {
+        let ms = window.as_millis() as u64;
+        spec.extend(quote!(.rate(#n, ::core::time::Duration::from_millis(#ms))));
+    }
+    if let Some(b) = t.burst {
+        spec.extend(quote!(.burst(#b)));
+    }
+    if let Some((c, _)) = t.concurrency {
+        spec.extend(quote!(.concurrency(#c)));
+    }
+    if let Some(w) = t.max_wait {
+        let ms = w.as_millis() as u64;
+        spec.extend(quote!(.max_wait(::core::time::Duration::from_millis(#ms))));
+    }
+    spec
 }
 
 /// The body of a stitch: fill the request from the arguments, await the generic call.

@@ -28,6 +28,17 @@ pub(crate) const STITCH_KEYS: &[&str] = &[
     "name",
     "cache",
     "sensitive",
+    "throttle",
+];
+/// Keys accepted inside `throttle(...)`.
+pub(crate) const THROTTLE_KEYS: &[&str] = &[
+    "rate",
+    "concurrency",
+    "pool",
+    "burst",
+    "max_wait",
+    "delegate",
+    "on",
 ];
 /// Keys accepted inside `cache(...)`.
 pub(crate) const CACHE_KEYS: &[&str] = &[
@@ -40,7 +51,7 @@ pub(crate) const CACHE_KEYS: &[&str] = &[
     "same_for_every_principal",
 ];
 /// Keys accepted by `#[seam(...)]` on a trait.
-pub(crate) const SEAM_KEYS: &[&str] = &["base_url", "headers", "timeout", "client"];
+pub(crate) const SEAM_KEYS: &[&str] = &["base_url", "headers", "timeout", "client", "throttle"];
 const METHOD_FLAGS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "method"];
 const TARGETS: &[&str] = &["path", "url"];
 
@@ -158,6 +169,214 @@ pub(crate) struct SeamConfig {
     pub(crate) headers: Vec<(LitStr, LitStr)>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) client: Option<LitStr>,
+    pub(crate) throttle: Option<ThrottleModel>,
+}
+
+/// Who shares a throttle's budget.
+#[derive(Clone, PartialEq)]
+pub(crate) enum PoolModel {
+    Stitch,
+    Host,
+    Seam,
+    Named(String),
+}
+
+/// A `throttle = "2/s"` or `throttle(...)` declaration.
+#[derive(Clone)]
+pub(crate) struct ThrottleModel {
+    pub(crate) rate: Option<(u64, Duration, Span, String)>,
+    pub(crate) burst: Option<u32>,
+    pub(crate) concurrency: Option<(u32, Span)>,
+    pub(crate) pool: Option<(PoolModel, Span)>,
+    pub(crate) max_wait: Option<Duration>,
+    /// `delegate`, with the statuses that mean "rate limited" (default 429).
+    pub(crate) delegate: Option<Vec<u16>>,
+}
+
+impl ThrottleModel {
+    pub(crate) fn per_second(&self) -> Option<f64> {
+        self.rate
+            .as_ref()
+            .map(|(n, w, _, _)| *n as f64 / w.as_secs_f64())
+    }
+}
+
+/// Reads `throttle = "2/s"` or `throttle(rate = "2/s", concurrency = 4, pool = "host", ...)`.
+pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel> {
+    let arg = args.get("throttle")?;
+    let rate_of = |lit: &LitStr, errors: &mut Errors| match spec::rate(&lit.value()) {
+        Ok((n, w)) => Some((n, w, lit.span(), lit.value())),
+        Err(e) => {
+            errors.at(lit.span(), format!("invalid throttle rate: {e}"));
+            None
+        }
+    };
+    match &arg.value {
+        args::Value::Lit(syn::Lit::Str(lit)) => Some(ThrottleModel {
+            rate: Some(rate_of(lit, errors)?),
+            burst: None,
+            concurrency: None,
+            pool: None,
+            max_wait: None,
+            delegate: None,
+        }),
+        args::Value::List(list) => {
+            let raw = args::parse(list.tokens.clone(), errors);
+            let inner = Args::new(raw, THROTTLE_KEYS, &[], "throttle", errors);
+            let rate = inner
+                .string("rate", "rate = \"2/s\"", errors)
+                .and_then(|l| rate_of(&l, errors));
+            let concurrency = inner
+                .int("concurrency", "concurrency = 4", errors)
+                .and_then(|lit| match lit.base10_parse::<u32>() {
+                    Ok(0) => {
+                        errors.at(
+                            lit.span(),
+                            "`concurrency` must be at least 1: with 0 no call could ever run",
+                        );
+                        None
+                    }
+                    Ok(n) => Some((n, lit.span())),
+                    Err(_) => {
+                        errors.at(
+                            lit.span(),
+                            "`concurrency` must be a whole number from 1 to 4294967295",
+                        );
+                        None
+                    }
+                });
+            let burst = inner.int("burst", "burst = 2", errors).and_then(|lit| {
+                let n = lit.base10_parse::<u32>();
+                if n.is_err() {
+                    errors.at(lit.span(), "`burst` must be a whole number (extra requests tolerated at once)");
+                }
+                if !inner.has_key("rate") {
+                    errors.at(
+                        lit.span(),
+                        "`burst` needs a `rate`: it is the number of extra requests the pacing tolerates at once; add `rate = \"...\"` or remove `burst`",
+                    );
+                }
+                n.ok()
+            });
+            let pool = inner.string("pool", "pool = \"host\"", errors).and_then(|lit| {
+                let v = lit.value();
+                let kind = match v.as_str() {
+                    "stitch" => PoolModel::Stitch,
+                    "host" => PoolModel::Host,
+                    "seam" => PoolModel::Seam,
+                    "" => {
+                        errors.at(lit.span(), "empty pool name: use `\"stitch\"`, `\"host\"`, `\"seam\"` or a name such as `\"billing\"`");
+                        return None;
+                    }
+                    other => {
+                        let hint = crate::diag::did_you_mean(other, ["stitch", "host", "seam"]);
+                        if !hint.is_empty() {
+                            errors.at(
+                                lit.span(),
+                                format!("unknown pool kind `\"{other}\"`{hint} (a named pool needs a name distinct from the kinds `stitch`, `host`, `seam`)"),
+                            );
+                            return None;
+                        }
+                        if !other.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+                            errors.at(lit.span(), format!("invalid pool name `\"{other}\"`: use letters, digits, `-`, `_`, `.` or `:`"));
+                            return None;
+                        }
+                        PoolModel::Named(other.to_owned())
+                    }
+                };
+                Some((kind, lit.span()))
+            });
+            let max_wait = inner
+                .string("max_wait", "max_wait = \"10s\"", errors)
+                .and_then(|lit| match spec::duration(&lit.value()) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        errors.at(lit.span(), format!("invalid `max_wait`: {e}"));
+                        None
+                    }
+                });
+            let delegate_flag = inner.flag("delegate", errors);
+            let on = inner.get("on").map(|a| statuses(a, errors));
+            if let (Some(on_arg), None) = (inner.get("on"), delegate_flag) {
+                errors.at(
+                    on_arg.key.span(),
+                    "`on` lists the statuses of `delegate` mode: add `delegate`, or remove `on`",
+                );
+            }
+            let delegate = delegate_flag.map(|span| {
+                // Pacing and delegation are alternatives: a delegated throttle leaves pacing to the
+                // upstream, so a rate or cap next to it would be silently doing both.
+                if rate.is_some() || concurrency.is_some() || burst.is_some() {
+                    errors.at(
+                        span,
+                        "`delegate` conflicts with `rate`/`concurrency`/`burst`: delegate mode does not pace, it reports the upstream's 429 as a typed error; remove one of them",
+                    );
+                }
+                on.clone().unwrap_or_else(|| vec![429])
+            });
+            if rate.is_none()
+                && concurrency.is_none()
+                && delegate.is_none()
+                && !pacing_written(&inner)
+            {
+                errors.at(
+                    list.delimiter.span().join(),
+                    "`throttle(...)` needs a `rate`, a `concurrency` or `delegate`: e.g. `throttle(rate = \"2/s\", concurrency = 4)`",
+                );
+            }
+            Some(ThrottleModel {
+                rate,
+                burst,
+                concurrency,
+                pool,
+                max_wait,
+                delegate,
+            })
+        }
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected `throttle = \"<rate>\"` (e.g. `throttle = \"2/s\"`) or `throttle(rate = \"2/s\", ...)`",
+            );
+            None
+        }
+    }
+}
+
+/// A rate or cap was written (perhaps invalid, and then already reported).
+fn pacing_written(inner: &Args) -> bool {
+    inner.has_key("rate") || inner.has_key("concurrency")
+}
+
+/// `on = [429, 503]`: HTTP status codes.
+pub(crate) fn statuses(arg: &args::Arg, errors: &mut Errors) -> Vec<u16> {
+    let items = match &arg.value {
+        args::Value::Expr(syn::Expr::Array(a)) => a.elems.iter().collect::<Vec<_>>(),
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected a list of status codes: `on = [429, 503]`",
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(i),
+                ..
+            }) => match i.base10_parse::<u16>() {
+                Ok(n) if (100..=599).contains(&n) => out.push(n),
+                _ => errors.at(
+                    i.span(),
+                    format!("`{i}` is not an HTTP status code: status codes are 100 to 599"),
+                ),
+            },
+            other => errors.spanned(other, "expected a status code such as `429`"),
+        }
+    }
+    out
 }
 
 /// A fully described stitch.
@@ -178,6 +397,11 @@ pub(crate) struct Stitch {
     /// `path`/`url` (or a misspelling of them) was written: a missing `target` was already reported.
     pub(crate) target_given: bool,
     pub(crate) cache: Option<CacheModel>,
+    /// The method's own throttle.
+    pub(crate) throttle: Option<ThrottleModel>,
+    /// The seam's throttle (acquired first) and the seam's name, for trait methods.
+    pub(crate) seam_throttle: Option<ThrottleModel>,
+    pub(crate) seam_name: Option<String>,
     /// The `sensitive` key, when given, and whether it came after `cache`.
     pub(crate) sensitive: Option<(Span, bool)>,
 }
@@ -209,6 +433,7 @@ pub(crate) fn seam_config(tokens: proc_macro2::TokenStream, errors: &mut Errors)
             .unwrap_or_default(),
         timeout: duration(&args, "timeout", "timeout = \"10s\"", errors),
         client: args.string("client", "client = \"AcmeApi\"", errors),
+        throttle: throttle(&args, errors),
     }
 }
 
@@ -293,6 +518,9 @@ pub(crate) fn stitch(
         base_url_key,
         target_given,
         cache: cache(&args, errors),
+        throttle: throttle(&args, errors),
+        seam_throttle: seam.and_then(|(_, s)| s.throttle.clone()),
+        seam_name: seam.map(|(t, _)| t.to_string()),
         sensitive: args
             .flag("sensitive", errors)
             .map(|span| (span, args.index("sensitive") > args.index("cache"))),

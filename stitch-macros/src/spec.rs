@@ -64,6 +64,53 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total as u64))
 }
 
+/// Parses a rate `"<n>/<unit>"` or `"<n>/<k><unit>"` (units `ms`, `s`, `m`, `h`, `d`), e.g. `"2/s"`,
+/// `"120/m"`, `"100/15m"`. Returns the count and the window.
+pub(crate) fn rate(text: &str) -> Result<(u64, Duration), String> {
+    const FORM: &str = "expected a rate such as `\"2/s\"`, `\"120/m\"` or `\"100/15m\"` (`<count>/<window>`, window units: ms, s, m, h, d)";
+    let Some((count, window)) = text.split_once('/') else {
+        return Err(format!("`\"{text}\"` is not a rate: {FORM}"));
+    };
+    let count = count.trim();
+    if count.is_empty() {
+        return Err(format!("`\"{text}\"` has no count before `/`: {FORM}"));
+    }
+    if !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "`\"{text}\"`: the count `{count}` is not a whole number: {FORM}"
+        ));
+    }
+    let count: u64 = count
+        .parse()
+        .map_err(|_| format!("`\"{text}\"`: the count is too large"))?;
+    if count == 0 {
+        return Err(format!(
+            "`\"{text}\"` admits nothing: the count must be at least 1 (to block a stitch, do not call it)"
+        ));
+    }
+    if count > u32::MAX as u64 {
+        return Err(format!(
+            "`\"{text}\"`: the count is too large (at most {})",
+            u32::MAX
+        ));
+    }
+    let window = window.trim();
+    // `"2/s"` means one unit: accept a bare unit as `1<unit>`.
+    let window_text = if window.starts_with(|c: char| c.is_ascii_digit()) {
+        window.to_owned()
+    } else {
+        format!("1{window}")
+    };
+    let window = duration(&window_text)
+        .map_err(|_| format!("`\"{text}\"`: `{window}` is not a window: {FORM}"))?;
+    if window.as_nanos() / (count as u128) == 0 {
+        return Err(format!(
+            "`\"{text}\"` is too fast to pace: the spacing would be under a nanosecond"
+        ));
+    }
+    Ok((count, window))
+}
+
 /// One piece of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece {
@@ -189,6 +236,27 @@ mod tests {
             "99999999999999999999999d",
         ] {
             assert!(duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate("2/s").unwrap(), (2, Duration::from_secs(1)));
+        assert_eq!(rate("120/m").unwrap(), (120, Duration::from_secs(60)));
+        assert_eq!(rate("1/500ms").unwrap(), (1, Duration::from_millis(500)));
+        assert_eq!(rate("100/15m").unwrap(), (100, Duration::from_secs(900)));
+        for bad in [
+            "0/s",
+            "2/fortnight",
+            "2 per s",
+            "/s",
+            "2/",
+            "99999999999999999999/s",
+            "-1/s",
+            "2/0s",
+            "1.5/s",
+        ] {
+            assert!(rate(bad).is_err(), "{bad} should be refused");
         }
     }
 

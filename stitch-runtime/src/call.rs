@@ -29,6 +29,7 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
         method = endpoint.method.as_str(),
         url.template = endpoint.template,
         cache = field::Empty,
+        throttle_wait_ms = field::Empty,
         status = field::Empty,
         elapsed_ms = field::Empty,
     )
@@ -221,24 +222,53 @@ fn invalidation_only(endpoint: &'static Endpoint) -> Error {
     }
 }
 
-/// Resolves the request and sends it within the call's total timeout.
+/// Resolves the request, then runs the attempt within the call's total timeout: acquire the
+/// throttle (waits count against the budget), send, read the body, release the throttle.
 async fn fetch(
     runtime: &Runtime,
     request: RequestParts,
 ) -> Result<(&'static Endpoint, RawResponse)> {
     let endpoint = request.endpoint;
     let prepared = request.prepare(runtime)?;
-    let raw = match endpoint.timeout.or(runtime.timeout()) {
-        None => send(runtime, endpoint, prepared).await?,
-        Some(limit) => tokio::time::timeout(limit, send(runtime, endpoint, prepared))
+    let total = endpoint.timeout.or(runtime.timeout());
+    let deadline = total.map(|t| tokio::time::Instant::now() + t);
+    let attempt = async {
+        let permit = if endpoint.throttles.is_empty() {
+            None
+        } else {
+            let host = host_key(&prepared.url);
+            let permit = runtime
+                .limiters()
+                .acquire(endpoint, &host, deadline)
+                .await?;
+            tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
+            Some(permit)
+        };
+        let raw = send(runtime, endpoint, prepared).await;
+        // Released only now: the response has been read (or the attempt failed).
+        drop(permit);
+        raw
+    };
+    let raw = match (deadline, total) {
+        (Some(deadline), Some(total)) => tokio::time::timeout_at(deadline, attempt)
             .await
             .map_err(|_| Error::Timeout {
                 stitch: endpoint.name,
                 bound: TimeoutBound::Total,
-                after: limit,
+                after: total,
             })??,
+        _ => attempt.await?,
     };
     Ok((endpoint, raw))
+}
+
+/// `host:port` of a URL: the key of `pool = "host"` throttles.
+fn host_key(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
 }
 
 /// Sends the request and reads the whole body; a non-2xx status becomes [`Error::Status`].
@@ -269,6 +299,15 @@ async fn send(
         .bytes()
         .await
         .map_err(|e| transport(e, &final_url))?;
+    if let Some(statuses) = endpoint.delegate {
+        if statuses.contains(&status.as_u16()) {
+            return Err(Error::RateLimited {
+                stitch: endpoint.name,
+                status,
+                retry_after: crate::resilience::retry_after(&headers),
+            });
+        }
+    }
     if !status.is_success() {
         let limit = runtime.error_body_limit().min(body.len());
         return Err(Error::Status {

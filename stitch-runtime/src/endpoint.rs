@@ -3,6 +3,7 @@
 //! runtime never parses attribute strings; everything here was validated at compile time.
 
 use crate::cache::CachePolicy;
+use crate::throttle::ThrottleSpec;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -111,6 +112,8 @@ pub struct Endpoint {
     pub(crate) schemas: fn() -> SchemaSet,
     pub(crate) cache: Option<CachePolicy>,
     pub(crate) sensitive: bool,
+    pub(crate) throttles: &'static [ThrottleSpec],
+    pub(crate) delegate: Option<&'static [u16]>,
 }
 
 #[doc(hidden)]
@@ -136,6 +139,8 @@ impl Endpoint {
             schemas: SchemaSet::default,
             cache: None,
             sensitive: false,
+            throttles: &[],
+            delegate: None,
         }
     }
     pub const fn absolute(mut self) -> Self {
@@ -178,6 +183,14 @@ impl Endpoint {
         self.sensitive = true;
         self
     }
+    pub const fn throttles(mut self, throttles: &'static [ThrottleSpec]) -> Self {
+        self.throttles = throttles;
+        self
+    }
+    pub const fn delegate(mut self, statuses: &'static [u16]) -> Self {
+        self.delegate = Some(statuses);
+        self
+    }
 }
 
 impl Endpoint {
@@ -194,6 +207,11 @@ impl Endpoint {
     /// The path or URL template as written, e.g. `/users/{id}`.
     pub fn template(&self) -> &'static str {
         self.template
+    }
+
+    /// The throttles the stitch acquires on every attempt (the seam's first, then its own).
+    pub fn throttle_specs(&self) -> &'static [ThrottleSpec] {
+        self.throttles
     }
 
     /// The cache declaration, if the stitch is cached.
@@ -228,6 +246,26 @@ impl Endpoint {
             policies.push(Policy {
                 name: "cache",
                 value,
+            });
+        }
+        for t in self.throttles {
+            let mut value = String::new();
+            if let Some(r) = t.rate {
+                value.push_str(&format!("rate={r} "));
+            }
+            if let Some(c) = t.concurrency {
+                value.push_str(&format!("concurrency={c} "));
+            }
+            value.push_str(&format!("pool={:?}", t.pool));
+            policies.push(Policy {
+                name: "throttle",
+                value,
+            });
+        }
+        if let Some(d) = self.delegate {
+            policies.push(Policy {
+                name: "throttle",
+                value: format!("delegate on {d:?}"),
             });
         }
         if self.sensitive {

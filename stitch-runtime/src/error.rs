@@ -81,6 +81,27 @@ pub enum Error {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// Waiting for the throttle would exceed `max_wait` or the call's remaining timeout.
+    #[error("{stitch}: throttle wait{} exceeds the allowed {limit:?}", would_wait.map(|w| format!(" of {w:?}")).unwrap_or_default())]
+    Throttled {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// How long the pacing wait would have been (`None` when waiting for a concurrency slot,
+        /// whose length cannot be known in advance).
+        would_wait: Option<Duration>,
+        /// The bound that was exceeded.
+        limit: Duration,
+    },
+    /// The upstream said to slow down (`throttle(delegate)`: a 429 or a configured status).
+    #[error("{stitch}: rate limited by the upstream ({status}){}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+    RateLimited {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// The status received.
+        status: http::StatusCode,
+        /// The parsed `Retry-After` (delta-seconds or HTTP-date), if sent.
+        retry_after: Option<Duration>,
+    },
     /// An argument could not be encoded into the request (e.g. a header value with a line break).
     #[error("{stitch}: invalid argument `{argument}`: {reason}")]
     InvalidArgument {

@@ -35,9 +35,11 @@ mod call;
 mod endpoint;
 mod error;
 mod http;
+mod resilience;
 mod runtime;
 mod schema;
 pub mod store;
+pub mod throttle;
 
 pub use crate::auth::{is_credential_header, CREDENTIAL_HEADERS};
 pub use crate::cache::fingerprint::Fingerprint;

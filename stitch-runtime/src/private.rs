@@ -9,3 +9,4 @@ pub use crate::http::request::RequestParts;
 pub use crate::http::response::{Json, RawBytes, Text, Unit, WithMeta};
 pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
+pub use crate::throttle::{Pool, ThrottleSpec};

@@ -11,6 +11,7 @@ use crate::cache::Scope;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::throttle::limiter::Limiters;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,7 @@ struct Inner {
     store: Option<Arc<dyn Store>>,
     local: LocalTier,
     flights: Arc<Flights>,
+    limiters: Limiters,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -102,6 +104,14 @@ impl Runtime {
     }
     pub(crate) fn flights(&self) -> &Arc<Flights> {
         &self.inner.flights
+    }
+    pub(crate) fn limiters(&self) -> &Limiters {
+        &self.inner.limiters
+    }
+
+    /// Throttle pools currently held in memory (idle ones are dropped as new ones are created).
+    pub fn throttle_pools(&self) -> usize {
+        self.inner.limiters.len()
     }
 
     /// Forgets every cached entry of one stitch (bumps its generation; nothing is enumerated).
@@ -260,6 +270,7 @@ impl RuntimeBuilder {
                 store: self.store,
                 local: LocalTier::default(),
                 flights: Arc::default(),
+                limiters: Limiters::default(),
                 timeout: self.timeout,
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),

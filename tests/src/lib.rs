@@ -89,6 +89,14 @@ type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
 pub struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    load: Arc<Load>,
+}
+
+/// Requests being handled right now, and the most seen at once.
+#[derive(Default)]
+struct Load {
+    active: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 impl Upstream {
@@ -97,10 +105,20 @@ impl Upstream {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let record = seen.clone();
+        let load: Arc<Load> = Arc::default();
+        let counted = load.clone();
         let app = axum::Router::new().fallback(move |request: Request| {
             let record = record.clone();
             let script = script.clone();
-            async move { handle(request, &record, &*script).await }
+            let load = counted.clone();
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = load.active.fetch_add(1, SeqCst) + 1;
+                load.peak.fetch_max(now, SeqCst);
+                let response = handle(request, &record, &*script).await;
+                load.active.fetch_sub(1, SeqCst);
+                response
+            }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -109,7 +127,12 @@ impl Upstream {
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Upstream { addr, seen }
+        Upstream { addr, seen, load }
+    }
+
+    /// The most requests this upstream was handling at the same time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.load.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts a server echoing each request back as JSON (`method`, `path`, `query`, `body`,
@@ -172,4 +195,112 @@ async fn handle(request: Request, record: &Mutex<Vec<Seen>>, script: &Script) ->
         }
     }
     response
+}
+
+/// A real nginx (Debian's `nginx-light`) in front of an upstream, enforcing `limit_req` at a given
+/// rate with `burst=1 nodelay` and answering 429 past it: an external referee for pacing.
+/// Stopped when dropped.
+pub struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    /// Starts nginx on a free loopback port, proxying to `upstream` (`http://127.0.0.1:PORT`) and
+    /// limiting requests to `per_second`.
+    pub fn rate_limited(upstream: &str, per_second: u32) -> std::io::Result<Self> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "nginx is not installed: run `bash scripts/test` (it installs nginx-light) or `apt-get install nginx-light`",
+                )
+            })?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "stitch-nginx-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let d = dir.display();
+        let upstream = upstream.trim_start_matches("http://");
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  limit_req_zone $server_name zone=referee:1m rate={per_second}r/s;
+  upstream app {{ server {upstream}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port};
+    server_name referee;
+    location / {{
+      limit_req zone=referee burst=1 nodelay;
+      limit_req_status 429;
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"#
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut nginx = Nginx { child, dir, port };
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = nginx.child.try_wait()? {
+                let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+                return Err(std::io::Error::other(format!(
+                    "nginx exited with {status}: {log}"
+                )));
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(std::io::Error::other(
+                    "nginx did not start listening within 10 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx.port = port;
+        Ok(nginx)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

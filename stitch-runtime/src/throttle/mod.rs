@@ -1,0 +1,114 @@
+//! Throttling: even pacing (GCRA) and concurrency caps, per stitch, host, seam or named pool.
+//!
+//! A throttle is acquired once per attempt, after the cache and coalescing (hits and coalesced
+//! followers never spend budget), in a fixed order: every concurrency permit first (seam, then
+//! method), then every pacing reservation, so the upstream sees sends spaced by the pacing even when
+//! callers queued for a permit. Permits are released when the response has been read or the
+//! attempt failed, timed out or was dropped.
+//!
+//! Why our own pacer rather than governor: we need reservations that can be handed back on
+//! cancellation, waits bounded by `max_wait` and the call's remaining budget with the would-be wait
+//! reported, FIFO grants, and the same algorithm as the fleet-wide store version.
+
+pub(crate) mod gcra;
+pub(crate) mod limiter;
+
+use std::time::Duration;
+
+/// A pacing rate: `count` grants per `window`, spaced evenly (`window / count` apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub(crate) count: u64,
+    pub(crate) window: Duration,
+}
+
+impl Rate {
+    #[doc(hidden)]
+    pub const fn new(count: u64, window: Duration) -> Self {
+        Rate { count, window }
+    }
+
+    /// The spacing between grants.
+    pub fn interval(&self) -> Duration {
+        self.window / self.count.max(1) as u32
+    }
+
+    /// Grants per second.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.window.as_secs_f64()
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}ms", self.count, self.window.as_millis())
+    }
+}
+
+/// Who shares a throttle's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Pool {
+    /// This stitch alone (the default for a method's throttle).
+    Stitch,
+    /// Every stitch of the runtime calling the same host (and port).
+    Host,
+    /// Every method of the seam (the default for a seam's throttle).
+    Seam(&'static str),
+    /// Everything naming this pool.
+    Named(&'static str),
+}
+
+/// One throttle declaration, as parsed at compile time.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSpec {
+    pub(crate) rate: Option<Rate>,
+    pub(crate) burst: u32,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) pool: Pool,
+    pub(crate) max_wait: Option<Duration>,
+}
+
+#[doc(hidden)]
+impl ThrottleSpec {
+    pub const fn new(pool: Pool) -> Self {
+        ThrottleSpec {
+            rate: None,
+            burst: 0,
+            concurrency: None,
+            pool,
+            max_wait: None,
+        }
+    }
+    pub const fn rate(mut self, count: u64, window: Duration) -> Self {
+        self.rate = Some(Rate { count, window });
+        self
+    }
+    pub const fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+    pub const fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+    pub const fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = Some(d);
+        self
+    }
+}
+
+impl ThrottleSpec {
+    /// The pacing rate, if any.
+    pub fn pacing(&self) -> Option<Rate> {
+        self.rate
+    }
+    /// The concurrency cap, if any.
+    pub fn max_concurrency(&self) -> Option<u32> {
+        self.concurrency
+    }
+    /// Who shares the budget.
+    pub fn pool(&self) -> Pool {
+        self.pool
+    }
+}
