@@ -144,6 +144,46 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
     }
     cache(stitch, errors);
     throttle(stitch, errors);
+    resilience(stitch, errors);
+}
+
+/// Rules that keep retries from repeating side effects.
+fn resilience(stitch: &Stitch, errors: &mut Errors) {
+    let idempotent_method = !matches!(stitch.method, HttpMethod::Post | HttpMethod::Patch);
+    // A retried write without a key can apply twice: the first attempt may have succeeded and
+    // only its response been lost.
+    if let (Some(retry), None, false) = (&stitch.retry, &stitch.idempotency, idempotent_method) {
+        if retry.attempts > 1 {
+            errors.at(
+                retry.key,
+                format!(
+                    "`retry` on a `{}` stitch needs `idempotency`: a retried write without an idempotency key can apply twice; add `idempotency` (or `idempotency(from = \"<argument>\")`)",
+                    stitch.method.name()
+                ),
+            );
+        }
+    }
+    if let Some(idem) = &stitch.idempotency {
+        // Safe reads change nothing, so there is nothing to deduplicate; servers may even reject
+        // the header on reads.
+        if matches!(stitch.method, HttpMethod::Get | HttpMethod::Head) {
+            errors.at(
+                idem.key,
+                format!(
+                    "`idempotency` is for writes: a `{}` is already safe to repeat; remove `idempotency`",
+                    stitch.method.name()
+                ),
+            );
+        }
+        if let Some(from) = &idem.from {
+            if !stitch.arguments.iter().any(|a| a.ident == from.value()) {
+                errors.at(
+                    from.span(),
+                    format!("`idempotency(from = \"{}\")` names no argument of this stitch: use the name of the argument whose value identifies the logical call", from.value()),
+                );
+            }
+        }
+    }
 }
 
 /// Rules that keep a throttle meaning what it says.

@@ -327,6 +327,50 @@ fn endpoint(s: &Stitch) -> TokenStream {
     {
         chain.push(quote!(.delegate(&[#(#statuses),*])));
     }
+    if let Some(each) = s.each {
+        let ms = each.as_millis() as u64;
+        chain.push(quote!(.each(::core::time::Duration::from_millis(#ms))));
+    }
+    if let Some(r) = &s.retry {
+        let attempts = r.attempts;
+        let mut policy = quote!(::stitch::__private::RetryPolicy::new(#attempts));
+        if let Some(on) = &r.on {
+            policy.extend(quote!(.on(&[#(#on),*])));
+        }
+        if r.backoff.is_some() || r.base.is_some() || r.max.is_some() {
+            let curve = Ident::new(r.backoff.unwrap_or("ExpoJitter"), Span::call_site());
+            let base = r
+                .base
+                .unwrap_or(std::time::Duration::from_millis(100))
+                .as_millis() as u64;
+            let max = r
+                .max
+                .unwrap_or(std::time::Duration::from_secs(10))
+                .as_millis() as u64;
+            policy.extend(quote!(.backoff(
+                ::stitch::__private::Backoff::#curve,
+                ::core::time::Duration::from_millis(#base),
+                ::core::time::Duration::from_millis(#max),
+            )));
+        }
+        if !r.respect_retry_after {
+            policy.extend(quote!(.ignore_retry_after()));
+        }
+        chain.push(quote!(.retry(#policy)));
+    }
+    if let Some(c) = &s.circuit {
+        let (failures, ms) = (c.failures, c.cooldown.as_millis() as u64);
+        chain.push(quote!(.circuit(::stitch::__private::CircuitPolicy::new(#failures, ::core::time::Duration::from_millis(#ms)))));
+    }
+    if let Some(i) = &s.idempotency {
+        let header = &i.header;
+        let mut policy = quote!(::stitch::__private::IdempotencyPolicy::new(#header));
+        if let Some(from) = &i.from {
+            let from = from.value();
+            policy.extend(quote!(.from_argument(#from)));
+        }
+        chain.push(quote!(.idempotency(#policy)));
+    }
     if let Some(t) = s.timeout {
         let ms = t.as_millis() as u64;
         chain.push(quote!(.timeout(::core::time::Duration::from_millis(#ms))));
@@ -407,6 +451,16 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
             Role::Header(h) => Some(quote!(#req.header(#h, &#ident);)),
         }
     });
+    let idempotency = s
+        .idempotency
+        .as_ref()
+        .and_then(|i| i.from.as_ref())
+        .and_then(|from| s.arguments.iter().find(|a| a.ident == from.value()))
+        .map(|a| {
+            let ident = &a.ident;
+            let name = ident.to_string();
+            quote!(#req.idempotency_key(#name, &#ident);)
+        });
     let decoder = decoder(s.output.as_ref().expect("checked: output"));
     let cached = s.cache.is_some() && s.sensitive.is_none();
     let call = match (client, cached) {
@@ -421,6 +475,7 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
         let mut #req = ::stitch::__private::RequestParts::new(#endpoint);
         #(#path)*
         #(#others)*
+        #idempotency
         #call
     }}
 }

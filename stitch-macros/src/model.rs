@@ -29,7 +29,20 @@ pub(crate) const STITCH_KEYS: &[&str] = &[
     "cache",
     "sensitive",
     "throttle",
+    "retry",
+    "circuit",
+    "idempotency",
 ];
+/// Keys accepted inside `retry(...)`.
+pub(crate) const RETRY_KEYS: &[&str] = &[
+    "attempts",
+    "on",
+    "backoff",
+    "base",
+    "max",
+    "respect_retry_after",
+];
+const BACKOFFS: &[&str] = &["fixed", "expo", "expo-jitter"];
 /// Keys accepted inside `throttle(...)`.
 pub(crate) const THROTTLE_KEYS: &[&str] = &[
     "rate",
@@ -168,6 +181,7 @@ pub(crate) struct SeamConfig {
     pub(crate) base_url: Option<LitStr>,
     pub(crate) headers: Vec<(LitStr, LitStr)>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) each: Option<Duration>,
     pub(crate) client: Option<LitStr>,
     pub(crate) throttle: Option<ThrottleModel>,
 }
@@ -402,6 +416,10 @@ pub(crate) struct Stitch {
     /// The seam's throttle (acquired first) and the seam's name, for trait methods.
     pub(crate) seam_throttle: Option<ThrottleModel>,
     pub(crate) seam_name: Option<String>,
+    pub(crate) each: Option<Duration>,
+    pub(crate) retry: Option<RetryModel>,
+    pub(crate) circuit: Option<CircuitModel>,
+    pub(crate) idempotency: Option<IdempotencyModel>,
     /// The `sensitive` key, when given, and whether it came after `cache`.
     pub(crate) sensitive: Option<(Span, bool)>,
 }
@@ -431,9 +449,283 @@ pub(crate) fn seam_config(tokens: proc_macro2::TokenStream, errors: &mut Errors)
             .get("headers")
             .map(|a| args::header_pairs(a, errors))
             .unwrap_or_default(),
-        timeout: duration(&args, "timeout", "timeout = \"10s\"", errors),
+        timeout: None,
+        each: None,
         client: args.string("client", "client = \"AcmeApi\"", errors),
         throttle: throttle(&args, errors),
+    }
+    .with_timeouts(timeouts(&args, errors))
+}
+
+impl SeamConfig {
+    fn with_timeouts(mut self, (total, each): (Option<Duration>, Option<Duration>)) -> Self {
+        self.timeout = total;
+        self.each = each;
+        self
+    }
+}
+
+/// `timeout = "5s"` (the total) or `timeout(total = "5s", each = "1s")`.
+fn timeouts(args: &Args, errors: &mut Errors) -> (Option<Duration>, Option<Duration>) {
+    let Some(arg) = args.get("timeout") else {
+        return (None, None);
+    };
+    let parse = |lit: &LitStr, key: &str, errors: &mut Errors| match spec::duration(&lit.value()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.at(lit.span(), format!("invalid `{key}`: {e}"));
+            None
+        }
+    };
+    match &arg.value {
+        args::Value::Lit(syn::Lit::Str(lit)) => (parse(lit, "timeout", errors), None),
+        args::Value::List(list) => {
+            let raw = args::parse(list.tokens.clone(), errors);
+            let inner = Args::new(raw, &["total", "each"], &[], "timeout", errors);
+            let total = inner
+                .string("total", "total = \"10s\"", errors)
+                .and_then(|l| parse(&l, "total", errors));
+            let each_lit = inner.string("each", "each = \"2s\"", errors);
+            let each = each_lit.as_ref().and_then(|l| parse(l, "each", errors));
+            // An attempt can never run longer than the whole call: `each` above `total` is a
+            // bound that never applies, so it is almost certainly a mix-up of the two.
+            if let (Some(t), Some(e), Some(lit)) = (total, each, &each_lit) {
+                if e > t {
+                    errors.at(
+                        lit.span(),
+                        format!("`each` ({e:?}) is longer than `total` ({t:?}): one attempt cannot outlast the whole call; make `each` at most `total`"),
+                    );
+                }
+            }
+            if !inner.has_key("total") && !inner.has_key("each") {
+                errors.at(list.delimiter.span().join(), "`timeout(...)` needs `total`, `each` or both: e.g. `timeout(total = \"10s\", each = \"2s\")`");
+            }
+            (total, each)
+        }
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected `timeout = \"10s\"` or `timeout(total = \"10s\", each = \"2s\")`",
+            );
+            (None, None)
+        }
+    }
+}
+
+/// A stitch's `retry = N` or `retry(...)`.
+pub(crate) struct RetryModel {
+    pub(crate) key: Span,
+    pub(crate) attempts: u32,
+    pub(crate) on: Option<Vec<u16>>,
+    /// `Fixed`, `Expo` or `ExpoJitter`.
+    pub(crate) backoff: Option<&'static str>,
+    pub(crate) base: Option<Duration>,
+    pub(crate) max: Option<Duration>,
+    pub(crate) respect_retry_after: bool,
+}
+
+/// `retry = 3` or `retry(attempts = 3, on = [503], backoff = "expo-jitter", base = "100ms", ...)`.
+fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
+    let arg = args.get("retry")?;
+    let key = arg.key.span();
+    let attempts_of = |lit: &syn::LitInt, errors: &mut Errors| match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            errors.at(lit.span(), "`attempts` counts the first try too, so it must be at least 1 (and 1 means no retry); e.g. `retry = 3`");
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            errors.at(lit.span(), "`attempts` must be a whole number such as `3`");
+            None
+        }
+    };
+    let duration_of =
+        |lit: &LitStr, name: &str, errors: &mut Errors| match spec::duration(&lit.value()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.at(lit.span(), format!("invalid retry `{name}`: {e}"));
+                None
+            }
+        };
+    match &arg.value {
+        args::Value::Lit(syn::Lit::Int(lit)) => Some(RetryModel {
+            key,
+            attempts: attempts_of(lit, errors)?,
+            on: None,
+            backoff: None,
+            base: None,
+            max: None,
+            respect_retry_after: true,
+        }),
+        args::Value::List(list) => {
+            let raw = args::parse(list.tokens.clone(), errors);
+            let inner = Args::new(raw, RETRY_KEYS, &[], "retry", errors);
+            let attempts = match inner.int("attempts", "attempts = 3", errors) {
+                Some(lit) => attempts_of(&lit, errors),
+                None if inner.has_key("attempts") => None,
+                None => {
+                    errors.at(
+                        list.delimiter.span().join(),
+                        "`retry(...)` needs `attempts`: e.g. `retry(attempts = 3)`",
+                    );
+                    None
+                }
+            };
+            let on = inner.get("on").map(|a| statuses(a, errors));
+            let backoff = inner.string("backoff", "backoff = \"expo-jitter\"", errors).and_then(|lit| {
+                match lit.value().as_str() {
+                    "fixed" => Some("Fixed"),
+                    "expo" => Some("Expo"),
+                    "expo-jitter" => Some("ExpoJitter"),
+                    other => {
+                        errors.at(
+                            lit.span(),
+                            format!(
+                                "unknown backoff curve `\"{other}\"`{}: expected `\"fixed\"`, `\"expo\"` or `\"expo-jitter\"`",
+                                crate::diag::did_you_mean(other, BACKOFFS.iter().copied())
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
+            let base = inner
+                .string("base", "base = \"100ms\"", errors)
+                .and_then(|l| duration_of(&l, "base", errors));
+            let max = inner
+                .string("max", "max = \"10s\"", errors)
+                .and_then(|l| duration_of(&l, "max", errors));
+            if let (Some(b), Some(m), Some(arg)) = (base, max, inner.get("max")) {
+                if b > m {
+                    errors.at(arg.value.span(&arg.key), format!("`max` ({m:?}) is below `base` ({b:?}): every wait would be cut to `max`; raise `max` or lower `base`"));
+                }
+            }
+            let respect_retry_after = match inner.get("respect_retry_after") {
+                Some(a) => match &a.value {
+                    args::Value::Lit(syn::Lit::Bool(b)) => b.value,
+                    other => {
+                        errors.at(
+                            other.span(&a.key),
+                            "expected `respect_retry_after = true` or `false`",
+                        );
+                        true
+                    }
+                },
+                None => true,
+            };
+            Some(RetryModel {
+                key,
+                attempts: attempts?,
+                on,
+                backoff,
+                base,
+                max,
+                respect_retry_after,
+            })
+        }
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                "expected `retry = <attempts>` (e.g. `retry = 3`) or `retry(attempts = 3, ...)`",
+            );
+            None
+        }
+    }
+}
+
+/// A stitch's `circuit(failures = N, cooldown = "...")`.
+pub(crate) struct CircuitModel {
+    pub(crate) failures: u32,
+    pub(crate) cooldown: Duration,
+}
+
+fn circuit(args: &Args, errors: &mut Errors) -> Option<CircuitModel> {
+    let arg = args.get("circuit")?;
+    let args::Value::List(list) = &arg.value else {
+        errors.at(
+            arg.value.span(&arg.key),
+            "expected `circuit(failures = 5, cooldown = \"30s\")`",
+        );
+        return None;
+    };
+    let raw = args::parse(list.tokens.clone(), errors);
+    let inner = Args::new(raw, &["failures", "cooldown"], &[], "circuit", errors);
+    // Both numbers define the breaker: without a threshold it never opens, without a cooldown it
+    // never closes again.
+    let mut missing = Vec::new();
+    if !inner.has_key("failures") {
+        missing.push("`failures`");
+    }
+    if !inner.has_key("cooldown") {
+        missing.push("`cooldown`");
+    }
+    if !missing.is_empty() {
+        errors.at(
+            list.delimiter.span().join(),
+            format!("`circuit(...)` is missing {}: both are required, e.g. `circuit(failures = 5, cooldown = \"30s\")`", missing.join(" and ")),
+        );
+    }
+    let failures = inner.int("failures", "failures = 5", errors).and_then(|lit| match lit.base10_parse::<u32>() {
+        Ok(0) | Err(_) => {
+            errors.at(lit.span(), "`failures` must be at least 1: the number of consecutive failed calls that opens the circuit");
+            None
+        }
+        Ok(n) => Some(n),
+    });
+    let cooldown = inner
+        .string("cooldown", "cooldown = \"30s\"", errors)
+        .and_then(|lit| match spec::duration(&lit.value()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.at(lit.span(), format!("invalid circuit `cooldown`: {e}"));
+                None
+            }
+        });
+    Some(CircuitModel {
+        failures: failures?,
+        cooldown: cooldown?,
+    })
+}
+
+/// A stitch's `idempotency` or `idempotency(header = "...", from = "argument")`.
+pub(crate) struct IdempotencyModel {
+    pub(crate) key: Span,
+    pub(crate) header: String,
+    pub(crate) from: Option<LitStr>,
+}
+
+fn idempotency(args: &Args, errors: &mut Errors) -> Option<IdempotencyModel> {
+    let arg = args.get("idempotency")?;
+    let key = arg.key.span();
+    match &arg.value {
+        args::Value::Flag => Some(IdempotencyModel {
+            key,
+            header: "idempotency-key".into(),
+            from: None,
+        }),
+        args::Value::List(list) => {
+            let raw = args::parse(list.tokens.clone(), errors);
+            let inner = Args::new(raw, &["header", "from"], &[], "idempotency", errors);
+            let header = match inner.string("header", "header = \"idempotency-key\"", errors) {
+                Some(lit) => match crate::check::header_name(&lit.value()) {
+                    Ok(()) => lit.value().to_ascii_lowercase(),
+                    Err(e) => {
+                        errors.at(lit.span(), e);
+                        return None;
+                    }
+                },
+                None => "idempotency-key".into(),
+            };
+            Some(IdempotencyModel {
+                key,
+                header,
+                from: inner.string("from", "from = \"order_id\"", errors),
+            })
+        }
+        other => {
+            errors.at(other.span(&arg.key), "expected `idempotency` or `idempotency(header = \"idempotency-key\", from = \"argument\")`");
+            None
+        }
     }
 }
 
@@ -450,17 +742,6 @@ fn base_url(args: &Args, errors: &mut Errors) -> Option<LitStr> {
         return None;
     }
     Some(lit)
-}
-
-fn duration(args: &Args, key: &str, example: &str, errors: &mut Errors) -> Option<Duration> {
-    let lit = args.string(key, example, errors)?;
-    match spec::duration(&lit.value()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            errors.at(lit.span(), format!("invalid `{key}`: {e}"));
-            None
-        }
-    }
 }
 
 /// Builds a stitch from its attribute arguments and signature.
@@ -492,8 +773,9 @@ pub(crate) fn stitch(
         }
     }
     let pick = pick(&args, errors);
-    let timeout = duration(&args, "timeout", "timeout = \"10s\"", errors)
-        .or_else(|| seam.and_then(|(_, s)| s.timeout));
+    let (own_total, own_each) = timeouts(&args, errors);
+    let timeout = own_total.or_else(|| seam.and_then(|(_, s)| s.timeout));
+    let each = own_each.or_else(|| seam.and_then(|(_, s)| s.each));
     let display_name = match (args.string("name", "name = \"get_user\"", errors), seam) {
         (Some(n), _) => n.value(),
         (None, Some((trait_ident, _))) => format!("{trait_ident}::{}", sig.ident),
@@ -513,6 +795,7 @@ pub(crate) fn stitch(
         headers,
         pick,
         timeout,
+        each,
         arguments,
         output,
         base_url_key,
@@ -521,6 +804,9 @@ pub(crate) fn stitch(
         throttle: throttle(&args, errors),
         seam_throttle: seam.and_then(|(_, s)| s.throttle.clone()),
         seam_name: seam.map(|(t, _)| t.to_string()),
+        retry: retry(&args, errors),
+        circuit: circuit(&args, errors),
+        idempotency: idempotency(&args, errors),
         sensitive: args
             .flag("sensitive", errors)
             .map(|span| (span, args.index("sensitive") > args.index("cache"))),

@@ -30,6 +30,9 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
         url.template = endpoint.template,
         cache = field::Empty,
         throttle_wait_ms = field::Empty,
+        attempts = field::Empty,
+        backoff_ms = field::Empty,
+        circuit = field::Empty,
         status = field::Empty,
         elapsed_ms = field::Empty,
     )
@@ -222,8 +225,9 @@ fn invalidation_only(endpoint: &'static Endpoint) -> Error {
     }
 }
 
-/// Resolves the request, then runs the attempt within the call's total timeout: acquire the
-/// throttle (waits count against the budget), send, read the body, release the throttle.
+/// Resolves the request, then runs its attempts within the call's total timeout: the circuit
+/// admits the call (or it fails fast), each attempt acquires the throttle, sends within the
+/// per-attempt timeout and reads the body; retryable failures back off and try again.
 async fn fetch(
     runtime: &Runtime,
     request: RequestParts,
@@ -232,34 +236,151 @@ async fn fetch(
     let prepared = request.prepare(runtime)?;
     let total = endpoint.timeout.or(runtime.timeout());
     let deadline = total.map(|t| tokio::time::Instant::now() + t);
-    let attempt = async {
-        let permit = if endpoint.throttles.is_empty() {
-            None
-        } else {
-            let host = host_key(&prepared.url);
-            let permit = runtime
-                .limiters()
-                .acquire(endpoint, &host, deadline)
-                .await?;
-            tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
-            Some(permit)
-        };
-        let raw = send(runtime, endpoint, prepared).await;
-        // Released only now: the response has been read (or the attempt failed).
-        drop(permit);
-        raw
+    let admission = match &endpoint.circuit {
+        Some(policy) => Some(runtime.circuits().admit(endpoint.name, policy)?),
+        None => None,
     };
-    let raw = match (deadline, total) {
-        (Some(deadline), Some(total)) => tokio::time::timeout_at(deadline, attempt)
+    let attempts = attempts(runtime, endpoint, prepared, deadline);
+    let outcome = match (deadline, total) {
+        (Some(deadline), Some(total)) => tokio::time::timeout_at(deadline, attempts)
             .await
-            .map_err(|_| Error::Timeout {
-                stitch: endpoint.name,
-                bound: TimeoutBound::Total,
-                after: total,
-            })??,
-        _ => attempt.await?,
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    stitch: endpoint.name,
+                    bound: TimeoutBound::Total,
+                    after: total,
+                })
+            }),
+        _ => attempts.await,
     };
-    Ok((endpoint, raw))
+    if let Some(admission) = admission {
+        admission.report(&outcome);
+    }
+    Ok((endpoint, outcome?))
+}
+
+/// The attempt loop: retries what the policy retries while attempts and the retry budget last,
+/// waiting the backoff (or the upstream's `Retry-After`) in between; a `401` with an `auth`
+/// provider refreshes it once and redoes the attempt without counting it.
+async fn attempts(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    prepared: Prepared,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RawResponse> {
+    let span = tracing::Span::current();
+    if endpoint.retry.is_some() {
+        runtime.retry_budgets().deposit(endpoint.name);
+    }
+    let mut attempt = 1u32;
+    let mut refreshed = false;
+    loop {
+        span.record("attempts", attempt);
+        let error = match one_attempt(runtime, endpoint, prepared.clone(), deadline).await {
+            Ok(raw) => return Ok(raw),
+            Err(e) => e,
+        };
+        let unauthorized = error.status().is_some_and(|s| s.as_u16() == 401);
+        if let (Some(auth), false, true) = (runtime.auth(), refreshed, unauthorized) {
+            refreshed = true;
+            auth.refresh().await?;
+            continue;
+        }
+        let Some(policy) = &endpoint.retry else {
+            return Err(error);
+        };
+        if attempt >= policy.attempts || !policy.retries(&error) {
+            return Err(error);
+        }
+        let wait = match (policy.respect_retry_after, error.retry_after()) {
+            (true, Some(after)) => after,
+            _ => policy.delay(attempt + 1),
+        };
+        if let Some(deadline) = deadline {
+            // A wait that outlives the budget cannot end in success: report now (the error carries
+            // the upstream's Retry-After).
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(error);
+            }
+        }
+        if !runtime.retry_budgets().withdraw(endpoint.name) {
+            tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
+            return Err(error);
+        }
+        tracing::debug!(
+            stitch = endpoint.name,
+            attempt,
+            backoff_ms = wait.as_millis() as u64,
+            error = %error,
+            "retrying"
+        );
+        span.record("backoff_ms", wait.as_secs_f64() * 1e3);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// One attempt: throttle (waits count against the budget), auth, send within the per-attempt
+/// timeout, read the body; the throttle is released when the attempt ends, however it ends.
+async fn one_attempt(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    mut prepared: Prepared,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RawResponse> {
+    let _permit = if endpoint.throttles.is_empty() {
+        None
+    } else {
+        let host = host_key(&prepared.url);
+        let permit = runtime
+            .limiters()
+            .acquire(endpoint, &host, deadline)
+            .await?;
+        tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
+        Some(permit)
+    };
+    if let Some(auth) = runtime.auth() {
+        auth.apply(&mut prepared.headers).await?;
+    }
+    match endpoint.each {
+        None => send(runtime, endpoint, prepared).await,
+        Some(each) => tokio::time::timeout(each, send(runtime, endpoint, prepared))
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                stitch: endpoint.name,
+                bound: TimeoutBound::Each,
+                after: each,
+            })),
+    }
+}
+
+/// Reads the body, refusing (without reading on) one larger than the runtime's limit.
+async fn read_body(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    mut response: reqwest::Response,
+    url: &url::Url,
+) -> Result<bytes::Bytes> {
+    let limit = runtime.max_response_bytes();
+    let too_large = || Error::BodyTooLarge {
+        stitch: endpoint.name,
+        limit,
+    };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| Error::Transport {
+        stitch: endpoint.name,
+        url: url.to_string(),
+        source: Arc::new(e),
+    })? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// `host:port` of a URL: the key of `pool = "host"` throttles.
@@ -295,10 +416,7 @@ async fn send(
     tracing::Span::current().record("status", status.as_u16());
     let headers = response.headers().clone();
     let final_url = response.url().clone();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport(e, &final_url))?;
+    let body = read_body(runtime, endpoint, response, &final_url).await?;
     if let Some(statuses) = endpoint.delegate {
         if statuses.contains(&status.as_u16()) {
             return Err(Error::RateLimited {

@@ -3,6 +3,8 @@
 //! runtime never parses attribute strings; everything here was validated at compile time.
 
 use crate::cache::CachePolicy;
+use crate::resilience::circuit::CircuitPolicy;
+use crate::resilience::{IdempotencyPolicy, RetryPolicy};
 use crate::throttle::ThrottleSpec;
 use serde::Serialize;
 use std::time::Duration;
@@ -114,6 +116,10 @@ pub struct Endpoint {
     pub(crate) sensitive: bool,
     pub(crate) throttles: &'static [ThrottleSpec],
     pub(crate) delegate: Option<&'static [u16]>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) each: Option<Duration>,
+    pub(crate) circuit: Option<CircuitPolicy>,
+    pub(crate) idempotency: Option<IdempotencyPolicy>,
 }
 
 #[doc(hidden)]
@@ -141,6 +147,10 @@ impl Endpoint {
             sensitive: false,
             throttles: &[],
             delegate: None,
+            retry: None,
+            each: None,
+            circuit: None,
+            idempotency: None,
         }
     }
     pub const fn absolute(mut self) -> Self {
@@ -185,6 +195,22 @@ impl Endpoint {
     }
     pub const fn throttles(mut self, throttles: &'static [ThrottleSpec]) -> Self {
         self.throttles = throttles;
+        self
+    }
+    pub const fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+    pub const fn each(mut self, each: Duration) -> Self {
+        self.each = Some(each);
+        self
+    }
+    pub const fn circuit(mut self, policy: CircuitPolicy) -> Self {
+        self.circuit = Some(policy);
+        self
+    }
+    pub const fn idempotency(mut self, policy: IdempotencyPolicy) -> Self {
+        self.idempotency = Some(policy);
         self
     }
     pub const fn delegate(mut self, statuses: &'static [u16]) -> Self {
@@ -260,6 +286,41 @@ impl Endpoint {
             policies.push(Policy {
                 name: "throttle",
                 value,
+            });
+        }
+        if let Some(e) = self.each {
+            policies.push(Policy {
+                name: "timeout.each",
+                value: format!("{}ms", e.as_millis()),
+            });
+        }
+        if let Some(r) = &self.retry {
+            policies.push(Policy {
+                name: "retry",
+                value: format!(
+                    "attempts={} on={:?} backoff={:?} base={}ms max={}ms",
+                    r.attempts,
+                    r.on,
+                    r.backoff,
+                    r.base.as_millis(),
+                    r.max.as_millis()
+                ),
+            });
+        }
+        if let Some(c) = &self.circuit {
+            policies.push(Policy {
+                name: "circuit",
+                value: format!(
+                    "failures={} cooldown={}ms",
+                    c.failures,
+                    c.cooldown.as_millis()
+                ),
+            });
+        }
+        if let Some(i) = &self.idempotency {
+            policies.push(Policy {
+                name: "idempotency",
+                value: i.header.to_owned(),
             });
         }
         if let Some(d) = self.delegate {

@@ -14,14 +14,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TimeoutBound {
-    /// The whole call's budget (`timeout = "..."` on the stitch or the runtime's default).
+    /// The whole call's budget (`timeout = "..."` on the stitch or the runtime's default),
+    /// covering throttle waits, backoff sleeps and every attempt.
     Total,
+    /// One attempt's bound (`timeout(each = "...")`).
+    Each,
 }
 
 impl std::fmt::Display for TimeoutBound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TimeoutBound::Total => "total timeout",
+            TimeoutBound::Each => "per-attempt timeout",
         })
     }
 }
@@ -102,6 +106,30 @@ pub enum Error {
         /// The parsed `Retry-After` (delta-seconds or HTTP-date), if sent.
         retry_after: Option<Duration>,
     },
+    /// The circuit is open: the upstream failed repeatedly and calls fail fast for a cooldown.
+    #[error("{stitch}: circuit open, calls fail fast for another {retry_in:?}")]
+    CircuitOpen {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// Time until a trial call is admitted (zero while a trial is in flight).
+        retry_in: Duration,
+    },
+    /// The response body is larger than the runtime's `max_response_bytes`.
+    #[error("{stitch}: response body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A JSON stitch received a body declared as something else.
+    #[error("{stitch}: expected a JSON response, got content type `{content_type}`")]
+    UnexpectedContentType {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// The `Content-Type` received.
+        content_type: String,
+    },
     /// An argument could not be encoded into the request (e.g. a header value with a line break).
     #[error("{stitch}: invalid argument `{argument}`: {reason}")]
     InvalidArgument {
@@ -128,6 +156,15 @@ impl Error {
     pub fn status(&self) -> Option<http::StatusCode> {
         match self {
             Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The upstream's `Retry-After`, for a [`Error::Status`] or [`Error::RateLimited`] that sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status { headers, .. } => crate::resilience::retry_after(headers),
+            Error::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

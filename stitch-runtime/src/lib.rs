@@ -29,13 +29,13 @@
 #[allow(unused_extern_crates)]
 extern crate self as stitch;
 
-mod auth;
+pub mod auth;
 pub mod cache;
 mod call;
 mod endpoint;
 mod error;
 mod http;
-mod resilience;
+pub mod resilience;
 mod runtime;
 mod schema;
 pub mod store;

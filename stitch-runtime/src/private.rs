@@ -7,6 +7,8 @@ pub use crate::call::{call, call_cached, call_global, call_global_cached};
 pub use crate::endpoint::{Method, Role, SchemaSet, Segment};
 pub use crate::http::request::RequestParts;
 pub use crate::http::response::{Json, RawBytes, Text, Unit, WithMeta};
+pub use crate::resilience::circuit::CircuitPolicy;
+pub use crate::resilience::{Backoff, IdempotencyPolicy, RetryPolicy};
 pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
 pub use crate::throttle::{Pool, ThrottleSpec};

@@ -4,12 +4,14 @@
 //! Free stitches use the process-wide runtime: [`Runtime::install_global`] once at start-up, or a
 //! default runtime is created on first use.
 
-use crate::auth::{is_credential_header, Principal};
+use crate::auth::{is_credential_header, Auth, Principal};
 use crate::cache::coalesce::Flights;
 use crate::cache::local::LocalTier;
 use crate::cache::Scope;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::resilience::circuit::Circuits;
+use crate::resilience::RetryBudgets;
 use crate::store::Store;
 use crate::throttle::limiter::Limiters;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +36,11 @@ struct Inner {
     local: LocalTier,
     flights: Arc<Flights>,
     limiters: Limiters,
+    auth: Option<Arc<dyn Auth>>,
+    auth_principal: Option<Principal>,
+    circuits: Circuits,
+    retry_budgets: RetryBudgets,
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -108,6 +115,26 @@ impl Runtime {
     pub(crate) fn limiters(&self) -> &Limiters {
         &self.inner.limiters
     }
+    pub(crate) fn auth(&self) -> Option<&Arc<dyn Auth>> {
+        self.inner.auth.as_ref()
+    }
+    pub(crate) fn auth_principal(&self) -> Option<&Principal> {
+        self.inner.auth_principal.as_ref()
+    }
+    pub(crate) fn circuits(&self) -> &Circuits {
+        &self.inner.circuits
+    }
+    pub(crate) fn retry_budgets(&self) -> &RetryBudgets {
+        &self.inner.retry_budgets
+    }
+    pub(crate) fn max_response_bytes(&self) -> usize {
+        self.inner.max_response_bytes
+    }
+
+    /// A stitch's circuit state: `"closed"`, `"open"` or `"half-open"`.
+    pub fn circuit_state(&self, endpoint: &Endpoint) -> &'static str {
+        self.inner.circuits.state(endpoint.name)
+    }
 
     /// Throttle pools currently held in memory (idle ones are dropped as new ones are created).
     pub fn throttle_pools(&self) -> usize {
@@ -152,6 +179,8 @@ pub struct RuntimeBuilder {
     error_body_limit: Option<usize>,
     principal_key: Option<[u8; 32]>,
     store: Option<Arc<dyn Store>>,
+    auth: Option<Arc<dyn Auth>>,
+    max_response_bytes: Option<usize>,
 }
 
 impl RuntimeBuilder {
@@ -204,6 +233,20 @@ impl RuntimeBuilder {
     /// sessions) are shared by every runtime attached to the same store.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Attaches credentials to every request; after a `401` they are refreshed once and the
+    /// attempt redone.
+    pub fn auth(mut self, auth: impl Auth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// The largest response body accepted (default 64 MiB); a larger one fails the call with
+    /// [`Error::BodyTooLarge`] without being read to the end.
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = Some(bytes);
         self
     }
 
@@ -271,6 +314,15 @@ impl RuntimeBuilder {
                 local: LocalTier::default(),
                 flights: Arc::default(),
                 limiters: Limiters::default(),
+                auth_principal: self
+                    .auth
+                    .as_ref()
+                    .and_then(|a| a.principal())
+                    .map(|id| Principal::named(&format!("auth:{id}"))),
+                auth: self.auth,
+                circuits: Circuits::default(),
+                retry_budgets: RetryBudgets::default(),
+                max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
                 timeout: self.timeout,
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),
@@ -307,7 +359,7 @@ impl ClientCore {
                 return Err(Error::Config {
                     stitch: endpoint.name,
                     reason: "`cache(scope = \"app\")` shares entries across principals, but this runtime sends credentials \
-                             (a default `authorization`, `cookie` or api-key header), so one principal's response could be served to another; \
+                             (a default `authorization`, `cookie` or api-key header, or an `auth` provider), so one principal's response could be served to another; \
                              use the default `scope = \"principal\"`, or add `same_for_every_principal` to the stitch's `cache(...)` if the response really is identical for everyone"
                         .into(),
                 });

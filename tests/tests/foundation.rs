@@ -318,7 +318,9 @@ async fn decode_error_names_the_json_path() {
         "/picked" => Reply::json(
             json!({"data": {"items": [{"id": 1, "name": "a"}, {"id": "two", "name": "b"}]}}),
         ),
-        "/user" => Reply::bytes(b"{\"id\": 1, \"name\": "),
+        "/user" => {
+            Reply::bytes(b"{\"id\": 1, \"name\": ").header("content-type", "application/json")
+        }
         _ => Reply::json(json!({"nodata": 1})),
     })
     .await;

@@ -3,6 +3,31 @@
 //! (`client.as_principal("alice")`), and the credentials the request carries (a keyed hash of
 //! their values — never the secret itself). With neither, the call is anonymous.
 
+use http::HeaderMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future returned by [`Auth`] methods.
+pub type AuthFuture<'a, T> = Pin<Box<dyn Future<Output = crate::Result<T>> + Send + 'a>>;
+
+/// Credentials attached by the runtime to every request (`Runtime::builder().auth(...)`).
+///
+/// The pipeline calls [`Auth::apply`] on every attempt, and after a `401` calls [`Auth::refresh`]
+/// once and redoes the attempt (the redo is not counted as a retry).
+pub trait Auth: Send + Sync + 'static {
+    /// Adds credentials to a request about to be sent.
+    fn apply<'a>(&'a self, headers: &'a mut HeaderMap) -> AuthFuture<'a, ()>;
+
+    /// Obtains fresh credentials after the upstream rejected the current ones.
+    fn refresh(&self) -> AuthFuture<'_, ()>;
+
+    /// Who the credentials act as (a user or client id, never a secret): cache entries of
+    /// principal-scoped stitches are keyed by it.
+    fn principal(&self) -> Option<String> {
+        None
+    }
+}
+
 /// Header names that carry credentials: folded into the principal, never into a key or an error.
 pub const CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",

@@ -106,6 +106,14 @@ pub(crate) fn derive(
             Some(p) => f.tag(9).bytes(&p.digest),
             None => f.tag(10),
         };
+        match (runtime.auth_principal(), runtime.auth()) {
+            (Some(p), _) => f.tag(14).bytes(&p.digest),
+            // Credentials whose owner is unknown: scoped to this runtime (and its principal key).
+            (None, Some(_)) => f
+                .tag(15)
+                .bytes(blake3::hash(runtime.principal_key()).as_bytes()),
+            (None, None) => f.tag(16),
+        };
         match credential_digest(parts, endpoint, runtime) {
             Some(d) => f.tag(11).bytes(&d),
             None => f.tag(12),

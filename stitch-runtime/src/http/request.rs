@@ -28,6 +28,7 @@ pub struct RequestParts {
     pub(crate) query: Vec<(String, String)>,
     pub(crate) headers: Vec<(&'static str, HeaderValue)>,
     pub(crate) body: Option<(Bytes, &'static str)>,
+    pub(crate) idempotency_key: Option<String>,
     pub(crate) error: Option<Error>,
 }
 
@@ -40,6 +41,7 @@ impl RequestParts {
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
+            idempotency_key: None,
             error: None,
         }
     }
@@ -116,6 +118,18 @@ impl RequestParts {
         }
     }
 
+    /// The argument named by `idempotency(from = "...")`: the call's idempotency key.
+    pub fn idempotency_key<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        match to_value(value).map(scalar) {
+            Ok(Some(Some(text))) if !text.is_empty() => self.idempotency_key = Some(text),
+            Ok(_) => self.fail(
+                name,
+                "an idempotency key must be a non-empty string or number",
+            ),
+            Err(e) => self.fail(name, e),
+        }
+    }
+
     /// The `#[body]` argument, as JSON.
     pub fn json<T: Serialize + ?Sized>(&mut self, value: &T) {
         match serde_json::to_vec(value) {
@@ -175,7 +189,8 @@ fn push_query(
     }
 }
 
-/// A request ready to send.
+/// A request ready to send (cheap to clone for another attempt).
+#[derive(Clone)]
 pub(crate) struct Prepared {
     pub(crate) url: url::Url,
     pub(crate) headers: HeaderMap,
@@ -233,6 +248,22 @@ impl RequestParts {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| config(format!("invalid header name `{name}`")))?;
             headers.insert(name, value);
+        }
+        if let Some(policy) = &ep.idempotency {
+            // One key per logical call, minted here and reused by every attempt; a header the
+            // caller set (argument or static) wins.
+            if !headers.contains_key(policy.header) {
+                let key = self
+                    .idempotency_key
+                    .unwrap_or_else(crate::resilience::uuid_v4);
+                let name = HeaderName::from_bytes(policy.header.as_bytes()).map_err(|_| {
+                    config(format!("invalid idempotency header `{}`", policy.header))
+                })?;
+                let value = HeaderValue::from_str(&key).map_err(|_| {
+                    config("the idempotency key is not a valid header value".into())
+                })?;
+                headers.insert(name, value);
+            }
         }
         let body = self.body.map(|(bytes, content_type)| {
             headers

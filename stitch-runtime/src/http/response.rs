@@ -40,8 +40,28 @@ pub struct Json<T>(PhantomData<fn() -> T>);
 impl<T: DeserializeOwned + Send + 'static> Decode for Json<T> {
     type Output = T;
     fn decode(endpoint: &'static Endpoint, raw: RawResponse) -> Result<T> {
+        if let Some(ct) = raw.headers.get(http::header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("");
+            if !is_json(ct) {
+                return Err(Error::UnexpectedContentType {
+                    stitch: endpoint.name,
+                    content_type: ct.chars().take(100).collect(),
+                });
+            }
+        }
         decode_json(endpoint, &raw.body)
     }
+}
+
+/// `application/json`, `text/json` and `+json` types (`application/problem+json`, ...).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
 pub(crate) fn decode_json<T: DeserializeOwned>(
