@@ -22,6 +22,8 @@ pub struct Seen {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// When it arrived, on tokio's clock (so paused-time tests read exact timelines).
+    pub at: tokio::time::Instant,
 }
 
 impl Seen {
@@ -182,6 +184,7 @@ async fn handle(request: Request, record: &Mutex<Vec<Seen>>, script: &Script) ->
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        at: tokio::time::Instant::now(),
     };
     let reply = script(&seen);
     record.lock().expect("lock").push(seen);
@@ -303,4 +306,24 @@ impl Drop for Nginx {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A raw TCP server for faults an HTTP framework will not produce (a reset connection, a body
+/// that trickles): `handler` gets each accepted connection.
+pub async fn raw_server<F, Fut>(handler: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handler(stream));
+        }
+    });
+    format!("http://{addr}")
 }
