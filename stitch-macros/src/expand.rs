@@ -83,15 +83,16 @@ fn free_fn(args: TokenStream, mut item: FnItem) -> TokenStream {
         return quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unreachable!() });
     }
     let ident = &sig.ident;
-    let endpoint = endpoint(&model);
+    let endpoint = endpoint(&model, None);
     let body = body(&model, quote!(&#ident::ENDPOINT), None);
+    let pv = private();
     quote! {
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
         impl #ident {
             /// The stitch's descriptor (see `stitch::Endpoint::describe`).
-            #vis const ENDPOINT: ::stitch::Endpoint = #endpoint;
+            #vis const ENDPOINT: ::stitch::Endpoint = { use ::stitch::__private as #pv; #endpoint };
         }
         #(#attrs)* #vis #sig #body
     }
@@ -184,8 +185,30 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
 
     let consts: Vec<Ident> = stitches
         .iter()
-        .map(|s| format_ident!("__STITCH_{}", s.ident, span = Span::mixed_site()))
+        .enumerate()
+        .map(|(i, s)| {
+            // Upper case (no lint to silence) and numbered (`user` and `USER` cannot collide).
+            let upper = s
+                .ident
+                .to_string()
+                .trim_start_matches("r#")
+                .to_ascii_uppercase();
+            format_ident!("__STITCH_{}_{}", i, upper, span = Span::mixed_site())
+        })
         .collect();
+    let pv = private();
+    let seam_throttle_const = Ident::new("__STITCH_SEAM_THROTTLE", Span::mixed_site());
+    let seam_throttle = seam
+        .throttle
+        .as_ref()
+        .filter(|t| t.delegate.is_none())
+        .map(|t| throttle_spec(t, true, Some(&trait_item.ident.to_string())));
+    let seam_throttle_ref = seam_throttle
+        .as_ref()
+        .map(|_| quote!(Self::#seam_throttle_const));
+    let seam_throttle_item = seam_throttle.map(|spec| {
+        quote!(const #seam_throttle_const: ::stitch::__private::ThrottleSpec = { use ::stitch::__private as #pv; #spec };)
+    });
     let (bodies, endpoints): (Vec<TokenStream>, Vec<TokenStream>) = if ok {
         stitches
             .iter()
@@ -193,7 +216,7 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             .map(|(s, c)| {
                 (
                     body(s, quote!(&Self::#c), Some(quote!(&self.__stitch))),
-                    endpoint(s),
+                    endpoint(s, seam_throttle_ref.as_ref()),
                 )
             })
             .unzip()
@@ -203,7 +226,8 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let endpoint_consts = if ok {
         quote! {
-            #( #[allow(non_upper_case_globals)] const #consts: ::stitch::Endpoint = #endpoints; )*
+            #seam_throttle_item
+            #( const #consts: ::stitch::Endpoint = { use ::stitch::__private as #pv; #endpoints }; )*
             /// Descriptors of every stitch of this client, in declaration order.
             #vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[#(&Self::#consts),*];
         }
@@ -250,15 +274,22 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// The descriptor constant: only the settings that differ from the defaults are written.
-fn endpoint(s: &Stitch) -> TokenStream {
+fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
+    let pv = private();
     let name = &s.display_name;
     let method = Ident::new(s.method_const(), Span::call_site());
+    let method_call =
+        (s.method != HttpMethod::Get).then(|| quote!(.with_method(#pv::Method::#method)));
     let target = s.target.as_ref().expect("checked: a stitch has a target");
     let template = target.literal();
-    let segments = target.template().pieces.iter().map(|p| match p {
-        Piece::Literal(l) => quote!(::stitch::__private::Segment::Literal(#l)),
-        Piece::Placeholder(_) => quote!(::stitch::__private::Segment::Argument),
-    });
+    // The literal text around the placeholders: one more piece than there are placeholders.
+    let mut pieces = vec![String::new()];
+    for piece in &target.template().pieces {
+        match piece {
+            Piece::Literal(l) => pieces.last_mut().expect("never empty").push_str(l),
+            Piece::Placeholder(_) => pieces.push(String::new()),
+        }
+    }
     let mut chain = Vec::new();
     if matches!(target, Target::Url(..)) {
         chain.push(quote!(.absolute()));
@@ -281,12 +312,12 @@ fn endpoint(s: &Stitch) -> TokenStream {
         chain.push(quote!(.pick(&[#(#p),*])));
     }
     if let Some(cache) = &s.cache {
-        let ttl = cache.ttl.as_millis() as u64;
+        let ttl = millis(cache.ttl);
         let fingerprint = match &cache.version {
-            Some(v) => quote!(::stitch::__private::pinned(#v)),
+            Some(v) => quote!(#pv::pinned(#v)),
             None => fingerprint(s.output.as_ref().expect("checked: output")),
         };
-        let mut policy = quote!(::stitch::__private::CachePolicy::new(::core::time::Duration::from_millis(#ttl), #fingerprint));
+        let mut policy = quote!(#pv::CachePolicy::new(#pv::ms(#ttl), #fingerprint));
         if cache.app_scope.is_some() {
             let ack = cache.acknowledged.is_some();
             policy.extend(quote!(.app_scope(#ack)));
@@ -315,7 +346,11 @@ fn endpoint(s: &Stitch) -> TokenStream {
     let specs: Vec<TokenStream> = throttles
         .iter()
         .filter(|(t, _)| t.delegate.is_none())
-        .map(|(t, from_seam)| throttle_spec(t, *from_seam, s.seam_name.as_deref()))
+        .map(|(t, from_seam)| match (from_seam, seam_throttle) {
+            // The seam's declaration is one constant shared by every method.
+            (true, Some(shared)) => shared.clone(),
+            _ => throttle_spec(t, *from_seam, s.seam_name.as_deref()),
+        })
         .collect();
     if !specs.is_empty() {
         chain.push(quote!(.throttles(&[#(#specs),*])));
@@ -328,29 +363,23 @@ fn endpoint(s: &Stitch) -> TokenStream {
         chain.push(quote!(.delegate(&[#(#statuses),*])));
     }
     if let Some(each) = s.each {
-        let ms = each.as_millis() as u64;
-        chain.push(quote!(.each(::core::time::Duration::from_millis(#ms))));
+        let ms = millis(each);
+        chain.push(quote!(.each(#pv::ms(#ms))));
     }
     if let Some(r) = &s.retry {
         let attempts = r.attempts;
-        let mut policy = quote!(::stitch::__private::RetryPolicy::new(#attempts));
+        let mut policy = quote!(#pv::RetryPolicy::new(#attempts));
         if let Some(on) = &r.on {
             policy.extend(quote!(.on(&[#(#on),*])));
         }
         if r.backoff.is_some() || r.base.is_some() || r.max.is_some() {
             let curve = Ident::new(r.backoff.unwrap_or("ExpoJitter"), Span::call_site());
-            let base = r
-                .base
-                .unwrap_or(std::time::Duration::from_millis(100))
-                .as_millis() as u64;
-            let max = r
-                .max
-                .unwrap_or(std::time::Duration::from_secs(10))
-                .as_millis() as u64;
+            let base = millis(r.base.unwrap_or(std::time::Duration::from_millis(100)));
+            let max = millis(r.max.unwrap_or(std::time::Duration::from_secs(10)));
             policy.extend(quote!(.backoff(
-                ::stitch::__private::Backoff::#curve,
-                ::core::time::Duration::from_millis(#base),
-                ::core::time::Duration::from_millis(#max),
+                #pv::Backoff::#curve,
+                #pv::ms(#base),
+                #pv::ms(#max),
             )));
         }
         if !r.respect_retry_after {
@@ -359,12 +388,12 @@ fn endpoint(s: &Stitch) -> TokenStream {
         chain.push(quote!(.retry(#policy)));
     }
     if let Some(c) = &s.circuit {
-        let (failures, ms) = (c.failures, c.cooldown.as_millis() as u64);
-        chain.push(quote!(.circuit(::stitch::__private::CircuitPolicy::new(#failures, ::core::time::Duration::from_millis(#ms)))));
+        let (failures, ms) = (c.failures, millis(c.cooldown));
+        chain.push(quote!(.circuit(#pv::CircuitPolicy::new(#failures, #pv::ms(#ms)))));
     }
     if let Some(i) = &s.idempotency {
         let header = &i.header;
-        let mut policy = quote!(::stitch::__private::IdempotencyPolicy::new(#header));
+        let mut policy = quote!(#pv::IdempotencyPolicy::new(#header));
         if let Some(from) = &i.from {
             let from = from.value();
             policy.extend(quote!(.from_argument(#from)));
@@ -372,8 +401,8 @@ fn endpoint(s: &Stitch) -> TokenStream {
         chain.push(quote!(.idempotency(#policy)));
     }
     if let Some(t) = s.timeout {
-        let ms = t.as_millis() as u64;
-        chain.push(quote!(.timeout(::core::time::Duration::from_millis(#ms))));
+        let ms = millis(t);
+        chain.push(quote!(.timeout(#pv::ms(#ms))));
     }
     let roles = s.arguments.iter().map(|a| {
         let n = a.ident.to_string();
@@ -384,20 +413,22 @@ fn endpoint(s: &Stitch) -> TokenStream {
             Role::Body { form: true } => quote!(FormBody),
             Role::Header(h) => quote!(Header(#h)),
         };
-        quote!((#n, ::stitch::__private::Role::#role))
+        quote!((#n, #pv::#role))
     });
     let arg_types = s.arguments.iter().map(|a| static_lifetimes(&a.ty));
     let out_ty = static_lifetimes(s.output.as_ref().expect("checked: output").ty());
     quote! {
-        ::stitch::Endpoint::new(::core::concat!(::core::module_path!(), "::", #name), ::stitch::__private::Method::#method, #template, &[#(#segments),*])
+        #pv::Endpoint::get(#pv::name!(#name), #template, &[#(#pieces),*])
+            #method_call
             #(#chain)*
             .arguments(&[#(#roles),*])
-            .schemas(::stitch::__private::schemas!([#(#arg_types),*], #out_ty))
+            .schemas(#pv::schemas!([#(#arg_types),*], #out_ty))
     }
 }
 
 /// One `ThrottleSpec`: a seam's throttle shares the seam's pool unless it names another.
 fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> TokenStream {
+    let pv = private();
     let pool = match (&t.pool, from_seam) {
         (Some((PoolModel::Stitch, _)), _) | (None, false) => quote!(Stitch),
         (Some((PoolModel::Host, _)), _) => quote!(Host),
@@ -407,10 +438,11 @@ fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> Toke
         }
         (Some((PoolModel::Named(n), _)), _) => quote!(Named(#n)),
     };
-    let mut spec = quote!(::stitch::__private::ThrottleSpec::new(::stitch::__private::Pool::#pool));
+    let mut spec = quote!(#pv::ThrottleSpec::new(#pv::Pool::#pool));
     if let Some((n, window, _, _)) = &t.rate {
-        let ms = window.as_millis() as u64;
-        spec.extend(quote!(.rate(#n, ::core::time::Duration::from_millis(#ms))));
+        let n = proc_macro2::Literal::u64_unsuffixed(*n);
+        let ms = millis(*window);
+        spec.extend(quote!(.rate(#n, #pv::ms(#ms))));
     }
     if let Some(b) = t.burst {
         spec.extend(quote!(.burst(#b)));
@@ -419,14 +451,15 @@ fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> Toke
         spec.extend(quote!(.concurrency(#c)));
     }
     if let Some(w) = t.max_wait {
-        let ms = w.as_millis() as u64;
-        spec.extend(quote!(.max_wait(::core::time::Duration::from_millis(#ms))));
+        let ms = millis(w);
+        spec.extend(quote!(.max_wait(#pv::ms(#ms))));
     }
     spec
 }
 
 /// The body of a stitch: fill the request from the arguments, await the generic call.
 fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> TokenStream {
+    let pv = private();
     let req = Ident::new("__stitch_request", Span::mixed_site());
     let template = s.target.as_ref().expect("checked").template();
     // Path values are pushed in template order (a placeholder may repeat).
@@ -464,15 +497,16 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
     let decoder = decoder(s.output.as_ref().expect("checked: output"));
     let cached = s.cache.is_some() && s.sensitive.is_none();
     let call = match (client, cached) {
-        (Some(client), false) => quote!(::stitch::__private::call::<#decoder>(#client, #req).await),
+        (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
         (Some(client), true) => {
-            quote!(::stitch::__private::call_cached::<#decoder>(#client, #req).await)
+            quote!(#pv::call_cached::<#decoder>(#client, #req).await)
         }
-        (None, false) => quote!(::stitch::__private::call_global::<#decoder>(#req).await),
-        (None, true) => quote!(::stitch::__private::call_global_cached::<#decoder>(#req).await),
+        (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
+        (None, true) => quote!(#pv::call_global_cached::<#decoder>(#req).await),
     };
     quote! {{
-        let mut #req = ::stitch::__private::RequestParts::new(#endpoint);
+        use ::stitch::__private as #pv;
+        let mut #req = #pv::RequestParts::new(#endpoint);
         #(#path)*
         #(#others)*
         #idempotency
@@ -483,29 +517,41 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
 /// The output's schema fingerprint, spanned at the user's type so a missing `Fingerprint` impl is
 /// reported there (with the trait's `on_unimplemented` message).
 fn fingerprint(output: &Output) -> TokenStream {
+    let pv = private();
     match output {
         Output::WithMeta(inner) => {
             let inner = fingerprint(inner);
-            quote!(::stitch::__private::ShapeHasher::new("response").u64(#inner).finish())
+            quote!(#pv::ShapeHasher::new("response").u64(#inner).finish())
         }
         other => {
             let t = other.ty();
-            quote_spanned!(t.span()=> <#t as ::stitch::Fingerprint>::FINGERPRINT)
+            quote_spanned!(t.span()=> #pv::fp::<#t>())
         }
     }
 }
 
 fn decoder(output: &Output) -> TokenStream {
+    let pv = private();
     match output {
-        Output::Json(t) => quote_spanned!(t.span()=> ::stitch::__private::Json<#t>),
-        Output::Text(_) => quote!(::stitch::__private::Text),
-        Output::Bytes(_) => quote!(::stitch::__private::RawBytes),
-        Output::Unit(_) => quote!(::stitch::__private::Unit),
+        Output::Json(t) => quote_spanned!(t.span()=> #pv::Json<#t>),
+        Output::Text(_) => quote!(#pv::Text),
+        Output::Bytes(_) => quote!(#pv::RawBytes),
+        Output::Unit(_) => quote!(#pv::Unit),
         Output::WithMeta(inner) => {
             let inner = decoder(inner);
-            quote!(::stitch::__private::WithMeta<#inner>)
+            quote!(#pv::WithMeta<#inner>)
         }
     }
+}
+
+/// The alias generated code uses for `::stitch::__private` (mixed-site: invisible to user code).
+/// Milliseconds as an unsuffixed literal (generated code stays short).
+fn millis(d: std::time::Duration) -> proc_macro2::Literal {
+    proc_macro2::Literal::u64_unsuffixed(d.as_millis() as u64)
+}
+
+fn private() -> Ident {
+    Ident::new("__s", Span::mixed_site())
 }
 
 /// Types named in a constant cannot use elided or local lifetimes; `'static` stands in for them

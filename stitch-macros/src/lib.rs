@@ -15,6 +15,9 @@ mod input;
 mod model;
 mod spec;
 
+#[cfg(test)]
+mod snapshot;
+
 use proc_macro::TokenStream;
 
 /// Turns a body-less `async fn` into a typed HTTP call; see the `stitch` crate docs for the

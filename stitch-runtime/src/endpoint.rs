@@ -58,16 +58,6 @@ impl Method {
     }
 }
 
-/// One piece of a URL template.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
-pub enum Segment {
-    /// Text written in the template, sent as is.
-    Literal(&'static str),
-    /// The next path argument, percent-encoded.
-    Argument,
-}
-
 /// Where an argument goes in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "role", content = "name", rename_all = "snake_case")]
@@ -103,7 +93,9 @@ pub struct Endpoint {
     pub(crate) name: &'static str,
     pub(crate) method: Method,
     pub(crate) template: &'static str,
-    pub(crate) segments: &'static [Segment],
+    /// The template's literal text around its placeholders: `"/users/{id}/posts"` is
+    /// `["/users/", "/posts"]`, an argument standing between each two pieces.
+    pub(crate) pieces: &'static [&'static str],
     pub(crate) absolute: bool,
     pub(crate) base_url: Option<&'static str>,
     pub(crate) static_query: Option<&'static str>,
@@ -124,17 +116,30 @@ pub struct Endpoint {
 
 #[doc(hidden)]
 impl Endpoint {
+    /// `name` and `template` as written; `pieces` the template's literal text around its
+    /// placeholders.
+    pub const fn get(
+        name: &'static str,
+        template: &'static str,
+        pieces: &'static [&'static str],
+    ) -> Self {
+        Self::new(name, Method::Get, template, pieces)
+    }
+    pub const fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
     pub const fn new(
         name: &'static str,
         method: Method,
         template: &'static str,
-        segments: &'static [Segment],
+        pieces: &'static [&'static str],
     ) -> Self {
         Endpoint {
             name,
             method,
             template,
-            segments,
+            pieces,
             absolute: false,
             base_url: None,
             static_query: None,

@@ -1,10 +1,17 @@
 //! Not public API. What generated code calls; exempt from semver and may change in any release.
 
+pub use crate::__stitch_name as name;
 pub use crate::__stitch_schemas as schemas;
 pub use crate::cache::fingerprint::{pinned, ShapeHasher};
 pub use crate::cache::CachePolicy;
 pub use crate::call::{call, call_cached, call_global, call_global_cached};
-pub use crate::endpoint::{Method, Role, SchemaSet, Segment};
+pub use crate::endpoint::Role::{FormBody, Header, JsonBody, Path, Query};
+pub use crate::endpoint::{Endpoint, Method, Role, SchemaSet};
+
+/// `Duration::from_millis`, short for generated code.
+pub const fn ms(millis: u64) -> core::time::Duration {
+    core::time::Duration::from_millis(millis)
+}
 pub use crate::http::request::RequestParts;
 pub use crate::http::response::{Json, RawBytes, Text, Unit, WithMeta};
 pub use crate::resilience::circuit::CircuitPolicy;
@@ -12,3 +19,8 @@ pub use crate::resilience::{Backoff, IdempotencyPolicy, RetryPolicy};
 pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
 pub use crate::throttle::{Pool, ThrottleSpec};
+
+/// The fingerprint of `T`, spelled so a missing impl is reported at the user's type.
+pub const fn fp<T: crate::Fingerprint + ?Sized>() -> u64 {
+    T::FINGERPRINT
+}

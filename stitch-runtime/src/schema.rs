@@ -58,3 +58,12 @@ macro_rules! __stitch_schemas {
         }
     };
 }
+
+/// `name!("Trait::method")`: the stitch's full name, prefixed with the caller's module path.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stitch_name {
+    ($name:literal) => {
+        ::core::concat!(::core::module_path!(), "::", $name)
+    };
+}

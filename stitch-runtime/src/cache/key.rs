@@ -6,7 +6,7 @@
 
 use crate::auth::{is_credential_header, Principal, CREDENTIAL_HEADERS};
 use crate::cache::{CachePolicy, Scope};
-use crate::endpoint::{Endpoint, Segment};
+use crate::endpoint::Endpoint;
 use crate::http::request::RequestParts;
 use crate::runtime::Runtime;
 
@@ -80,11 +80,11 @@ pub(crate) fn derive(
         );
     }
     let mut values = parts.path.iter();
-    for segment in endpoint.segments {
-        match segment {
-            Segment::Literal(l) => f.tag(2).str(l),
-            Segment::Argument => f.tag(3).str(values.next().map_or("", String::as_str)),
-        };
+    for (i, piece) in endpoint.pieces.iter().enumerate() {
+        if i > 0 {
+            f.tag(3).str(values.next().map_or("", String::as_str));
+        }
+        f.tag(2).str(piece);
     }
     f.tag(4).str(endpoint.static_query.unwrap_or(""));
     f.u64(parts.query.len() as u64);

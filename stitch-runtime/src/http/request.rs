@@ -4,7 +4,7 @@
 //! route, and `.`/`..`/empty values are refused); encoding errors are kept, not panicked on, and
 //! reported as [`Error::InvalidArgument`] before anything is sent.
 
-use crate::endpoint::{Endpoint, Segment};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use bytes::Bytes;
@@ -220,11 +220,11 @@ impl RequestParts {
             text.push_str(base.trim_end_matches('/'));
         }
         let mut values = self.path.into_iter();
-        for segment in ep.segments {
-            match segment {
-                Segment::Literal(l) => text.push_str(l),
-                Segment::Argument => text.push_str(&values.next().unwrap_or_default()),
+        for (i, piece) in ep.pieces.iter().enumerate() {
+            if i > 0 {
+                text.push_str(&values.next().unwrap_or_default());
             }
+            text.push_str(piece);
         }
         if let Some(q) = ep.static_query {
             text.push('?');
