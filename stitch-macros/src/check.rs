@@ -177,9 +177,30 @@ fn resilience(stitch: &Stitch, errors: &mut Errors) {
         }
         if let Some(from) = &idem.from {
             if !stitch.arguments.iter().any(|a| a.ident == from.value()) {
+                let names: Vec<String> = stitch
+                    .arguments
+                    .iter()
+                    .map(|a| a.ident.to_string())
+                    .collect();
+                let choice = if names.is_empty() {
+                    "this stitch has no arguments; remove `from` to send a fresh key per call (kept across its retries)".to_owned()
+                } else {
+                    format!(
+                        "`from` takes the name of the argument whose value identifies the logical call, one of {}{}",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        crate::diag::did_you_mean(&from.value(), names.iter().map(String::as_str))
+                    )
+                };
                 errors.at(
                     from.span(),
-                    format!("`idempotency(from = \"{}\")` names no argument of this stitch: use the name of the argument whose value identifies the logical call", from.value()),
+                    format!(
+                        "`idempotency(from = \"{}\")` names no argument of this stitch: {choice}",
+                        from.value()
+                    ),
                 );
             }
         }
@@ -260,10 +281,16 @@ fn cache(stitch: &Stitch, errors: &mut Errors) {
     }
     // `sensitive` promises the response is never kept; caching it would break that promise.
     if let Some((sensitive, after_cache)) = stitch.sensitive {
-        let later = if after_cache { sensitive } else { cache.key };
+        let (later, message) = if after_cache {
+            (sensitive, "`sensitive` conflicts with `cache`")
+        } else {
+            (cache.key, "`cache` conflicts with `sensitive`")
+        };
         errors.at(
             later,
-            "`cache` conflicts with `sensitive`: a sensitive response is never cached or shared; remove one of them",
+            format!(
+                "{message}: a sensitive response is never cached or shared; remove one of them"
+            ),
         );
     }
     // Credentials differ per principal, so a vary on them would fold secrets into keys for nothing:

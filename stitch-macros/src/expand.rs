@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::spec::Piece;
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Ident, TraitItem, Type};
 
@@ -313,10 +313,13 @@ fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
     }
     if let Some(cache) = &s.cache {
         let ttl = millis(cache.ttl);
+        let output = s.output.as_ref().expect("checked: output");
         let fingerprint = match &cache.version {
             Some(v) => quote!(#pv::pinned(#v)),
-            None => fingerprint(s.output.as_ref().expect("checked: output")),
+            None => fingerprint(output),
         };
+        let t = output.ty();
+        let fingerprint = quote_spanned!(t.span()=> #pv::cached::<#t>(#fingerprint));
         let mut policy = quote!(#pv::CachePolicy::new(#pv::ms(#ttl), #fingerprint));
         if cache.app_scope.is_some() {
             let ack = cache.acknowledged.is_some();
@@ -496,22 +499,30 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
         });
     let decoder = decoder(s.output.as_ref().expect("checked: output"));
     let cached = s.cache.is_some() && s.sensitive.is_none();
+    // Spanned at the output type: an unmet bound of the cached call is reported there.
+    let t = s.output.as_ref().expect("checked: output").ty();
     let call = match (client, cached) {
         (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
         (Some(client), true) => {
-            quote!(#pv::call_cached::<#decoder>(#client, #req).await)
+            quote_spanned!(t.span()=> #pv::call_cached::<#decoder>(#client, #req).await)
         }
         (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
-        (None, true) => quote!(#pv::call_global_cached::<#decoder>(#req).await),
+        (None, true) => {
+            quote_spanned!(t.span()=> #pv::call_global_cached::<#decoder>(#req).await)
+        }
     };
-    quote! {{
+    let body = quote! {
         use ::stitch::__private as #pv;
         let mut #req = #pv::RequestParts::new(#endpoint);
         #(#path)*
         #(#others)*
         #idempotency
         #call
-    }}
+    };
+    // The block's own span decides where an unmet bound of its value is reported: the output type.
+    let mut block = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, body);
+    block.set_span(t.span());
+    block.into_token_stream()
 }
 
 /// The output's schema fingerprint, spanned at the user's type so a missing `Fingerprint` impl is

@@ -320,10 +320,31 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
             let delegate = delegate_flag.map(|span| {
                 // Pacing and delegation are alternatives: a delegated throttle leaves pacing to the
                 // upstream, so a rate or cap next to it would be silently doing both.
-                if rate.is_some() || concurrency.is_some() || burst.is_some() {
+                let pacing: Vec<&str> = [
+                    ("rate", rate.is_some()),
+                    ("concurrency", concurrency.is_some()),
+                    ("burst", burst.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(k, given)| given.then_some(k))
+                .collect();
+                if !pacing.is_empty() {
+                    // Reported once, at the later of `delegate` and the pacing keys.
+                    let list = pacing
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ");
+                    let last = pacing.iter().copied().max_by_key(|k| inner.index(k));
+                    let (at, message) = match last.and_then(|k| inner.get(k)) {
+                        Some(a) if inner.index(&a.key.to_string()) > inner.index("delegate") => {
+                            (a.key.span(), format!("`{}` conflicts with `delegate`", a.key))
+                        }
+                        _ => (span, format!("`delegate` conflicts with {list}")),
+                    };
                     errors.at(
-                        span,
-                        "`delegate` conflicts with `rate`/`concurrency`/`burst`: delegate mode does not pace, it reports the upstream's 429 as a typed error; remove one of them",
+                        at,
+                        format!("{message}: delegate mode does not pace, it reports the upstream's rate-limit status (429 unless `on` says otherwise) as a typed error; remove `delegate`, or remove {list}"),
                     );
                 }
                 on.clone().unwrap_or_else(|| vec![429])
@@ -528,9 +549,12 @@ pub(crate) struct RetryModel {
 fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
     let arg = args.get("retry")?;
     let key = arg.key.span();
-    let attempts_of = |lit: &syn::LitInt, errors: &mut Errors| match lit.base10_parse::<u32>() {
+    // `name` is how the count was written: `retry = N` or `retry(attempts = N)`.
+    let attempts_of = |lit: &syn::LitInt, name: &str, errors: &mut Errors| match lit
+        .base10_parse::<u32>()
+    {
         Ok(0) => {
-            errors.at(lit.span(), "`attempts` counts the first try too, so it must be at least 1 (and 1 means no retry); e.g. `retry = 3`");
+            errors.at(lit.span(), format!("`{name}` counts the first try too, so it must be at least 1 (and 1 means no retry); e.g. `{name} = 3`"));
             None
         }
         Ok(n) => Some(n),
@@ -550,7 +574,7 @@ fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
     match &arg.value {
         args::Value::Lit(syn::Lit::Int(lit)) => Some(RetryModel {
             key,
-            attempts: attempts_of(lit, errors)?,
+            attempts: attempts_of(lit, "retry", errors)?,
             on: None,
             backoff: None,
             base: None,
@@ -561,7 +585,7 @@ fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
             let raw = args::parse(list.tokens.clone(), errors);
             let inner = Args::new(raw, RETRY_KEYS, &[], "retry", errors);
             let attempts = match inner.int("attempts", "attempts = 3", errors) {
-                Some(lit) => attempts_of(&lit, errors),
+                Some(lit) => attempts_of(&lit, "attempts", errors),
                 None if inner.has_key("attempts") => None,
                 None => {
                     errors.at(
@@ -581,7 +605,7 @@ fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
                         errors.at(
                             lit.span(),
                             format!(
-                                "unknown backoff curve `\"{other}\"`{}: expected `\"fixed\"`, `\"expo\"` or `\"expo-jitter\"`",
+                                "unknown backoff curve `\"{other}\"`: expected `\"fixed\"`, `\"expo\"` or `\"expo-jitter\"`{}",
                                 crate::diag::did_you_mean(other, BACKOFFS.iter().copied())
                             ),
                         );

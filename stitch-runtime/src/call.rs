@@ -62,7 +62,7 @@ pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Resu
 pub async fn call_cached<D>(client: &ClientCore, request: RequestParts) -> Result<D::Output>
 where
     D: Decode,
-    D::Output: Clone + Sync,
+    D::Output: crate::__private::Cacheable,
 {
     let endpoint = request.endpoint;
     let policy = match &endpoint.cache {
@@ -106,7 +106,7 @@ async fn read_through<D>(
 ) -> Result<D::Output>
 where
     D: Decode,
-    D::Output: Clone + Sync,
+    D::Output: crate::__private::Cacheable,
 {
     let endpoint = request.endpoint;
     let span = tracing::Span::current();
@@ -161,7 +161,7 @@ async fn from_store<D: Decode>(
     policy: &CachePolicy,
 ) -> Option<D::Output>
 where
-    D::Output: Clone + Sync,
+    D::Output: crate::__private::Cacheable,
 {
     let store = runtime.store()?;
     let bytes = match store.get(&key.store_key()).await {
@@ -212,7 +212,7 @@ pub async fn call_global<D: Decode>(request: RequestParts) -> Result<D::Output> 
 pub async fn call_global_cached<D>(request: RequestParts) -> Result<D::Output>
 where
     D: Decode,
-    D::Output: Clone + Sync,
+    D::Output: crate::__private::Cacheable,
 {
     call_cached::<D>(crate::runtime::global()?, request).await
 }

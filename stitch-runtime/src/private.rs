@@ -18,9 +18,25 @@ pub use crate::resilience::circuit::CircuitPolicy;
 pub use crate::resilience::{Backoff, IdempotencyPolicy, RetryPolicy};
 pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
+pub use crate::throttle::limiter::{Limiters, ThrottlePermit};
 pub use crate::throttle::{Pool, ThrottleSpec};
 
 /// The fingerprint of `T`, spelled so a missing impl is reported at the user's type.
 pub const fn fp<T: crate::Fingerprint + ?Sized>() -> u64 {
     T::FINGERPRINT
 }
+
+/// Passes `fingerprint` through, requiring what the cache needs of a stored value (shared by every
+/// hit and every coalesced caller), so a missing bound is reported at the user's type.
+pub const fn cached<T: Cacheable>(fingerprint: u64) -> u64 {
+    fingerprint
+}
+
+/// What a cached stitch's output must be.
+#[diagnostic::on_unimplemented(
+    message = "the output `{Self}` of a cached stitch must be `Clone + Send + Sync + 'static`",
+    label = "every cache hit and coalesced caller gets a clone of this value",
+    note = "derive `Clone` on it: `#[derive(Clone, serde::Deserialize, stitch::Fingerprint)]`"
+)]
+pub trait Cacheable: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> Cacheable for T {}

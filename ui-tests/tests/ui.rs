@@ -6,7 +6,17 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    for topic in ["args", "path", "roles", "seam", "signature", "timeout"] {
+    for topic in [
+        "args",
+        "cache",
+        "path",
+        "resilience",
+        "roles",
+        "seam",
+        "signature",
+        "throttle",
+        "timeout",
+    ] {
         t.compile_fail(format!("tests/ui/{topic}/*.rs"));
     }
     t.pass("tests/ui/pass/*.rs");

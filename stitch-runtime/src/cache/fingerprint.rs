@@ -13,7 +13,7 @@
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no schema fingerprint, so a cached entry written for an older shape of it could be read after a change",
     label = "this output type needs `stitch::Fingerprint` to be cached",
-    note = "derive it: `#[derive(serde::Deserialize, stitch::Fingerprint)]`, or pin the cache's version by hand: `cache(ttl = \"5m\", version = \"1\")`"
+    note = "derive it: `#[derive(Clone, serde::Deserialize, stitch::Fingerprint)]`, or pin the cache's version by hand: `cache(ttl = \"5m\", version = \"1\")`"
 )]
 pub trait Fingerprint {
     /// The shape's hash.

@@ -47,15 +47,17 @@ impl Limiter {
     }
 }
 
-/// Every limiter of one runtime.
+/// Every limiter of one runtime. Public only for benchmarks (through `__private`).
+#[doc(hidden)]
 #[derive(Default)]
-pub(crate) struct Limiters {
+pub struct Limiters {
     map: Mutex<HashMap<PoolKey, Arc<Limiter>>>,
     created: AtomicU64,
 }
 
 /// Held for the duration of one attempt: concurrency permits are released on drop.
-pub(crate) struct ThrottlePermit {
+#[doc(hidden)]
+pub struct ThrottlePermit {
     _permits: Vec<OwnedSemaphorePermit>,
     pub(crate) waited: Duration,
 }
@@ -107,7 +109,7 @@ impl Limiters {
     /// Waiting is bounded by each throttle's `max_wait` and by `deadline` (the call's remaining
     /// budget); a pacing wait that would exceed either fails at once with [`Error::Throttled`]
     /// saying how long it would have been, and reserves nothing.
-    pub(crate) async fn acquire(
+    pub async fn acquire(
         &self,
         endpoint: &'static Endpoint,
         host: &str,

@@ -11,7 +11,8 @@
 //! reported, FIFO grants, and the same algorithm as the fleet-wide store version.
 
 pub(crate) mod gcra;
-pub(crate) mod limiter;
+#[doc(hidden)]
+pub mod limiter;
 
 use std::time::Duration;
 

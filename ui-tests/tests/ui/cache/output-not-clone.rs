@@ -1,0 +1,15 @@
+// A cached stitch shares its value with every hit and coalesced caller, so the output must be
+// `Clone`; the error lands on the output type with the fix.
+
+#[derive(serde::Deserialize, stitch::Fingerprint)]
+struct User {
+    id: u64,
+}
+
+#[stitch::seam(base_url = "https://api.example.com")]
+trait Api {
+    #[stitch(get, path = "/users/{id}", cache = "5m")]
+    async fn user(&self, id: u64) -> stitch::Result<User>;
+}
+
+fn main() {}
