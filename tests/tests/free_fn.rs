@@ -4,7 +4,7 @@ use serde::Deserialize;
 use stitch_tests::{Reply, Upstream};
 
 #[derive(Debug, Deserialize)]
-struct Item {
+pub struct Item {
     id: u32,
     label: String,
 }
