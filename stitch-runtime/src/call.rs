@@ -44,16 +44,21 @@ pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Resu
     if cache::invalidating() {
         return Err(invalidation_only(request.endpoint));
     }
-    let span = span(request.endpoint);
-    span.record("cache", "bypass");
-    let started = Instant::now();
-    let outcome = async {
+    let request_endpoint = request.endpoint;
+    let run = async {
         let raw = fetch(client.runtime(), request).await?;
         D::decode(raw.0, raw.1)
+    };
+    let span = span(request_endpoint);
+    // No subscriber wants the span: skip its bookkeeping on the hot path.
+    let started = (!span.is_disabled()).then(|| {
+        span.record("cache", "bypass");
+        Instant::now()
+    });
+    let outcome = run.instrument(span.clone()).await;
+    if let Some(started) = started {
+        span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
     }
-    .instrument(span.clone())
-    .await;
-    span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
     outcome
 }
 
@@ -242,7 +247,8 @@ async fn fetch(
     };
     let attempts = attempts(runtime, endpoint, prepared, deadline);
     let outcome = match (deadline, total) {
-        (Some(deadline), Some(total)) => tokio::time::timeout_at(deadline, attempts)
+        // Boxed so the common future stays small (the two arms would not share their space).
+        (Some(deadline), Some(total)) => Box::pin(tokio::time::timeout_at(deadline, attempts))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Timeout {
@@ -274,9 +280,21 @@ async fn attempts(
     }
     let mut attempt = 1u32;
     let mut refreshed = false;
+    let mut spare = Some(prepared);
     loop {
         span.record("attempts", attempt);
-        let error = match one_attempt(runtime, endpoint, prepared.clone(), deadline).await {
+        // Only a call that may run again keeps a copy of its request.
+        let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
+            || (runtime.auth().is_some() && !refreshed);
+        let request = if again { spare.clone() } else { spare.take() };
+        // The loop only comes back after an attempt that kept a copy.
+        let Some(request) = request else {
+            return Err(Error::Config {
+                stitch: endpoint.name,
+                reason: "internal: attempt without a request".into(),
+            });
+        };
+        let error = match one_attempt(runtime, endpoint, request, deadline).await {
             Ok(raw) => return Ok(raw),
             Err(e) => e,
         };
@@ -315,7 +333,7 @@ async fn attempts(
             "retrying"
         );
         span.record("backoff_ms", wait.as_secs_f64() * 1e3);
-        tokio::time::sleep(wait).await;
+        Box::pin(tokio::time::sleep(wait)).await;
         attempt += 1;
     }
 }
@@ -332,10 +350,8 @@ async fn one_attempt(
         None
     } else {
         let host = host_key(&prepared.url);
-        let permit = runtime
-            .limiters()
-            .acquire(endpoint, &host, deadline)
-            .await?;
+        // Boxed: a throttled attempt pays one allocation so unthrottled calls carry a smaller future.
+        let permit = Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?;
         tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
         Some(permit)
     };
@@ -344,39 +360,28 @@ async fn one_attempt(
     }
     match endpoint.each {
         None => send(runtime, endpoint, prepared).await,
-        Some(each) => tokio::time::timeout(each, send(runtime, endpoint, prepared))
-            .await
-            .unwrap_or(Err(Error::Timeout {
-                stitch: endpoint.name,
-                bound: TimeoutBound::Each,
-                after: each,
-            })),
+        Some(each) => Box::pin(tokio::time::timeout(
+            each,
+            send(runtime, endpoint, prepared),
+        ))
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            stitch: endpoint.name,
+            bound: TimeoutBound::Each,
+            after: each,
+        })),
     }
 }
 
-/// Reads the body, refusing (without reading on) one larger than the runtime's limit.
-async fn read_body(
-    runtime: &Runtime,
-    endpoint: &'static Endpoint,
+/// A body of unknown length, read chunk by chunk up to `limit` (`Err(None)`: over the limit).
+async fn read_chunked(
     mut response: reqwest::Response,
-    url: &url::Url,
-) -> Result<bytes::Bytes> {
-    let limit = runtime.max_response_bytes();
-    let too_large = || Error::BodyTooLarge {
-        stitch: endpoint.name,
-        limit,
-    };
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
+    limit: usize,
+) -> std::result::Result<bytes::Bytes, Option<reqwest::Error>> {
     let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| Error::Transport {
-        stitch: endpoint.name,
-        url: url.to_string(),
-        source: Arc::new(e),
-    })? {
+    while let Some(chunk) = response.chunk().await.map_err(Some)? {
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(None);
         }
         body.extend_from_slice(&chunk);
     }
@@ -399,24 +404,46 @@ async fn send(
     prepared: Prepared,
 ) -> Result<RawResponse> {
     let Prepared { url, headers, body } = prepared;
-    let transport = |source: reqwest::Error, url: &url::Url| Error::Transport {
+    let transport = |source: reqwest::Error| Error::Transport {
         stitch: endpoint.name,
-        url: url.to_string(),
+        url: source
+            .url()
+            .map_or_else(|| endpoint.template.to_owned(), url::Url::to_string),
         source: Arc::new(source),
     };
     let mut builder = runtime
         .http_client()
-        .request(endpoint.method.to_http(), url.clone())
+        .request(endpoint.method.to_http(), url)
         .headers(headers);
     if let Some(body) = body {
         builder = builder.body(body);
     }
-    let response = builder.send().await.map_err(|e| transport(e, &url))?;
+    let mut response = builder.send().await.map_err(transport)?;
     let status = response.status();
     tracing::Span::current().record("status", status.as_u16());
-    let headers = response.headers().clone();
+    // Moved, not cloned: the response is consumed by reading its body.
+    let headers = std::mem::take(response.headers_mut());
     let final_url = response.url().clone();
-    let body = read_body(runtime, endpoint, response, &final_url).await?;
+    // Read here rather than in a helper `async fn`: each layer would keep its own copy of the
+    // response in the call's future.
+    let limit = runtime.max_response_bytes();
+    let too_large = || Error::BodyTooLarge {
+        stitch: endpoint.name,
+        limit,
+    };
+    let body_error = |e: reqwest::Error| Error::Transport {
+        stitch: endpoint.name,
+        url: final_url.to_string(),
+        source: Arc::new(e),
+    };
+    let body = match response.content_length() {
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        // A declared length within the limit: hyper reads exactly that much, in one buffer.
+        Some(_) => response.bytes().await.map_err(body_error)?,
+        None => Box::pin(read_chunked(response, limit))
+            .await
+            .map_err(|e| e.map_or_else(too_large, body_error))?,
+    };
     if let Some(statuses) = endpoint.delegate {
         if statuses.contains(&status.as_u16()) {
             return Err(Error::RateLimited {

@@ -68,20 +68,31 @@ pub(crate) fn decode_json<T: DeserializeOwned>(
     endpoint: &'static Endpoint,
     body: &[u8],
 ) -> Result<T> {
-    let mut track = serde_path_to_error::Track::new();
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let seed = Pick::<T> {
+    let seed = || Pick::<T> {
         path: endpoint.pick,
         marker: PhantomData,
     };
-    let result = seed
+    // The fast path tracks no path; only a failure pays for decoding again to name where.
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if let Ok(v) = seed()
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+    {
+        return Ok(v);
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let result = seed()
         .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
         .and_then(|v| de.end().map(|()| v));
-    result.map_err(|e| Error::Decode {
-        stitch: endpoint.name,
-        path: track.path().to_string(),
-        source: std::sync::Arc::new(e),
-    })
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => Err(Error::Decode {
+            stitch: endpoint.name,
+            path: track.path().to_string(),
+            source: std::sync::Arc::new(e),
+        }),
+    }
 }
 
 /// The body as UTF-8 text.
