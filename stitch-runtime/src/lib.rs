@@ -34,6 +34,7 @@ pub mod cache;
 mod call;
 mod endpoint;
 mod error;
+mod fasthash;
 mod http;
 pub mod resilience;
 mod runtime;

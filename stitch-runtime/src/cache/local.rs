@@ -4,8 +4,8 @@
 
 use crate::cache::key::CacheKey;
 use crate::cache::CachePolicy;
+use crate::fasthash::FastMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::time::Instant;
@@ -81,7 +81,7 @@ impl StitchCache {
 /// Every stitch's in-process tier of one runtime.
 #[derive(Default)]
 pub(crate) struct LocalTier {
-    stitches: RwLock<HashMap<&'static str, Arc<StitchCache>>>,
+    stitches: RwLock<FastMap<&'static str, Arc<StitchCache>>>,
     generation: AtomicU64,
 }
 
@@ -99,6 +99,12 @@ impl LocalTier {
         map.entry(name)
             .or_insert_with(|| Arc::new(StitchCache::new(policy)))
             .clone()
+    }
+
+    /// Runs `f` on a stitch's cache without taking a reference count (the hit path).
+    pub(crate) fn peek<R>(&self, name: &str, f: impl FnOnce(&StitchCache) -> R) -> Option<R> {
+        let map = self.stitches.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).map(|c| f(c))
     }
 
     pub(crate) fn existing(&self, name: &str) -> Option<Arc<StitchCache>> {

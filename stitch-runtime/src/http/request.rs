@@ -66,8 +66,14 @@ impl RequestParts {
                         format!("{text:?} cannot be a path value: it would change the route"),
                     );
                 } else {
-                    self.path
-                        .push(percent_encoding::utf8_percent_encode(&text, PATH_VALUE).to_string());
+                    let encoded: std::borrow::Cow<'_, str> =
+                        percent_encoding::utf8_percent_encode(&text, PATH_VALUE).into();
+                    // Most values need no escaping: keep the string already made.
+                    let encoded = match encoded {
+                        std::borrow::Cow::Borrowed(_) => None,
+                        std::borrow::Cow::Owned(escaped) => Some(escaped),
+                    };
+                    self.path.push(encoded.unwrap_or(text));
                 }
             }
             Ok(Some(None)) => self.fail(name, "`None` cannot fill a path placeholder"),

@@ -6,9 +6,8 @@ use super::gcra::{Pacer, Reservation};
 use super::{Pool, ThrottleSpec};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::fasthash::FastMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -51,24 +50,23 @@ impl Limiter {
 #[doc(hidden)]
 #[derive(Default)]
 pub struct Limiters {
-    map: Mutex<HashMap<PoolKey, Arc<Limiter>>>,
-    created: AtomicU64,
+    map: RwLock<FastMap<PoolKey, Arc<Limiter>>>,
 }
 
 /// Held for the duration of one attempt: concurrency permits are released on drop.
 #[doc(hidden)]
 pub struct ThrottlePermit {
-    _permits: Vec<OwnedSemaphorePermit>,
+    _permits: [Option<OwnedSemaphorePermit>; 2],
     pub(crate) waited: Duration,
 }
 
 /// Hands back pacing reservations not yet reached when the caller is dropped while waiting.
-struct PendingReservations(Vec<(Arc<Limiter>, Reservation)>);
+struct PendingReservations([Option<(Arc<Limiter>, Reservation)>; 2]);
 
 impl Drop for PendingReservations {
     fn drop(&mut self) {
         let now = Instant::now();
-        for (limiter, r) in self.0.drain(..) {
+        for (limiter, r) in self.0.iter_mut().filter_map(Option::take) {
             if r.at > now {
                 if let Some(p) = &limiter.pacer {
                     p.release_unused(r);
@@ -81,9 +79,21 @@ impl Drop for PendingReservations {
 /// Above this many limiters, creating one first drops the idle ones.
 const SWEEP_ABOVE: usize = 256;
 
+/// A stitch declares at most two throttles: its seam's and its own.
+const MAX_THROTTLES: usize = 2;
+
 impl Limiters {
-    fn limiter(&self, key: PoolKey, spec: &ThrottleSpec) -> Arc<Limiter> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+    fn key(endpoint: &'static Endpoint, level: usize, spec: &ThrottleSpec, host: &str) -> PoolKey {
+        match spec.pool {
+            Pool::Stitch => PoolKey::Stitch(endpoint.name, level as u8),
+            Pool::Host => PoolKey::Host(host.to_owned()),
+            Pool::Seam(name) => PoolKey::Seam(name),
+            Pool::Named(name) => PoolKey::Named(name),
+        }
+    }
+
+    fn create(&self, key: PoolKey, spec: &ThrottleSpec) -> Arc<Limiter> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = map.get(&key) {
             return l.clone();
         }
@@ -93,7 +103,6 @@ impl Limiters {
             let now = Instant::now();
             map.retain(|_, l| Arc::strong_count(l) > 1 || !l.idle(now));
         }
-        self.created.fetch_add(1, Ordering::Relaxed);
         map.entry(key)
             .or_insert_with(|| Arc::new(Limiter::new(spec)))
             .clone()
@@ -101,7 +110,7 @@ impl Limiters {
 
     /// Limiters currently held (for tests and metrics).
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Acquires every throttle of `endpoint` for one attempt: permits first, then pacing.
@@ -115,19 +124,46 @@ impl Limiters {
         host: &str,
         deadline: Option<Instant>,
     ) -> Result<ThrottlePermit> {
+        let specs = &endpoint.throttles[..endpoint.throttles.len().min(MAX_THROTTLES)];
+        let concurrent = specs.iter().any(|s| s.concurrency.is_some());
         let started = Instant::now();
-        let mut permits = Vec::new();
-        let mut limiters = Vec::with_capacity(endpoint.throttles.len());
-        for (level, spec) in endpoint.throttles.iter().enumerate() {
-            let key = match spec.pool {
-                Pool::Stitch => PoolKey::Stitch(endpoint.name, level as u8),
-                Pool::Host => PoolKey::Host(host.to_owned()),
-                Pool::Seam(name) => PoolKey::Seam(name),
-                Pool::Named(name) => PoolKey::Named(name),
-            };
-            limiters.push((self.limiter(key, spec), spec));
+        if !concurrent {
+            // Pacing only: reserve under the read lock; no reference counts unless we must wait.
+            match self.reserve(endpoint, specs, host, started, deadline)? {
+                None => {
+                    return Ok(ThrottlePermit {
+                        _permits: [None, None],
+                        waited: Duration::ZERO,
+                    })
+                }
+                Some((mut pending, grant_at)) => {
+                    tokio::time::sleep_until(grant_at).await;
+                    // Reached: the reservations were used, nothing to hand back.
+                    pending.0 = [None, None];
+                    return Ok(ThrottlePermit {
+                        _permits: [None, None],
+                        waited: started.elapsed(),
+                    });
+                }
+            }
         }
-        for (limiter, spec) in &limiters {
+        let mut limiters: [Option<(Arc<Limiter>, &ThrottleSpec)>; 2] = [None, None];
+        for (level, spec) in specs.iter().enumerate() {
+            let key = Self::key(endpoint, level, spec, host);
+            let existing = self
+                .map
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
+            limiters[level] = Some((existing.unwrap_or_else(|| self.create(key, spec)), spec));
+        }
+        let mut permits: [Option<OwnedSemaphorePermit>; 2] = [None, None];
+        for (slot, (limiter, spec)) in limiters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l.as_ref()?)))
+        {
             let Some((semaphore, _)) = &limiter.permits else {
                 continue;
             };
@@ -145,12 +181,16 @@ impl Limiters {
                     })?,
                 };
             // The semaphore is never closed.
-            permits.extend(permit.ok());
+            permits[slot] = permit.ok();
         }
-        let mut pending = PendingReservations(Vec::new());
         let now = Instant::now();
+        let mut pending = PendingReservations([None, None]);
         let mut grant_at = now;
-        for (limiter, spec) in &limiters {
+        for (slot, (limiter, spec)) in limiters
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l.as_ref()?)))
+        {
             let Some(pacer) = &limiter.pacer else {
                 continue;
             };
@@ -158,7 +198,7 @@ impl Limiters {
             match pacer.reserve(now, limit) {
                 Ok(r) => {
                     grant_at = grant_at.max(r.at);
-                    pending.0.push((limiter.clone(), r));
+                    pending.0[slot] = Some((limiter.clone(), r));
                 }
                 Err(would_wait) => {
                     return Err(Error::Throttled {
@@ -172,11 +212,80 @@ impl Limiters {
         if grant_at > now {
             tokio::time::sleep_until(grant_at).await;
         }
-        pending.0.clear();
+        pending.0 = [None, None];
         Ok(ThrottlePermit {
             _permits: permits,
             waited: started.elapsed(),
         })
+    }
+
+    /// Pacing-only reservation. `Ok(None)`: granted now. `Ok(Some(..))`: granted later, with the
+    /// reservations to hand back if the caller leaves before then.
+    fn reserve(
+        &self,
+        endpoint: &'static Endpoint,
+        specs: &[ThrottleSpec],
+        host: &str,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(PendingReservations, Instant)>> {
+        let mut made: [Option<(&Arc<Limiter>, Option<Reservation>)>; 2] = [None, None];
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut missing = false;
+        for (level, spec) in specs.iter().enumerate() {
+            let key = Self::key(endpoint, level, spec, host);
+            match map.get(&key) {
+                Some(l) => made[level] = Some((l, None)),
+                None => missing = true,
+            }
+        }
+        if missing {
+            drop(map);
+            for (level, spec) in specs.iter().enumerate() {
+                self.create(Self::key(endpoint, level, spec, host), spec);
+            }
+            return self.reserve(endpoint, specs, host, now, deadline);
+        }
+        let mut grant_at = now;
+        for level in 0..specs.len() {
+            let spec = &specs[level];
+            let Some((limiter, slot)) = &mut made[level] else {
+                continue;
+            };
+            let Some(pacer) = &limiter.pacer else {
+                continue;
+            };
+            let limit = bound(spec.max_wait, deadline, now);
+            match pacer.reserve(now, limit) {
+                Ok(r) => {
+                    grant_at = grant_at.max(r.at);
+                    *slot = Some(r);
+                }
+                Err(would_wait) => {
+                    // Reserve nothing: hand back what this call already took.
+                    for (l, r) in made[..level].iter().flatten() {
+                        if let (Some(p), Some(r)) = (&l.pacer, r) {
+                            p.release_unused(*r);
+                        }
+                    }
+                    return Err(Error::Throttled {
+                        stitch: endpoint.name,
+                        would_wait: Some(would_wait),
+                        limit: limit.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        if grant_at == now {
+            return Ok(None);
+        }
+        let mut pending = PendingReservations([None, None]);
+        for (i, entry) in made.iter().enumerate() {
+            if let Some((l, Some(r))) = entry {
+                pending.0[i] = Some(((*l).clone(), *r));
+            }
+        }
+        Ok(Some((pending, grant_at)))
     }
 }
 
