@@ -143,23 +143,26 @@ where
         span.record("cache", "hit");
         return Ok(value);
     }
+    let stored_local = local.clone();
     let fetch_store = {
         let runtime = runtime.clone();
         move || fetch_and_store::<D>(runtime, request, key, local, policy).instrument(span)
     };
     let (outcome, role) = if policy.coalesce && tokio::runtime::Handle::try_current().is_ok() {
-        runtime.flights().run(key, fetch_store).await
+        let stored = || stored_local.get(&key);
+        runtime.flights().run(key, stored, fetch_store).await
     } else {
         (fetch_store().await, Role::Leader)
     };
     tracing::Span::current().record(
         "cache",
-        if role == Role::Leader {
-            "miss"
-        } else {
-            "coalesced"
+        match role {
+            Role::Leader => "miss",
+            Role::Follower => "coalesced",
+            Role::Stored => "hit",
         },
     );
+
     // A value of another type under the same key (two stitches sharing a name and shape) is a
     // miss in spirit; report it rather than panic.
     typed::<D>(&outcome?).ok_or_else(|| Error::Config {

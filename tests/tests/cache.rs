@@ -139,6 +139,26 @@ async fn ten_thousand_concurrent_cold_calls_make_one_upstream_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_on_a_fast_upstream_still_makes_one_request() {
+    // With no upstream delay the first flight ends while callers are still arriving: a caller
+    // that missed the cache just before the value was stored must find it, not lead a new flight.
+    let up = counting(Duration::ZERO).await;
+    for round in 0..40u32 {
+        let api = client(&up);
+        let before = up.hits();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10_000 {
+            let api = api.clone();
+            tasks.spawn(async move { api.item(round, None).await });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        assert_eq!(up.hits() - before, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_leader_does_not_strand_or_fail_followers() {
     let up = counting(Duration::from_millis(300)).await;
     let api = client(&up);

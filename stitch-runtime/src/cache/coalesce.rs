@@ -39,6 +39,8 @@ pub(crate) struct Flights {
 pub(crate) enum Role {
     Leader,
     Follower,
+    /// The value was stored by a flight that ended just before.
+    Stored,
 }
 
 struct Waiter {
@@ -74,13 +76,27 @@ impl Flights {
     }
 
     /// Joins the flight for `key`, or starts one running `work()`.
-    pub(crate) async fn run<F, W>(self: &Arc<Self>, key: CacheKey, work: W) -> (Result<Value>, Role)
+    ///
+    /// `stored` looks the key up in the cache again under the flights lock before a new flight
+    /// starts: a flight stores its value before it leaves the map, so a caller that missed the
+    /// cache just before a flight ended finds the value here instead of sending a second request.
+    pub(crate) async fn run<F, W>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        stored: impl FnOnce() -> Option<Value>,
+        work: W,
+    ) -> (Result<Value>, Role)
     where
         W: FnOnce() -> F,
         F: Future<Output = Result<Value>> + Send + 'static,
     {
         let (mut rx, waiter, role) = {
             let mut map = self.lock();
+            if !map.contains_key(&key) {
+                if let Some(value) = stored() {
+                    return (Ok(value), Role::Stored);
+                }
+            }
             match map.get_mut(&key) {
                 Some(flight) => {
                     flight.waiters += 1;
