@@ -16,6 +16,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
+use crate::resilience::circuit::{self, Transition};
 use crate::runtime::{ClientCore, Runtime};
 use crate::store::record;
 use std::sync::Arc;
@@ -265,7 +266,10 @@ async fn fetch(
     let total = endpoint.timeout.or(runtime.timeout());
     let deadline = total.map(|t| tokio::time::Instant::now() + t);
     let admission = match &endpoint.circuit {
-        Some(policy) => Some(runtime.circuits().admit(endpoint.name, policy)?),
+        Some(policy) => {
+            shared_circuit(runtime, endpoint).await?;
+            Some(runtime.circuits().admit(endpoint.name, policy)?)
+        }
         None => None,
     };
     let attempts = attempts(runtime, endpoint, prepared, deadline);
@@ -283,9 +287,55 @@ async fn fetch(
         _ => attempts.await,
     };
     if let Some(admission) = admission {
-        admission.report(&outcome);
+        let transition = admission.report(&outcome);
+        publish_circuit(runtime, endpoint, transition).await;
     }
     Ok((endpoint, outcome?))
+}
+
+/// With a shared store: fails fast while another runtime has the circuit open. A store error
+/// admits the call (an outage of the store must not stop the upstream calls).
+async fn shared_circuit(runtime: &Runtime, endpoint: &'static Endpoint) -> Result<()> {
+    let Some(store) = runtime.store() else {
+        return Ok(());
+    };
+    let Ok(Some(until)) = store.get(&circuit::store_key(endpoint.name)).await else {
+        return Ok(());
+    };
+    let until_ms = std::str::from_utf8(&until)
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok());
+    let now_ms = unix_ms();
+    match until_ms {
+        Some(until) if until > now_ms => Err(Error::CircuitOpen {
+            stitch: endpoint.name,
+            retry_in: std::time::Duration::from_millis(until - now_ms),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Tells the other runtimes on the store that this circuit opened or closed.
+async fn publish_circuit(runtime: &Runtime, endpoint: &'static Endpoint, transition: Transition) {
+    let Some(store) = runtime.store() else { return };
+    let key = circuit::store_key(endpoint.name);
+    let result = match transition {
+        Transition::Unchanged => return,
+        Transition::Opened(cooldown) => {
+            let until = unix_ms() + cooldown.as_millis() as u64;
+            store.set(&key, until.to_string().into(), cooldown).await
+        }
+        Transition::Closed => store.delete(&key).await.map(|_| ()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(stitch = endpoint.name, error = %e, "could not share the circuit state");
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The attempt loop: retries what the policy retries while attempts and the retry budget last,

@@ -206,3 +206,48 @@ async fn a_failing_store_never_fails_a_call() {
     );
     assert!(!stitch::invalidate(api.user(2)).await);
 }
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Guarded {
+    #[stitch(get, path = "/guarded", circuit(failures = 2, cooldown = "300ms"))]
+    async fn call(&self) -> stitch::Result<()>;
+}
+
+#[tokio::test]
+async fn an_open_circuit_is_shared_through_the_store() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let up = Upstream::start(move |_| {
+        if h.load(Ordering::SeqCst) {
+            Reply::status(200, "")
+        } else {
+            Reply::status(503, "down")
+        }
+    })
+    .await;
+    let store = MemoryStore::default();
+    let a = GuardedClient::new(&runtime(&up, &store)).unwrap();
+    let b = GuardedClient::new(&runtime(&up, &store)).unwrap();
+    assert!(a.call().await.is_err());
+    assert!(a.call().await.is_err());
+    assert_eq!(up.hits(), 2);
+    match b.call().await {
+        Err(stitch::Error::CircuitOpen { retry_in, .. }) => {
+            assert!(retry_in <= Duration::from_millis(300))
+        }
+        other => panic!("the other runtime must fail fast, got {other:?}"),
+    }
+    assert_eq!(
+        up.hits(),
+        2,
+        "no request from the runtime that saw the shared state"
+    );
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    healthy.store(true, Ordering::SeqCst);
+    a.call()
+        .await
+        .expect("A's trial succeeds and closes the circuit for everyone");
+    b.call().await.unwrap();
+    assert_eq!(up.hits(), 4);
+}

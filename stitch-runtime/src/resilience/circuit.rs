@@ -5,8 +5,10 @@
 //!
 //! What counts as a failure: a transport error, a timeout, a 5xx or 429 (the upstream is unwell).
 //! A 4xx or a decode error is the caller's or the contract's problem, not the upstream's health.
-//! State is per stitch and in-process today; it sits behind this module's small surface so a shared
-//! store can hold it for a whole fleet.
+//! State is per stitch and per runtime; with a shared store attached, opening is fleet-wide: the
+//! runtime that opens the circuit writes a key that expires with the cooldown, and every runtime on
+//! the store fails fast while it exists (a success deletes it). Failure counting and the
+//! half-open trial stay per process until the store offers atomic verbs.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -115,11 +117,22 @@ fn is_failure<T>(outcome: &Result<T>) -> bool {
     }
 }
 
+/// How a reported outcome moved the circuit (what a shared store must learn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    Unchanged,
+    /// Now open for this long.
+    Opened(Duration),
+    /// Closed after having been open or half-open.
+    Closed,
+}
+
 impl Admission {
-    pub(crate) fn report<T>(mut self, outcome: &Result<T>) {
+    pub(crate) fn report<T>(mut self, outcome: &Result<T>) -> Transition {
         self.reported = true;
         let failed = is_failure(outcome);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let before = *s;
         *s = match (*s, failed) {
             (_, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true)
@@ -133,7 +146,19 @@ impl Admission {
                 until: Instant::now() + self.policy.cooldown,
             },
         };
+        match (before, *s) {
+            (State::Open { .. }, State::Open { .. }) => Transition::Unchanged,
+            (_, State::Open { .. }) => Transition::Opened(self.policy.cooldown),
+            (State::Closed { .. }, State::Closed { .. }) => Transition::Unchanged,
+            (_, State::Closed { .. }) => Transition::Closed,
+            _ => Transition::Unchanged,
+        }
     }
+}
+
+/// The shared-store key that tells every runtime on the store the circuit is open.
+pub(crate) fn store_key(stitch: &str) -> String {
+    format!("stitch:circuit:{stitch}")
 }
 
 impl Drop for Admission {
