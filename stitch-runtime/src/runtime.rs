@@ -71,12 +71,15 @@ impl Runtime {
     /// Makes `self` the runtime free stitches use. Succeeds once per process; later calls (or a
     /// call after a free stitch already created the default runtime) return the runtime back.
     pub fn install_global(self) -> std::result::Result<(), Runtime> {
-        let mut offered = Some(self);
-        GLOBAL
-            .get_or_init(|| ClientCore::unchecked(offered.take().expect("taken only once, here")));
-        match offered {
-            None => Ok(()),
-            Some(rt) => Err(rt),
+        let mut installed = false;
+        GLOBAL.get_or_init(|| {
+            installed = true;
+            ClientCore::unchecked(self.clone())
+        });
+        if installed {
+            Ok(())
+        } else {
+            Err(self)
         }
     }
 
