@@ -44,6 +44,20 @@ async fn upstream(delay: Duration, hits: Arc<AtomicUsize>) -> String {
     format!("http://{addr}")
 }
 
+/// `CALLERS` concurrent calls of one key, each in its own task; the wall time until all are done.
+async fn concurrent_calls(api: &BenchClient) -> Duration {
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CALLERS {
+        let api = api.clone();
+        tasks.spawn(async move { api.user(1_000_000).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    t.elapsed()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -68,30 +82,12 @@ async fn scenario(delay: Duration) {
 
         let api = client();
         let before = hits.load(Ordering::SeqCst);
-        let t = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CALLERS {
-            let api = api.clone();
-            tasks.spawn(async move { api.user(1_000_000).await });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r.unwrap().unwrap();
-        }
-        stampede.push(t.elapsed());
+        stampede.push(concurrent_calls(&api).await);
         requests.push(hits.load(Ordering::SeqCst) - before);
 
         // The same 10,000 calls again, now all cache hits: what the harness (spawn + join) and
         // the call path cost without any coalescing.
-        let t = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..CALLERS {
-            let api = api.clone();
-            tasks.spawn(async move { api.user(1_000_000).await });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r.unwrap().unwrap();
-        }
-        warm.push(t.elapsed());
+        warm.push(concurrent_calls(&api).await);
     }
     let (s, m, w) = (median(single), median(stampede), median(warm));
     println!(

@@ -318,8 +318,12 @@ fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
             Some(v) => quote!(#pv::pinned(#v)),
             None => fingerprint(output),
         };
+        // `fp::<T>()` checks `T` is cacheable; a pinned version checks it separately.
         let t = output.ty();
-        let fingerprint = quote_spanned!(t.span()=> #pv::cached::<#t>(#fingerprint));
+        let fingerprint = match &cache.version {
+            Some(_) => quote_spanned!(t.span()=> #pv::cached::<#t>(#fingerprint)),
+            None => fingerprint,
+        };
         let mut policy = quote!(#pv::CachePolicy::new(#pv::ms(#ttl), #fingerprint));
         if cache.app_scope.is_some() {
             let ack = cache.acknowledged.is_some();

@@ -21,8 +21,9 @@ pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
 pub use crate::throttle::limiter::{Limiters, ThrottlePermit};
 pub use crate::throttle::{Pool, ThrottleSpec};
 
-/// The fingerprint of `T`, spelled so a missing impl is reported at the user's type.
-pub const fn fp<T: crate::Fingerprint + ?Sized>() -> u64 {
+/// The fingerprint of a cached output `T`, spelled so a missing impl (of `Fingerprint`, or of what
+/// the cache needs, [`Cacheable`]) is reported at the user's type.
+pub const fn fp<T: crate::Fingerprint + Cacheable>() -> u64 {
     T::FINGERPRINT
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo bench -p stitch-tests --bench referee` (needs `nginx-light`).
 
-use std::time::{Duration, Instant};
-use stitch_tests::{Nginx, Reply, Upstream};
+use std::time::Duration;
+use stitch_tests::{saturate, Nginx, Reply, Upstream};
 
 #[stitch::seam(base_url = "http://placeholder.invalid")]
 trait Metered {
@@ -29,34 +29,18 @@ fn main() {
         let nginx = Nginx::rate_limited(&up.url(), 50).expect("nginx-light must be installed");
         let runtime = stitch::Runtime::builder().base_url(nginx.url()).build().unwrap();
         let api = MeteredClient::new(&runtime).unwrap();
-        let run_for = Duration::from_secs(10);
-        let started = Instant::now();
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..32 {
+        let run = saturate(32, Duration::from_secs(10), move || {
             let api = api.clone();
-            workers.spawn(async move {
-                let (mut ok, mut rejected) = (0u32, 0u32);
-                while started.elapsed() < run_for {
-                    match api.call().await {
-                        Ok(()) => ok += 1,
-                        Err(e) if e.status().map(|s| s.as_u16()) == Some(429) => rejected += 1,
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-                (ok, rejected)
-            });
-        }
-        let (mut ok, mut rejected) = (0, 0);
-        while let Some(r) = workers.join_next().await {
-            let (o, r) = r.unwrap();
-            ok += o;
-            rejected += r;
-        }
-        let secs = started.elapsed().as_secs_f64();
+            async move { api.call().await }
+        })
+        .await;
         println!(
-            "declared 50/s | accepted {ok} in {secs:.2} s = {:.2}/s ({:.1}% of declared) | rejected by nginx: {rejected}",
-            f64::from(ok) / secs,
-            f64::from(ok) / secs / 50.0 * 100.0
+            "declared 50/s | accepted {} in {:.2} s = {:.2}/s ({:.1}% of declared) | rejected by nginx: {}",
+            run.accepted,
+            run.seconds,
+            run.rate(),
+            run.rate() / 50.0 * 100.0,
+            run.rejected
         );
     });
 }

@@ -327,3 +327,60 @@ where
     });
     format!("http://{addr}")
 }
+
+/// What a saturation run against a referee saw.
+#[derive(Debug, Clone, Copy)]
+pub struct Saturation {
+    /// Calls that succeeded.
+    pub accepted: u32,
+    /// Calls the referee rejected with 429.
+    pub rejected: u32,
+    /// Wall time of the run, in seconds.
+    pub seconds: f64,
+}
+
+impl Saturation {
+    /// Accepted calls per second.
+    pub fn rate(&self) -> f64 {
+        f64::from(self.accepted) / self.seconds
+    }
+}
+
+/// Calls `call` from `workers` concurrent tasks, back to back, for `run_for`; counts successes and
+/// 429 rejections (any other error fails the run).
+pub async fn saturate<F, Fut>(workers: usize, run_for: Duration, call: F) -> Saturation
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = stitch::Result<()>> + Send,
+{
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let call = call.clone();
+        tasks.spawn(async move {
+            let (mut ok, mut rejected) = (0u32, 0u32);
+            while started.elapsed() < run_for {
+                match call().await {
+                    Ok(()) => ok += 1,
+                    Err(e) if e.status().map(|s| s.as_u16()) == Some(429) => {
+                        println!("rejected at {:?}", started.elapsed());
+                        rejected += 1;
+                    }
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+            (ok, rejected)
+        });
+    }
+    let (mut accepted, mut rejected) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (o, r) = r.expect("worker");
+        accepted += o;
+        rejected += r;
+    }
+    Saturation {
+        accepted,
+        rejected,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}

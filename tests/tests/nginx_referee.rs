@@ -2,9 +2,9 @@
 //! 429 past it) in front of the upstream. Saturated calls for 10 seconds must get zero rejections
 //! while achieving at least 95% of the declared rate.
 
-use std::time::{Duration, Instant};
-use stitch::{Error, Runtime};
-use stitch_tests::{Nginx, Reply, Upstream};
+use std::time::Duration;
+use stitch::Runtime;
+use stitch_tests::{saturate, Nginx, Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
 trait Metered {
@@ -19,35 +19,17 @@ async fn saturated_calls_are_never_rejected_and_reach_the_declared_rate() {
     let rt = Runtime::builder().base_url(nginx.url()).build().unwrap();
     let api = MeteredClient::new(&rt).unwrap();
 
-    let run_for = Duration::from_secs(10);
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..16 {
+    let api = api.clone();
+    let run = saturate(16, Duration::from_secs(10), move || {
         let api = api.clone();
-        workers.spawn(async move {
-            let (mut ok, mut rejected) = (0u32, 0u32);
-            while started.elapsed() < run_for {
-                match api.call().await {
-                    Ok(()) => ok += 1,
-                    Err(Error::Status { status, .. }) if status.as_u16() == 429 => {
-                        println!("rejected at {:?}", started.elapsed());
-                        rejected += 1
-                    }
-                    Err(e) => panic!("unexpected error: {e}"),
-                }
-            }
-            (ok, rejected)
-        });
-    }
-    let (mut ok, mut rejected) = (0, 0);
-    while let Some(r) = workers.join_next().await {
-        let (o, r) = r.unwrap();
-        ok += o;
-        rejected += r;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let achieved = f64::from(ok) / elapsed;
-    println!("referee: {ok} accepted, {rejected} rejected in {elapsed:.2}s = {achieved:.2}/s (declared 20/s)");
+        async move { api.call().await }
+    })
+    .await;
+    let (ok, rejected, achieved) = (run.accepted, run.rejected, run.rate());
+    println!(
+        "referee: {ok} accepted, {rejected} rejected in {:.2}s = {achieved:.2}/s (declared 20/s)",
+        run.seconds
+    );
     assert_eq!(
         rejected, 0,
         "nginx rejected {rejected} requests: pacing exceeded the declared rate"
