@@ -190,7 +190,8 @@ async fn the_total_timeout_bounds_throttle_backoff_and_attempts() {
     let started = std::time::Instant::now();
     let err = api.bounded().await.unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_millis(700), "took {elapsed:?}");
+    // 500 ms of budget; the margin is for a loaded CI machine, not for another attempt.
+    assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     assert!(
         matches!(
             err,
@@ -215,7 +216,10 @@ async fn a_retry_after_beyond_the_budget_fails_at_once_carrying_it() {
     let up = Upstream::start(|_| Reply::status(503, "busy").header("retry-after", "5")).await;
     let started = std::time::Instant::now();
     let err = client(&up.url()).later().await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "did not wait the 5 s"
+    );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
     assert_eq!(up.hits(), 1);
 }
