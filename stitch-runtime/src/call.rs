@@ -77,20 +77,23 @@ where
     };
     let runtime = client.runtime();
     let generation = runtime.local().generation();
-    let derive = |stitch_generation| {
+    let derive = |local: &StitchCache| {
+        let static_digest =
+            local.static_digest(endpoint, || key::static_digest(endpoint, policy, runtime));
         key::derive(
+            &static_digest,
             endpoint,
             policy,
             &request,
             runtime,
             client.principal(),
-            (generation, stitch_generation),
+            (generation, local.generation()),
         )
     };
     // The hit path: no reference count, no span bookkeeping unless a subscriber wants it.
     if !cache::invalidating() {
         let peeked = runtime.local().peek(endpoint.name, |local| {
-            let key = derive(local.generation());
+            let key = derive(local);
             (key, local.get(&key).and_then(|v| typed::<D>(&v)))
         });
         if let Some((_, Some(value))) = peeked {
@@ -102,7 +105,7 @@ where
         }
     }
     let local = runtime.local().stitch(endpoint.name, policy);
-    let key = derive(local.generation());
+    let key = derive(&local);
     if cache::invalidating() {
         let mut existed = local.remove(&key);
         if let Some(store) = runtime.store() {

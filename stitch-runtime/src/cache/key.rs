@@ -58,21 +58,17 @@ impl Fields {
     }
 }
 
-/// Derives the key of one call.
-pub(crate) fn derive(
+/// The part of every key of one stitch that never changes in a runtime: the stitch, its method,
+/// the output's fingerprint, the base URL and the template. Computed once per stitch.
+pub(crate) fn static_digest(
     endpoint: &Endpoint,
     policy: &CachePolicy,
-    parts: &RequestParts,
     runtime: &Runtime,
-    principal: Option<&Principal>,
-    generations: (u64, u64),
-) -> CacheKey {
+) -> [u8; 32] {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
     f.str(endpoint.name)
         .str(endpoint.method.as_str())
-        .u64(policy.fingerprint)
-        .u64(generations.0)
-        .u64(generations.1);
+        .u64(policy.fingerprint);
     if endpoint.absolute {
         f.tag(0);
     } else {
@@ -83,14 +79,35 @@ pub(crate) fn derive(
                 .unwrap_or(""),
         );
     }
-    let mut values = parts.path.iter();
-    for (i, piece) in endpoint.pieces.iter().enumerate() {
-        if i > 0 {
-            f.tag(3).str(values.next().map_or("", String::as_str));
-        }
-        f.tag(2).str(piece);
+    f.u64(endpoint.pieces.len() as u64);
+    for piece in endpoint.pieces {
+        f.str(piece);
     }
     f.tag(4).str(endpoint.static_query.unwrap_or(""));
+    match policy.scope {
+        Scope::Principal => f.tag(9),
+        Scope::App => f.tag(13),
+    };
+    *f.0.finalize().as_bytes()
+}
+
+/// Derives the key of one call from the stitch's [`static_digest`] and the call's own parts.
+pub(crate) fn derive(
+    static_digest: &[u8; 32],
+    endpoint: &Endpoint,
+    policy: &CachePolicy,
+    parts: &RequestParts,
+    runtime: &Runtime,
+    principal: Option<&Principal>,
+    generations: (u64, u64),
+) -> CacheKey {
+    let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
+    f.0.update(static_digest);
+    f.u64(generations.0).u64(generations.1);
+    f.u64(parts.path.len() as u64);
+    for value in &parts.path {
+        f.str(value);
+    }
     f.u64(parts.query.len() as u64);
     for (k, v) in &parts.query {
         f.str(k).str(v);
@@ -122,8 +139,6 @@ pub(crate) fn derive(
             Some(d) => f.tag(11).bytes(&d),
             None => f.tag(12),
         };
-    } else {
-        f.tag(13);
     }
     CacheKey(*f.0.finalize().as_bytes())
 }

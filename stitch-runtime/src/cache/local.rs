@@ -1,9 +1,12 @@
-//! The in-process tier: decoded values per stitch, bounded by `max_entries` (moka's TinyLFU), each
-//! with its own deadline on tokio's clock (so tests under paused time see exact expiry), plus the
-//! stitch's invalidation generation.
+//! The in-process tier: decoded values per stitch, bounded by `max_entries` (quick_cache's S3-FIFO:
+//! a hit costs a hash-table probe, which keeps a cache hit far below a network call), each with
+//! its own deadline on tokio's clock (so tests under paused time see exact expiry), plus the
+//! stitch's invalidation generation. An expired entry is dropped when next read, or evicted by
+//! newer entries: memory stays bounded by `max_entries` either way.
 
 use crate::cache::key::CacheKey;
 use crate::cache::CachePolicy;
+use crate::endpoint::Endpoint;
 use crate::fasthash::FastMap;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,20 +24,37 @@ struct Entry {
 
 /// One stitch's entries and generation.
 pub(crate) struct StitchCache {
-    entries: moka::sync::Cache<CacheKey, Entry>,
+    entries: quick_cache::sync::Cache<CacheKey, Entry>,
     generation: AtomicU64,
+    /// The static part of this stitch's keys, with the address of the descriptor it was made
+    /// for (another descriptor under the same name derives its own, uncached).
+    static_digest: std::sync::OnceLock<(usize, [u8; 32])>,
 }
 
 impl StitchCache {
     fn new(policy: &CachePolicy) -> Self {
         StitchCache {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(policy.max_entries)
-                // A wall-clock backstop so expired entries also leave memory; the exact check is
-                // the deadline below.
-                .time_to_live(policy.ttl)
-                .build(),
+            entries: quick_cache::sync::Cache::new(
+                usize::try_from(policy.max_entries).unwrap_or(usize::MAX),
+            ),
             generation: AtomicU64::new(0),
+            static_digest: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The static part of `endpoint`'s keys (see [`crate::cache::key::static_digest`]), made once.
+    pub(crate) fn static_digest(
+        &self,
+        endpoint: &Endpoint,
+        make: impl Fn() -> [u8; 32],
+    ) -> [u8; 32] {
+        let address = endpoint as *const Endpoint as usize;
+        let (owner, digest) = *self.static_digest.get_or_init(|| (address, make()));
+        // Another descriptor under the same name derives its own, uncached.
+        if owner == address {
+            digest
+        } else {
+            make()
         }
     }
 
@@ -45,7 +65,7 @@ impl StitchCache {
     pub(crate) fn get(&self, key: &CacheKey) -> Option<Value> {
         let entry = self.entries.get(key)?;
         if Instant::now() >= entry.expires {
-            self.entries.invalidate(key);
+            self.entries.remove(key);
             return None;
         }
         Some(entry.value)
@@ -68,13 +88,12 @@ impl StitchCache {
     /// Makes every current entry unreachable (new keys use the next generation) and frees them.
     pub(crate) fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
-    /// Entries currently held (after pending maintenance).
+    /// Entries currently held.
     pub(crate) fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.entries.len() as u64
     }
 }
 
@@ -127,7 +146,7 @@ impl LocalTier {
             .unwrap_or_else(|e| e.into_inner())
             .values()
         {
-            c.entries.invalidate_all();
+            c.entries.clear();
         }
     }
 }
