@@ -94,7 +94,7 @@ fn throttle_uncontended(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let limiters = Limiters::default();
+    let limiters = Limiters::new(stitch::throttle::PacingClock::Tsc);
     let governor = governor::RateLimiter::direct(governor::Quota::per_second(NonZeroU32::MAX));
 
     let mut group = c.benchmark_group("throttle_uncontended");
@@ -108,6 +108,12 @@ fn throttle_uncontended(c: &mut Criterion) {
     group.bench_function("governor_check", |b| {
         b.iter(|| black_box(governor.check()).is_ok())
     });
+    // Context for the figures above: one read of each clock.
+    let tsc = quanta::Clock::new();
+    group.bench_function("clock_read_quanta", |b| b.iter(|| black_box(tsc.raw())));
+    group.bench_function("clock_read_std_instant", |b| {
+        b.iter(|| black_box(std::time::Instant::now()))
+    });
     group.finish();
 }
 
@@ -120,7 +126,7 @@ fn throttle_contended(c: &mut Criterion) {
     group.throughput(criterion::Throughput::Elements(1000 * 10));
     group.bench_function("1000_tasks_x_10_acquires_concurrency_8", |b| {
         b.to_async(&rt).iter_batched(
-            || Arc::new(Limiters::default()),
+            || Arc::new(Limiters::new(stitch::throttle::PacingClock::Tsc)),
             |limiters| async move {
                 let mut tasks = tokio::task::JoinSet::new();
                 for _ in 0..1000 {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::resilience::circuit::Circuits;
 use crate::resilience::RetryBudgets;
 use crate::store::Store;
-use crate::throttle::limiter::Limiters;
+use crate::throttle::limiter::{Limiters, PacingClock};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -184,6 +184,7 @@ pub struct RuntimeBuilder {
     store: Option<Arc<dyn Store>>,
     auth: Option<Arc<dyn Auth>>,
     max_response_bytes: Option<usize>,
+    pacing_clock: PacingClock,
 }
 
 impl RuntimeBuilder {
@@ -253,6 +254,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The clock throttles pace on: the CPU's time-stamp counter by default (cheapest), or
+    /// tokio's clock, so that tests under `tokio::time::pause` see exact pacing timelines.
+    pub fn pacing_clock(mut self, clock: PacingClock) -> Self {
+        self.pacing_clock = clock;
+        self
+    }
+
     /// Builds the runtime; fails with [`Error::Config`] on an invalid base URL or header.
     pub fn build(self) -> Result<Runtime> {
         let config = |reason: String| Error::Config {
@@ -316,7 +324,7 @@ impl RuntimeBuilder {
                 store: self.store,
                 local: LocalTier::default(),
                 flights: Arc::default(),
-                limiters: Limiters::default(),
+                limiters: Limiters::new(self.pacing_clock),
                 auth_principal: self
                     .auth
                     .as_ref()

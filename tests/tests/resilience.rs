@@ -103,8 +103,8 @@ async fn sequence(statuses: &'static [u16]) -> Upstream {
     .await
 }
 
-/// A runtime whose HTTP client keeps no idle timers, so tests under paused time see only the
-/// pipeline's own timers.
+/// A runtime whose HTTP client keeps no idle timers and whose throttles pace on tokio's clock, so
+/// tests under paused time see only the pipeline's own timers, on one clock.
 fn runtime(url: &str) -> Runtime {
     let http = reqwest::Client::builder()
         .pool_idle_timeout(None)
@@ -113,6 +113,7 @@ fn runtime(url: &str) -> Runtime {
     Runtime::builder()
         .base_url(url)
         .http_client(http)
+        .pacing_clock(stitch::throttle::PacingClock::Tokio)
         .build()
         .unwrap()
 }

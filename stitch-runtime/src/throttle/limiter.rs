@@ -37,7 +37,7 @@ impl Limiter {
         }
     }
 
-    fn idle(&self, now: Instant) -> bool {
+    fn idle(&self, now: u64) -> bool {
         self.pacer.as_ref().is_none_or(|p| p.idle(now))
             && self
                 .permits
@@ -46,27 +46,93 @@ impl Limiter {
     }
 }
 
+/// The clock pacing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PacingClock {
+    /// The CPU's time-stamp counter through `quanta` (a few nanoseconds a read; falls back to the
+    /// OS clock where the TSC is unreliable). The default.
+    #[default]
+    Tsc,
+    /// tokio's clock: pacing follows `tokio::time::pause`/`advance`, for tests under paused time.
+    Tokio,
+}
+
+/// Nanoseconds since the limiters were created, on the chosen clock.
+struct Clock {
+    kind: PacingClock,
+    tsc: quanta::Clock,
+    tsc_origin: u64,
+    tokio_origin: Instant,
+}
+
+impl Clock {
+    fn new(kind: PacingClock) -> Self {
+        let tsc = quanta::Clock::new();
+        let tsc_origin = tsc.raw();
+        Clock {
+            kind,
+            tsc,
+            tsc_origin,
+            tokio_origin: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        match self.kind {
+            PacingClock::Tsc => self.tsc.delta_as_nanos(self.tsc_origin, self.tsc.raw()),
+            PacingClock::Tokio => self.tokio_origin.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// Sleeps until `at` on this clock (`now` read just before).
+    async fn sleep_until(&self, at: u64, now: u64) {
+        match self.kind {
+            PacingClock::Tokio => {
+                tokio::time::sleep_until(self.tokio_origin + Duration::from_nanos(at)).await
+            }
+            PacingClock::Tsc => tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now))).await,
+        }
+    }
+}
+
+/// The limiters a stitch's throttles resolve to (seam's first, then its own).
+type Resolved = [Option<Arc<Limiter>>; MAX_THROTTLES];
+
 /// Every limiter of one runtime. Public only for benchmarks (through `__private`).
 #[doc(hidden)]
-#[derive(Default)]
 pub struct Limiters {
     map: RwLock<FastMap<PoolKey, Arc<Limiter>>>,
+    /// Per descriptor (by address), the limiters of stitches whose pools do not depend on the
+    /// host: the hot path finds them with one probe instead of one per pool.
+    by_endpoint: RwLock<FastMap<usize, Resolved>>,
+    clock: Clock,
+}
+
+impl Default for Limiters {
+    /// Limiters on tokio's clock (what unit tests under paused time need).
+    fn default() -> Self {
+        Self::new(PacingClock::Tokio)
+    }
 }
 
 /// Held for the duration of one attempt: concurrency permits are released on drop.
 #[doc(hidden)]
 pub struct ThrottlePermit {
-    _permits: [Option<OwnedSemaphorePermit>; 2],
+    _permits: [Option<OwnedSemaphorePermit>; MAX_THROTTLES],
     pub(crate) waited: Duration,
 }
 
 /// Hands back pacing reservations not yet reached when the caller is dropped while waiting.
-struct PendingReservations([Option<(Arc<Limiter>, Reservation)>; 2]);
+struct PendingReservations<'a> {
+    clock: &'a Clock,
+    held: [Option<(Arc<Limiter>, Reservation)>; MAX_THROTTLES],
+}
 
-impl Drop for PendingReservations {
+impl Drop for PendingReservations<'_> {
     fn drop(&mut self) {
-        let now = Instant::now();
-        for (limiter, r) in self.0.iter_mut().filter_map(Option::take) {
+        let now = self.clock.now();
+        for (limiter, r) in self.held.iter_mut().filter_map(Option::take) {
             if r.at > now {
                 if let Some(p) = &limiter.pacer {
                     p.release_unused(r);
@@ -83,6 +149,15 @@ const SWEEP_ABOVE: usize = 256;
 const MAX_THROTTLES: usize = 2;
 
 impl Limiters {
+    /// Limiters pacing on `clock`.
+    pub fn new(clock: PacingClock) -> Self {
+        Limiters {
+            map: RwLock::default(),
+            by_endpoint: RwLock::default(),
+            clock: Clock::new(clock),
+        }
+    }
+
     fn key(endpoint: &'static Endpoint, level: usize, spec: &ThrottleSpec, host: &str) -> PoolKey {
         match spec.pool {
             Pool::Stitch => PoolKey::Stitch(endpoint.name, level as u8),
@@ -92,7 +167,10 @@ impl Limiters {
         }
     }
 
-    fn create(&self, key: PoolKey, spec: &ThrottleSpec) -> Arc<Limiter> {
+    fn limiter(&self, key: PoolKey, spec: &ThrottleSpec) -> Arc<Limiter> {
+        if let Some(l) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return l.clone();
+        }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = map.get(&key) {
             return l.clone();
@@ -100,17 +178,31 @@ impl Limiters {
         if map.len() >= SWEEP_ABOVE {
             // Idle state is dropped so many hosts or keys do not grow memory without bound: a
             // limiter nobody holds, with no pending reservation and every permit back, loses nothing.
-            let now = Instant::now();
+            let now = self.clock.now();
             map.retain(|_, l| Arc::strong_count(l) > 1 || !l.idle(now));
         }
-        map.entry(key)
-            .or_insert_with(|| Arc::new(Limiter::new(spec)))
-            .clone()
+        map.entry(key).or_insert_with(|| Arc::new(Limiter::new(spec))).clone()
     }
 
     /// Limiters currently held (for tests and metrics).
     pub(crate) fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The limiters of `endpoint`'s throttles; remembered per descriptor when no pool depends on
+    /// the host.
+    fn resolve(&self, endpoint: &'static Endpoint, specs: &[ThrottleSpec], host: &str) -> Resolved {
+        let mut resolved: Resolved = [None, None];
+        for (level, spec) in specs.iter().enumerate() {
+            resolved[level] = Some(self.limiter(Self::key(endpoint, level, spec, host), spec));
+        }
+        if specs.iter().all(|s| s.pool != Pool::Host) {
+            self.by_endpoint
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(endpoint as *const Endpoint as usize, resolved.clone());
+        }
+        resolved
     }
 
     /// Acquires every throttle of `endpoint` for one attempt: permits first, then pacing.
@@ -125,146 +217,101 @@ impl Limiters {
         deadline: Option<Instant>,
     ) -> Result<ThrottlePermit> {
         let specs = &endpoint.throttles[..endpoint.throttles.len().min(MAX_THROTTLES)];
-        let concurrent = specs.iter().any(|s| s.concurrency.is_some());
-        let started = Instant::now();
-        if !concurrent {
-            // Pacing only: reserve under the read lock; no reference counts unless we must wait.
-            match self.reserve(endpoint, specs, host, started, deadline)? {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if specs.iter().all(|s| s.concurrency.is_none()) {
+            // Pacing only, the hot path: reserve under a read lock, no reference counts unless
+            // the caller has to wait.
+            let now = self.clock.now();
+            let key = endpoint as *const Endpoint as usize;
+            let fast = {
+                let table = self.by_endpoint.read().unwrap_or_else(|e| e.into_inner());
+                table
+                    .get(&key)
+                    .map(|resolved| self.reserve(endpoint, specs, resolved, now, remaining))
+            };
+            let outcome = match fast {
+                Some(outcome) => outcome?,
                 None => {
-                    return Ok(ThrottlePermit {
-                        _permits: [None, None],
-                        waited: Duration::ZERO,
-                    })
+                    let resolved = self.resolve(endpoint, specs, host);
+                    self.reserve(endpoint, specs, &resolved, now, remaining)?
                 }
+            };
+            return match outcome {
+                None => Ok(ThrottlePermit {
+                    _permits: [None, None],
+                    waited: Duration::ZERO,
+                }),
                 Some((mut pending, grant_at)) => {
-                    tokio::time::sleep_until(grant_at).await;
+                    self.clock.sleep_until(grant_at, now).await;
                     // Reached: the reservations were used, nothing to hand back.
-                    pending.0 = [None, None];
-                    return Ok(ThrottlePermit {
+                    pending.held = [None, None];
+                    Ok(ThrottlePermit {
                         _permits: [None, None],
-                        waited: started.elapsed(),
-                    });
-                }
-            }
-        }
-        let mut limiters: [Option<(Arc<Limiter>, &ThrottleSpec)>; 2] = [None, None];
-        for (level, spec) in specs.iter().enumerate() {
-            let key = Self::key(endpoint, level, spec, host);
-            let existing = self
-                .map
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
-            limiters[level] = Some((existing.unwrap_or_else(|| self.create(key, spec)), spec));
-        }
-        let mut permits: [Option<OwnedSemaphorePermit>; 2] = [None, None];
-        for (slot, (limiter, spec)) in limiters
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| Some((i, l.as_ref()?)))
-        {
-            let Some((semaphore, _)) = &limiter.permits else {
-                continue;
-            };
-            let limit = bound(spec.max_wait, deadline, Instant::now());
-            let acquire = semaphore.clone().acquire_owned();
-            let permit =
-                match limit {
-                    None => acquire.await,
-                    Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
-                        Error::Throttled {
-                            stitch: endpoint.name,
-                            would_wait: None,
-                            limit,
-                        }
-                    })?,
-                };
-            // The semaphore is never closed.
-            permits[slot] = permit.ok();
-        }
-        let now = Instant::now();
-        let mut pending = PendingReservations([None, None]);
-        let mut grant_at = now;
-        for (slot, (limiter, spec)) in limiters
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| Some((i, l.as_ref()?)))
-        {
-            let Some(pacer) = &limiter.pacer else {
-                continue;
-            };
-            let limit = bound(spec.max_wait, deadline, now);
-            match pacer.reserve(now, limit) {
-                Ok(r) => {
-                    grant_at = grant_at.max(r.at);
-                    pending.0[slot] = Some((limiter.clone(), r));
-                }
-                Err(would_wait) => {
-                    return Err(Error::Throttled {
-                        stitch: endpoint.name,
-                        would_wait: Some(would_wait),
-                        limit: limit.unwrap_or_default(),
+                        waited: Duration::from_nanos(grant_at - now),
                     })
                 }
-            }
+            };
         }
-        if grant_at > now {
-            tokio::time::sleep_until(grant_at).await;
+        let started = self.clock.now();
+        let resolved = self.resolve(endpoint, specs, host);
+        let mut permits: [Option<OwnedSemaphorePermit>; MAX_THROTTLES] = [None, None];
+        for (level, spec) in specs.iter().enumerate() {
+            let Some(limiter) = &resolved[level] else { continue };
+            let Some((semaphore, _)) = &limiter.permits else { continue };
+            let limit = bound(spec.max_wait, remaining.map(|r| {
+                r.saturating_sub(Duration::from_nanos(self.clock.now() - started))
+            }));
+            let acquire = semaphore.clone().acquire_owned();
+            let permit = match limit {
+                None => acquire.await,
+                Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| Error::Throttled {
+                    stitch: endpoint.name,
+                    would_wait: None,
+                    limit,
+                })?,
+            };
+            // The semaphore is never closed.
+            permits[level] = permit.ok();
         }
-        pending.0 = [None, None];
+        let now = self.clock.now();
+        let left = remaining.map(|r| r.saturating_sub(Duration::from_nanos(now - started)));
+        if let Some((mut pending, grant_at)) = self.reserve(endpoint, specs, &resolved, now, left)? {
+            self.clock.sleep_until(grant_at, now).await;
+            pending.held = [None, None];
+        }
         Ok(ThrottlePermit {
             _permits: permits,
-            waited: started.elapsed(),
+            waited: Duration::from_nanos(self.clock.now() - started),
         })
     }
 
-    /// Pacing-only reservation. `Ok(None)`: granted now. `Ok(Some(..))`: granted later, with the
-    /// reservations to hand back if the caller leaves before then.
+    /// Reserves every pacing throttle. `Ok(None)`: granted now. `Ok(Some(..))`: granted later,
+    /// with the reservations to hand back if the caller leaves before then. On refusal nothing
+    /// stays reserved.
     fn reserve(
         &self,
         endpoint: &'static Endpoint,
         specs: &[ThrottleSpec],
-        host: &str,
-        now: Instant,
-        deadline: Option<Instant>,
-    ) -> Result<Option<(PendingReservations, Instant)>> {
-        let mut made: [Option<(&Arc<Limiter>, Option<Reservation>)>; 2] = [None, None];
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let mut missing = false;
-        for (level, spec) in specs.iter().enumerate() {
-            let key = Self::key(endpoint, level, spec, host);
-            match map.get(&key) {
-                Some(l) => made[level] = Some((l, None)),
-                None => missing = true,
-            }
-        }
-        if missing {
-            drop(map);
-            for (level, spec) in specs.iter().enumerate() {
-                self.create(Self::key(endpoint, level, spec, host), spec);
-            }
-            return self.reserve(endpoint, specs, host, now, deadline);
-        }
+        resolved: &Resolved,
+        now: u64,
+        remaining: Option<Duration>,
+    ) -> Result<Option<(PendingReservations<'_>, u64)>> {
+        let mut made: [Option<Reservation>; MAX_THROTTLES] = [None, None];
         let mut grant_at = now;
-        for level in 0..specs.len() {
-            let spec = &specs[level];
-            let Some((limiter, slot)) = &mut made[level] else {
+        for (level, spec) in specs.iter().enumerate() {
+            let Some(pacer) = resolved[level].as_ref().and_then(|l| l.pacer.as_ref()) else {
                 continue;
             };
-            let Some(pacer) = &limiter.pacer else {
-                continue;
-            };
-            let limit = bound(spec.max_wait, deadline, now);
+            let limit = bound(spec.max_wait, remaining);
             match pacer.reserve(now, limit) {
                 Ok(r) => {
                     grant_at = grant_at.max(r.at);
-                    *slot = Some(r);
+                    made[level] = Some(r);
                 }
                 Err(would_wait) => {
                     // Reserve nothing: hand back what this call already took.
-                    for (l, r) in made[..level].iter().flatten() {
-                        if let (Some(p), Some(r)) = (&l.pacer, r) {
+                    for (l, r) in resolved.iter().zip(made.iter()) {
+                        if let (Some(p), Some(r)) = (l.as_ref().and_then(|l| l.pacer.as_ref()), r) {
                             p.release_unused(*r);
                         }
                     }
@@ -279,18 +326,20 @@ impl Limiters {
         if grant_at == now {
             return Ok(None);
         }
-        let mut pending = PendingReservations([None, None]);
-        for (i, entry) in made.iter().enumerate() {
-            if let Some((l, Some(r))) = entry {
-                pending.0[i] = Some(((*l).clone(), *r));
+        let mut pending = PendingReservations {
+            clock: &self.clock,
+            held: [None, None],
+        };
+        for (level, r) in made.iter().enumerate() {
+            if let (Some(l), Some(r)) = (&resolved[level], r) {
+                pending.held[level] = Some((l.clone(), *r));
             }
         }
         Ok(Some((pending, grant_at)))
     }
 }
 
-fn bound(max_wait: Option<Duration>, deadline: Option<Instant>, now: Instant) -> Option<Duration> {
-    let remaining = deadline.map(|d| d.saturating_duration_since(now));
+fn bound(max_wait: Option<Duration>, remaining: Option<Duration>) -> Option<Duration> {
     match (max_wait, remaining) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

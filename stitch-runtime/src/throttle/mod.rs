@@ -14,6 +14,8 @@ pub(crate) mod gcra;
 #[doc(hidden)]
 pub mod limiter;
 
+pub use limiter::PacingClock;
+
 use std::time::Duration;
 
 /// A pacing rate: `count` grants per `window`, spaced evenly (`window / count` apart).
