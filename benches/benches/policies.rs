@@ -6,14 +6,11 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde::Deserialize;
-use std::future::Future;
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use stitch::__private::{Endpoint, Limiters, Pool, ThrottleSpec};
+use stitch::__private::{Acquired, Endpoint, Limiters, Pool, ThrottleSpec};
 
 #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
 #[allow(dead_code)] // read through black_box
@@ -77,15 +74,6 @@ fn cache_hit(c: &mut Criterion) {
     group.finish();
 }
 
-/// Polls a future once with a no-op waker: the uncontended path never suspends.
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("the uncontended path suspended"),
-    }
-}
-
 fn throttle_uncontended(c: &mut Criterion) {
     static EP: Endpoint = Endpoint::get("bench::throttle", "/", &["/"])
         .throttles(&[ThrottleSpec::new(Pool::Stitch).rate(1_000_000_000, Duration::from_secs(1))]);
@@ -99,10 +87,9 @@ fn throttle_uncontended(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("throttle_uncontended");
     group.bench_function("stitch_acquire_release", |b| {
-        b.iter(|| {
-            drop(black_box(
-                ready(limiters.acquire(&EP, "h:1", None)).unwrap(),
-            ))
+        b.iter(|| match limiters.try_acquire(&EP, "h:1", None).unwrap() {
+            Acquired::Now(permit) => drop(black_box(permit)),
+            _ => panic!("the uncontended path waited"),
         })
     });
     group.bench_function("governor_check", |b| {

@@ -19,6 +19,7 @@ use crate::http::response::{Decode, RawResponse};
 use crate::resilience::circuit::{self, Transition};
 use crate::runtime::{ClientCore, Runtime};
 use crate::store::record;
+use crate::throttle::limiter::Acquired;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::{field, Instrument};
@@ -426,8 +427,15 @@ async fn one_attempt(
         None
     } else {
         let host = host_key(&prepared.url);
-        // Boxed: a throttled attempt pays one allocation so unthrottled calls carry a smaller future.
-        let permit = Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?;
+        // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
+        // smaller future.
+        let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
+            Acquired::Now(permit) => permit,
+            Acquired::Later(later) => Box::pin(later.wait()).await,
+            Acquired::Contended => {
+                Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?
+            }
+        };
         tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
         Some(permit)
     };

@@ -18,7 +18,7 @@ pub use crate::resilience::circuit::CircuitPolicy;
 pub use crate::resilience::{Backoff, IdempotencyPolicy, RetryPolicy};
 pub use crate::runtime::{Client, ClientCore};
 pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
-pub use crate::throttle::limiter::{Limiters, ThrottlePermit};
+pub use crate::throttle::limiter::{Acquired, Limiters, ThrottlePermit};
 pub use crate::throttle::{Pool, ThrottleSpec};
 
 /// The fingerprint of a cached output `T`, spelled so a missing impl (of `Fingerprint`, or of what

@@ -38,7 +38,11 @@ impl Pacer {
 
     /// Reserves the next grant, unless it lies further than `limit` in the future; then returns how
     /// long the wait would have been and reserves nothing.
-    pub(crate) fn reserve(&self, now: u64, limit: Option<Duration>) -> Result<Reservation, Duration> {
+    pub(crate) fn reserve(
+        &self,
+        now: u64,
+        limit: Option<Duration>,
+    ) -> Result<Reservation, Duration> {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let grant = now.max(tat.saturating_sub(self.tolerance));
@@ -88,7 +92,9 @@ mod tests {
     fn grants_are_evenly_spaced_without_burst() {
         let p = Pacer::new(Duration::from_millis(500), 0);
         let t0 = 7 * MS;
-        let grants: Vec<_> = (0..4).map(|_| p.reserve(t0, None).unwrap().at - t0).collect();
+        let grants: Vec<_> = (0..4)
+            .map(|_| p.reserve(t0, None).unwrap().at - t0)
+            .collect();
         assert_eq!(grants, [0, 500 * MS, 1000 * MS, 1500 * MS]);
     }
 
@@ -104,8 +110,16 @@ mod tests {
             Duration::from_millis(300)
         );
         p.release_unused(g[4]);
-        assert_eq!(p.reserve(t0, None).unwrap().at / MS, 200, "the slot was handed back");
+        assert_eq!(
+            p.reserve(t0, None).unwrap().at / MS,
+            200,
+            "the slot was handed back"
+        );
         p.release_unused(g[3]);
-        assert_eq!(p.reserve(t0, None).unwrap().at / MS, 300, "not the latest: kept");
+        assert_eq!(
+            p.reserve(t0, None).unwrap().at / MS,
+            300,
+            "not the latest: kept"
+        );
     }
 }

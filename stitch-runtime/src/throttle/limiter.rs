@@ -91,7 +91,9 @@ impl Clock {
             PacingClock::Tokio => {
                 tokio::time::sleep_until(self.tokio_origin + Duration::from_nanos(at)).await
             }
-            PacingClock::Tsc => tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now))).await,
+            PacingClock::Tsc => {
+                tokio::time::sleep(Duration::from_nanos(at.saturating_sub(now))).await
+            }
         }
     }
 }
@@ -102,6 +104,8 @@ type Resolved = [Option<Arc<Limiter>>; MAX_THROTTLES];
 /// Every limiter of one runtime. Public only for benchmarks (through `__private`).
 #[doc(hidden)]
 pub struct Limiters {
+    /// Tells this runtime's entries in the per-thread cache from another's.
+    id: u64,
     map: RwLock<FastMap<PoolKey, Arc<Limiter>>>,
     /// Per descriptor (by address), the limiters of stitches whose pools do not depend on the
     /// host: the hot path finds them with one probe instead of one per pool.
@@ -123,6 +127,45 @@ pub struct ThrottlePermit {
     pub(crate) waited: Duration,
 }
 
+/// What [`Limiters::try_acquire`] got.
+#[doc(hidden)]
+pub enum Acquired<'a> {
+    /// Granted now.
+    Now(ThrottlePermit),
+    /// Reserved, granted at a later time: await [`Later::wait`]. (Boxed: the common `Now` stays
+    /// small.)
+    Later(Box<Later<'a>>),
+    /// A concurrency cap is involved: use [`Limiters::acquire`].
+    Contended,
+}
+
+/// Pacing reservations granted later.
+#[doc(hidden)]
+pub struct Later<'a> {
+    clock: &'a Clock,
+    pending: PendingReservations<'a>,
+    grant_at: u64,
+    now: u64,
+}
+
+impl Later<'_> {
+    /// Waits for the grant; dropping this future hands the reservations back.
+    pub async fn wait(self: Box<Self>) -> ThrottlePermit {
+        let mut this = *self;
+        this.wait_here().await
+    }
+
+    async fn wait_here(&mut self) -> ThrottlePermit {
+        self.clock.sleep_until(self.grant_at, self.now).await;
+        // Reached: the reservations were used, nothing to hand back.
+        self.pending.held = [None, None];
+        ThrottlePermit {
+            _permits: [None, None],
+            waited: Duration::from_nanos(self.grant_at - self.now),
+        }
+    }
+}
+
 /// Hands back pacing reservations not yet reached when the caller is dropped while waiting.
 struct PendingReservations<'a> {
     clock: &'a Clock,
@@ -142,6 +185,16 @@ impl Drop for PendingReservations<'_> {
     }
 }
 
+thread_local! {
+    /// The descriptors this thread acquired for most recently, with their limiters (by runtime id
+    /// and descriptor address): the hottest path takes no lock at all. Only host-independent pools
+    /// enter it, and those are never dropped as idle, so the references it keeps change nothing.
+    static RECENT: std::cell::RefCell<Vec<(u64, usize, Resolved)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Entries of [`RECENT`] per thread.
+const RECENT_ENTRIES: usize = 4;
+
 /// Above this many limiters, creating one first drops the idle ones.
 const SWEEP_ABOVE: usize = 256;
 
@@ -151,7 +204,9 @@ const MAX_THROTTLES: usize = 2;
 impl Limiters {
     /// Limiters pacing on `clock`.
     pub fn new(clock: PacingClock) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Limiters {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             map: RwLock::default(),
             by_endpoint: RwLock::default(),
             clock: Clock::new(clock),
@@ -181,7 +236,9 @@ impl Limiters {
             let now = self.clock.now();
             map.retain(|_, l| Arc::strong_count(l) > 1 || !l.idle(now));
         }
-        map.entry(key).or_insert_with(|| Arc::new(Limiter::new(spec))).clone()
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Limiter::new(spec)))
+            .clone()
     }
 
     /// Limiters currently held (for tests and metrics).
@@ -205,6 +262,63 @@ impl Limiters {
         resolved
     }
 
+    /// The uncontended path, without a future: every pacing throttle is reserved at once.
+    /// `Now` when all grant immediately, `Later` when the caller must wait for its grant (already
+    /// reserved, handed back if dropped), `Contended` when a concurrency cap is involved (use
+    /// [`Limiters::acquire`]).
+    pub fn try_acquire(
+        &self,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Acquired<'_>> {
+        let specs = &endpoint.throttles[..endpoint.throttles.len().min(MAX_THROTTLES)];
+        if specs.iter().any(|s| s.concurrency.is_some()) {
+            return Ok(Acquired::Contended);
+        }
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let now = self.clock.now();
+        let key = endpoint as *const Endpoint as usize;
+        let recent = RECENT.with(|recent| {
+            let recent = recent.borrow();
+            recent
+                .iter()
+                .find(|(id, at, _)| *id == self.id && *at == key)
+                .map(|(_, _, resolved)| self.reserve(endpoint, specs, resolved, now, remaining))
+        });
+        let outcome = match recent {
+            Some(outcome) => outcome?,
+            None => {
+                let table = self.by_endpoint.read().unwrap_or_else(|e| e.into_inner());
+                let known = table.get(&key).cloned();
+                drop(table);
+                let resolved = known.unwrap_or_else(|| self.resolve(endpoint, specs, host));
+                if specs.iter().all(|s| s.pool != Pool::Host) {
+                    RECENT.with(|recent| {
+                        let mut recent = recent.borrow_mut();
+                        if recent.len() >= RECENT_ENTRIES {
+                            recent.remove(0);
+                        }
+                        recent.push((self.id, key, resolved.clone()));
+                    });
+                }
+                self.reserve(endpoint, specs, &resolved, now, remaining)?
+            }
+        };
+        Ok(match outcome {
+            None => Acquired::Now(ThrottlePermit {
+                _permits: [None, None],
+                waited: Duration::ZERO,
+            }),
+            Some((pending, grant_at)) => Acquired::Later(Box::new(Later {
+                clock: &self.clock,
+                pending: *pending,
+                grant_at,
+                now,
+            })),
+        })
+    }
+
     /// Acquires every throttle of `endpoint` for one attempt: permits first, then pacing.
     ///
     /// Waiting is bounded by each throttle's `max_wait` and by `deadline` (the call's remaining
@@ -216,66 +330,48 @@ impl Limiters {
         host: &str,
         deadline: Option<Instant>,
     ) -> Result<ThrottlePermit> {
+        match self.try_acquire(endpoint, host, deadline)? {
+            Acquired::Now(permit) => return Ok(permit),
+            Acquired::Later(later) => return Ok(later.wait().await),
+            Acquired::Contended => {}
+        }
         let specs = &endpoint.throttles[..endpoint.throttles.len().min(MAX_THROTTLES)];
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if specs.iter().all(|s| s.concurrency.is_none()) {
-            // Pacing only, the hot path: reserve under a read lock, no reference counts unless
-            // the caller has to wait.
-            let now = self.clock.now();
-            let key = endpoint as *const Endpoint as usize;
-            let fast = {
-                let table = self.by_endpoint.read().unwrap_or_else(|e| e.into_inner());
-                table
-                    .get(&key)
-                    .map(|resolved| self.reserve(endpoint, specs, resolved, now, remaining))
-            };
-            let outcome = match fast {
-                Some(outcome) => outcome?,
-                None => {
-                    let resolved = self.resolve(endpoint, specs, host);
-                    self.reserve(endpoint, specs, &resolved, now, remaining)?
-                }
-            };
-            return match outcome {
-                None => Ok(ThrottlePermit {
-                    _permits: [None, None],
-                    waited: Duration::ZERO,
-                }),
-                Some((mut pending, grant_at)) => {
-                    self.clock.sleep_until(grant_at, now).await;
-                    // Reached: the reservations were used, nothing to hand back.
-                    pending.held = [None, None];
-                    Ok(ThrottlePermit {
-                        _permits: [None, None],
-                        waited: Duration::from_nanos(grant_at - now),
-                    })
-                }
-            };
-        }
         let started = self.clock.now();
         let resolved = self.resolve(endpoint, specs, host);
         let mut permits: [Option<OwnedSemaphorePermit>; MAX_THROTTLES] = [None, None];
         for (level, spec) in specs.iter().enumerate() {
-            let Some(limiter) = &resolved[level] else { continue };
-            let Some((semaphore, _)) = &limiter.permits else { continue };
-            let limit = bound(spec.max_wait, remaining.map(|r| {
-                r.saturating_sub(Duration::from_nanos(self.clock.now() - started))
-            }));
-            let acquire = semaphore.clone().acquire_owned();
-            let permit = match limit {
-                None => acquire.await,
-                Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| Error::Throttled {
-                    stitch: endpoint.name,
-                    would_wait: None,
-                    limit,
-                })?,
+            let Some(limiter) = &resolved[level] else {
+                continue;
             };
+            let Some((semaphore, _)) = &limiter.permits else {
+                continue;
+            };
+            let limit = bound(
+                spec.max_wait,
+                remaining
+                    .map(|r| r.saturating_sub(Duration::from_nanos(self.clock.now() - started))),
+            );
+            let acquire = semaphore.clone().acquire_owned();
+            let permit =
+                match limit {
+                    None => acquire.await,
+                    Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
+                        Error::Throttled {
+                            stitch: endpoint.name,
+                            would_wait: None,
+                            limit,
+                        }
+                    })?,
+                };
             // The semaphore is never closed.
             permits[level] = permit.ok();
         }
         let now = self.clock.now();
         let left = remaining.map(|r| r.saturating_sub(Duration::from_nanos(now - started)));
-        if let Some((mut pending, grant_at)) = self.reserve(endpoint, specs, &resolved, now, left)? {
+        if let Some((mut pending, grant_at)) =
+            self.reserve(endpoint, specs, &resolved, now, left)?
+        {
             self.clock.sleep_until(grant_at, now).await;
             pending.held = [None, None];
         }
@@ -295,7 +391,7 @@ impl Limiters {
         resolved: &Resolved,
         now: u64,
         remaining: Option<Duration>,
-    ) -> Result<Option<(PendingReservations<'_>, u64)>> {
+    ) -> Result<Option<(Box<PendingReservations<'_>>, u64)>> {
         let mut made: [Option<Reservation>; MAX_THROTTLES] = [None, None];
         let mut grant_at = now;
         for (level, spec) in specs.iter().enumerate() {
@@ -326,10 +422,10 @@ impl Limiters {
         if grant_at == now {
             return Ok(None);
         }
-        let mut pending = PendingReservations {
+        let mut pending = Box::new(PendingReservations {
             clock: &self.clock,
             held: [None, None],
-        };
+        });
         for (level, r) in made.iter().enumerate() {
             if let (Some(l), Some(r)) = (&resolved[level], r) {
                 pending.held[level] = Some((l.clone(), *r));
