@@ -6,6 +6,11 @@
 //! callers queued for a permit. Permits are released when the response has been read or the
 //! attempt failed, timed out or was dropped.
 //!
+//! Time is read from the CPU's time-stamp counter (quanta) by default, or from tokio's clock when
+//! the runtime is built with `PacingClock::Tokio` (tests under paused time). The uncontended grant
+//! is synchronous: no future, no lock (a per-thread cache of the stitch's limiters), one clock read
+//! and one compare-and-swap per declared rate.
+//!
 //! Why our own pacer rather than governor: we need reservations that can be handed back on
 //! cancellation, waits bounded by `max_wait` and the call's remaining budget with the would-be wait
 //! reported, FIFO grants, and the same algorithm as the fleet-wide store version.
