@@ -55,13 +55,42 @@ impl<T: DeserializeOwned + Send + 'static> Decode for Json<T> {
 
 /// `application/json`, `text/json` and `+json` types (`application/problem+json`, ...).
 fn is_json(content_type: &str) -> bool {
+    // Compared without allocating: this runs on every JSON response.
     let essence = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+        .as_bytes();
+    let suffix = b"+json";
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.eq_ignore_ascii_case(b"text/json")
+        || (essence.len() > suffix.len()
+            && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
+}
+
+#[cfg(test)]
+mod content_type_tests {
+    #[test]
+    fn json_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "text/json",
+            "application/problem+json",
+        ] {
+            assert!(super::is_json(ok), "{ok}");
+        }
+        for no in [
+            "text/html",
+            "application/jsonx",
+            "+json",
+            "",
+            "application/octet-stream",
+        ] {
+            assert!(!super::is_json(no), "{no}");
+        }
+    }
 }
 
 pub(crate) fn decode_json<T: DeserializeOwned>(
