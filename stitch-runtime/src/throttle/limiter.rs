@@ -68,7 +68,9 @@ struct Clock {
 
 impl Clock {
     fn new(kind: PacingClock) -> Self {
-        let tsc = quanta::Clock::new();
+        // Calibrating the TSC takes milliseconds: once per process, not once per runtime.
+        static TSC: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+        let tsc = TSC.get_or_init(quanta::Clock::new).clone();
         let tsc_origin = tsc.raw();
         Clock {
             kind,

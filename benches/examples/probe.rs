@@ -1,0 +1,63 @@
+//! Instruction-count probe for the per-call overhead: N calls of one mode (`stitch` or `hand`)
+//! against an in-process upstream on a current-thread runtime. Under callgrind the counts are
+//! deterministic, unlike wall time on a shared VM; the per-call cost is the difference between
+//! two run lengths (which cancels start-up):
+//!
+//! ```sh
+//! cargo build --release -p stitch-benches --example probe
+//! for m in stitch hand; do for n in 500 1500; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$m.$n target/release/examples/probe $m $n
+//! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
+//! ```
+
+use serde::Deserialize;
+#[derive(Debug, Deserialize, PartialEq)]
+#[allow(dead_code)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+    tags: Vec<String>,
+}
+#[derive(Deserialize)]
+struct Envelope {
+    data: User,
+}
+#[stitch::seam(base_url = "http://placeholder.invalid")]
+trait Bench {
+    #[stitch(get, path = "/users/{id}", pick = "data")]
+    async fn user(&self, id: u64) -> stitch::Result<User>;
+}
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let n: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use axum::routing::get;
+        let app = axum::Router::new().route("/users/{id}", get(|| async {
+            axum::Json(serde_json::json!({"data": {"id": 7, "name": "Ada", "email": "ada@example.com", "tags": ["a", "b"]}}))
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = format!("http://{addr}");
+        let srt = stitch::Runtime::builder().base_url(base.clone()).build().unwrap();
+        let api = BenchClient::new(&srt).unwrap();
+        let http = reqwest::Client::builder().user_agent("handwr/0.1.0").build().unwrap();
+        for i in 0..n {
+            if mode == "stitch" {
+                api.user(i).await.unwrap();
+            } else if mode == "hand" {
+                let bytes = http.get(format!("{base}/users/{i}")).send().await.unwrap().bytes().await.unwrap();
+                let e: Envelope = serde_json::from_slice(&bytes).unwrap();
+                std::hint::black_box(e.data);
+            }
+        }
+    });
+}
