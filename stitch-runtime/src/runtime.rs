@@ -41,6 +41,7 @@ struct Inner {
     circuits: Circuits,
     retry_budgets: RetryBudgets,
     max_response_bytes: usize,
+    bases: Bases,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -91,6 +92,30 @@ impl Runtime {
     pub(crate) fn base_url_override(&self) -> Option<&'static str> {
         self.inner.base_url
     }
+    /// `base` parsed, from a per-runtime cache (bases are `'static` strings from descriptors or
+    /// the builder, so the cache is bounded by the program).
+    pub(crate) fn parsed_base(
+        &self,
+        base: &'static str,
+    ) -> std::result::Result<url::Url, url::ParseError> {
+        if let Some(url) = self
+            .inner
+            .bases
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(base)
+        {
+            return Ok(url.clone());
+        }
+        let url = url::Url::parse(base)?;
+        self.inner
+            .bases
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(base, url.clone());
+        Ok(url)
+    }
+
     pub(crate) fn default_headers(&self) -> &HeaderMap {
         &self.inner.default_headers
     }
@@ -186,6 +211,9 @@ pub struct RuntimeBuilder {
     max_response_bytes: Option<usize>,
     pacing_clock: PacingClock,
 }
+
+/// Parsed base URLs of one runtime.
+type Bases = std::sync::RwLock<crate::fasthash::FastMap<&'static str, url::Url>>;
 
 impl RuntimeBuilder {
     /// Uses this HTTP client (and its connection pool, TLS and proxy settings) instead of a new one.
@@ -334,6 +362,7 @@ impl RuntimeBuilder {
                 circuits: Circuits::default(),
                 retry_budgets: RetryBudgets::default(),
                 max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
+                bases: Bases::default(),
                 timeout: self.timeout,
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),

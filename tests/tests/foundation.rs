@@ -509,3 +509,18 @@ fn call_futures_are_send() {
     let fut = api.file(1, "x");
     assert_send(&fut);
 }
+
+#[tokio::test]
+async fn a_base_url_path_prefix_is_kept() {
+    let up = Upstream::echo().await;
+    let rt = Runtime::builder()
+        .base_url(format!("{}/api/v2/", up.url()))
+        .build()
+        .unwrap();
+    let api = ApiClient::new(&rt).unwrap();
+    let e = api.file(3, "x y").await.unwrap();
+    assert_eq!(e.path, "/api/v2/users/3/files/x%20y.json");
+    let e = api.search("q", None, vec![]).await.unwrap();
+    assert_eq!(e.path, "/api/v2/search");
+    assert_eq!(e.query.as_deref(), Some("fixed=1&q=q"));
+}

@@ -215,29 +215,46 @@ impl RequestParts {
             stitch: ep.name,
             reason,
         };
-        let mut text = String::with_capacity(128);
-        if !ep.absolute {
+        let mut values = self.path.into_iter();
+        let mut url = if ep.absolute {
+            // A complete URL template: placeholders may sit anywhere, so parse the whole text.
+            let mut text = String::with_capacity(128);
+            for (i, piece) in ep.pieces.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(&values.next().unwrap_or_default());
+                }
+                text.push_str(piece);
+            }
+            if let Some(q) = ep.static_query {
+                text.push('?');
+                text.push_str(q);
+            }
+            url::Url::parse(&text)
+                .map_err(|e| config(format!("`{text}` is not a valid URL: {e}")))?
+        } else {
             let base = runtime
                 .base_url_override()
                 .or(ep.base_url)
                 .ok_or_else(|| {
                     config("no base URL: declare `base_url` on the seam or stitch, or set `Runtime::builder().base_url(...)`".into())
                 })?;
-            text.push_str(base.trim_end_matches('/'));
-        }
-        let mut values = self.path.into_iter();
-        for (i, piece) in ep.pieces.iter().enumerate() {
-            if i > 0 {
-                text.push_str(&values.next().unwrap_or_default());
+            // The base is parsed once per runtime; a call only sets its path and query, which
+            // skips parsing the scheme and host every time (most of a URL parse).
+            let mut url = runtime
+                .parsed_base(base)
+                .map_err(|e| config(format!("base URL `{base}` is not a valid URL: {e}")))?;
+            let mut path = String::with_capacity(64);
+            path.push_str(url.path().trim_end_matches('/'));
+            for (i, piece) in ep.pieces.iter().enumerate() {
+                if i > 0 {
+                    path.push_str(&values.next().unwrap_or_default());
+                }
+                path.push_str(piece);
             }
-            text.push_str(piece);
-        }
-        if let Some(q) = ep.static_query {
-            text.push('?');
-            text.push_str(q);
-        }
-        let mut url = url::Url::parse(&text)
-            .map_err(|e| config(format!("`{text}` is not a valid URL: {e}")))?;
+            url.set_path(&path);
+            url.set_query(ep.static_query);
+            url
+        };
         if !self.query.is_empty() {
             url.query_pairs_mut().extend_pairs(self.query);
         }
