@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rates.rate(pair).await?;
     }
     println!(
-        "5 distinct pairs, paced at 10/s   -> {:?} (about 400 ms of spacing)",
+        "5 distinct pairs, paced at 10/s   -> {:?} (grants 100 ms apart)",
         started.elapsed()
     );
 
