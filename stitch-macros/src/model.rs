@@ -302,13 +302,7 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
             });
             let max_wait = inner
                 .string("max_wait", "max_wait = \"10s\"", errors)
-                .and_then(|lit| match spec::duration(&lit.value()) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        errors.at(lit.span(), format!("invalid `max_wait`: {e}"));
-                        None
-                    }
-                });
+                .and_then(|lit| duration_of(&lit, "`max_wait`", errors));
             let delegate_flag = inner.flag("delegate", errors);
             let on = inner.get("on").map(|a| statuses(a, errors));
             if let (Some(on_arg), None) = (inner.get("on"), delegate_flag) {
@@ -383,18 +377,35 @@ fn pacing_written(inner: &Args) -> bool {
     inner.has_key("rate") || inner.has_key("concurrency")
 }
 
+/// A duration literal, or an error at it saying which setting (`what`) it was for.
+fn duration_of(lit: &LitStr, what: &str, errors: &mut Errors) -> Option<Duration> {
+    match spec::duration(&lit.value()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.at(lit.span(), format!("invalid {what}: {e}"));
+            None
+        }
+    }
+}
+
+/// The elements of `key = [a, b, ...]`; anything else is reported with `expected`.
+fn list_items<'a>(arg: &'a args::Arg, expected: &str, errors: &mut Errors) -> Vec<&'a syn::Expr> {
+    match &arg.value {
+        args::Value::Expr(syn::Expr::Array(a)) => a.elems.iter().collect(),
+        other => {
+            errors.at(other.span(&arg.key), expected);
+            Vec::new()
+        }
+    }
+}
+
 /// `on = [429, 503]`: HTTP status codes.
 pub(crate) fn statuses(arg: &args::Arg, errors: &mut Errors) -> Vec<u16> {
-    let items = match &arg.value {
-        args::Value::Expr(syn::Expr::Array(a)) => a.elems.iter().collect::<Vec<_>>(),
-        other => {
-            errors.at(
-                other.span(&arg.key),
-                "expected a list of status codes: `on = [429, 503]`",
-            );
-            return Vec::new();
-        }
-    };
+    let items = list_items(
+        arg,
+        "expected a list of status codes: `on = [429, 503]`",
+        errors,
+    );
     let mut out = Vec::new();
     for item in items {
         match item {
@@ -491,12 +502,8 @@ fn timeouts(args: &Args, errors: &mut Errors) -> (Option<Duration>, Option<Durat
     let Some(arg) = args.get("timeout") else {
         return (None, None);
     };
-    let parse = |lit: &LitStr, key: &str, errors: &mut Errors| match spec::duration(&lit.value()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            errors.at(lit.span(), format!("invalid `{key}`: {e}"));
-            None
-        }
+    let parse = |lit: &LitStr, key: &str, errors: &mut Errors| {
+        duration_of(lit, &format!("`{key}`"), errors)
     };
     match &arg.value {
         args::Value::Lit(syn::Lit::Str(lit)) => (parse(lit, "timeout", errors), None),
@@ -563,14 +570,9 @@ fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
             None
         }
     };
-    let duration_of =
-        |lit: &LitStr, name: &str, errors: &mut Errors| match spec::duration(&lit.value()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errors.at(lit.span(), format!("invalid retry `{name}`: {e}"));
-                None
-            }
-        };
+    let retry_duration = |lit: &LitStr, name: &str, errors: &mut Errors| {
+        duration_of(lit, &format!("retry `{name}`"), errors)
+    };
     match &arg.value {
         args::Value::Lit(syn::Lit::Int(lit)) => Some(RetryModel {
             key,
@@ -615,10 +617,10 @@ fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
             });
             let base = inner
                 .string("base", "base = \"100ms\"", errors)
-                .and_then(|l| duration_of(&l, "base", errors));
+                .and_then(|l| retry_duration(&l, "base", errors));
             let max = inner
                 .string("max", "max = \"10s\"", errors)
-                .and_then(|l| duration_of(&l, "max", errors));
+                .and_then(|l| retry_duration(&l, "max", errors));
             if let (Some(b), Some(m), Some(arg)) = (base, max, inner.get("max")) {
                 if b > m {
                     errors.at(arg.value.span(&arg.key), format!("`max` ({m:?}) is below `base` ({b:?}): every wait would be cut to `max`; raise `max` or lower `base`"));
@@ -698,13 +700,7 @@ fn circuit(args: &Args, errors: &mut Errors) -> Option<CircuitModel> {
     });
     let cooldown = inner
         .string("cooldown", "cooldown = \"30s\"", errors)
-        .and_then(|lit| match spec::duration(&lit.value()) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                errors.at(lit.span(), format!("invalid circuit `cooldown`: {e}"));
-                None
-            }
-        });
+        .and_then(|lit| duration_of(&lit, "circuit `cooldown`", errors));
     Some(CircuitModel {
         failures: failures?,
         cooldown: cooldown?,
@@ -841,13 +837,7 @@ pub(crate) fn stitch(
 fn cache(args: &Args, errors: &mut Errors) -> Option<CacheModel> {
     let arg = args.get("cache")?;
     let key = arg.key.span();
-    let ttl_of = |lit: &LitStr, errors: &mut Errors| match spec::duration(&lit.value()) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            errors.at(lit.span(), format!("invalid cache `ttl`: {e}"));
-            None
-        }
-    };
+    let ttl_of = |lit: &LitStr, errors: &mut Errors| duration_of(lit, "cache `ttl`", errors);
     match &arg.value {
         args::Value::Lit(syn::Lit::Str(lit)) => Some(CacheModel {
             key,
@@ -946,17 +936,15 @@ fn cache(args: &Args, errors: &mut Errors) -> Option<CacheModel> {
 
 /// `vary = ["accept-language", ...]`: request header names folded into the cache key.
 fn vary(arg: &args::Arg, errors: &mut Errors) -> Vec<LitStr> {
-    let items = match &arg.value {
-        args::Value::Expr(syn::Expr::Array(a)) => a.elems.iter().collect::<Vec<_>>(),
-        args::Value::Lit(syn::Lit::Str(s)) => return vec![s.clone()],
-        other => {
-            errors.at(
-                other.span(&arg.key),
-                "expected a list of header names: `vary = [\"accept-language\"]`",
-            );
-            return Vec::new();
-        }
-    };
+    // A single name may be written without the brackets.
+    if let args::Value::Lit(syn::Lit::Str(s)) = &arg.value {
+        return vec![s.clone()];
+    }
+    let items = list_items(
+        arg,
+        "expected a list of header names: `vary = [\"accept-language\"]`",
+        errors,
+    );
     let mut out = Vec::new();
     for item in items {
         match item {

@@ -195,6 +195,16 @@ fn push_query(
     }
 }
 
+/// Appends the template's literal pieces with an encoded path value between each two.
+fn fill_template(out: &mut String, pieces: &[&str], values: &mut impl Iterator<Item = String>) {
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            out.push_str(&values.next().unwrap_or_default());
+        }
+        out.push_str(piece);
+    }
+}
+
 /// A request ready to send (cheap to clone for another attempt).
 #[derive(Clone)]
 pub(crate) struct Prepared {
@@ -219,12 +229,7 @@ impl RequestParts {
         let mut url = if ep.absolute {
             // A complete URL template: placeholders may sit anywhere, so parse the whole text.
             let mut text = String::with_capacity(128);
-            for (i, piece) in ep.pieces.iter().enumerate() {
-                if i > 0 {
-                    text.push_str(&values.next().unwrap_or_default());
-                }
-                text.push_str(piece);
-            }
+            fill_template(&mut text, ep.pieces, &mut values);
             if let Some(q) = ep.static_query {
                 text.push('?');
                 text.push_str(q);
@@ -245,12 +250,7 @@ impl RequestParts {
                 .map_err(|e| config(format!("base URL `{base}` is not a valid URL: {e}")))?;
             let mut path = String::with_capacity(64);
             path.push_str(url.path().trim_end_matches('/'));
-            for (i, piece) in ep.pieces.iter().enumerate() {
-                if i > 0 {
-                    path.push_str(&values.next().unwrap_or_default());
-                }
-                path.push_str(piece);
-            }
+            fill_template(&mut path, ep.pieces, &mut values);
             url.set_path(&path);
             url.set_query(ep.static_query);
             url
