@@ -116,6 +116,8 @@ where
         return Err(invalidation_only(endpoint));
     }
 
+    // The span bookkeeping is inline here and in `call` rather than in a shared async helper: one
+    // more async layer moves the whole call future (measured: ~4 K instructions per call).
     let span = span(endpoint);
     let started = (!span.is_disabled()).then(Instant::now);
     let outcome = read_through::<D>(runtime, request, key, local, policy)
