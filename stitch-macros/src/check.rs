@@ -251,19 +251,8 @@ fn throttle(stitch: &Stitch, errors: &mut Errors) {
     }
 }
 
-/// Header names that carry credentials (kept in step with the runtime's `CREDENTIAL_HEADERS`).
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-    "x-auth-token",
-];
-
 fn is_credential(name: &str) -> bool {
-    CREDENTIAL_HEADERS
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(name))
+    stitch_shared::is_credential_header(name)
 }
 
 /// Rules that keep a cache from serving a wrong or someone else's response.

@@ -73,6 +73,11 @@ pub enum Role {
     FormBody,
     /// A request header of this name.
     Header(&'static str),
+    /// A query parameter marked `secret` (`#[query(secret)]`): redacted wherever it would be shown
+    /// or stored, and folded into the principal as a keyed hash.
+    SecretQuery(&'static str),
+    /// A header marked `secret` (`#[header("name", secret)]`): likewise.
+    SecretHeader(&'static str),
 }
 
 /// JSON Schemas of a stitch's arguments and output, for those types that implement

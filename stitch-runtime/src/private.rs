@@ -5,7 +5,9 @@ pub use crate::__stitch_schemas as schemas;
 pub use crate::cache::fingerprint::{pinned, ShapeHasher};
 pub use crate::cache::CachePolicy;
 pub use crate::call::{call, call_cached, call_global, call_global_cached};
-pub use crate::endpoint::Role::{FormBody, Header, JsonBody, Path, Query};
+pub use crate::endpoint::Role::{
+    FormBody, Header, JsonBody, Path, Query, SecretHeader, SecretQuery,
+};
 pub use crate::endpoint::{Endpoint, Method, Role, SchemaSet};
 
 /// `Duration::from_millis`, short for generated code.

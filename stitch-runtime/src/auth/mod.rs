@@ -28,21 +28,9 @@ pub trait Auth: Send + Sync + 'static {
     }
 }
 
-/// Header names that carry credentials: folded into the principal, never into a key or an error.
-pub const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-    "x-auth-token",
-];
-
-/// Whether `name` (any case) is a credential header.
-pub fn is_credential_header(name: &str) -> bool {
-    CREDENTIAL_HEADERS
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(name))
-}
+pub use stitch_shared::{
+    is_credential_header, is_credential_query_key, CREDENTIAL_HEADERS, CREDENTIAL_QUERY_KEYS,
+};
 
 /// An explicitly bound principal: a digest of the caller-given identity.
 #[derive(Clone, PartialEq, Eq, Hash)]

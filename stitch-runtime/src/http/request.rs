@@ -124,6 +124,19 @@ impl RequestParts {
         }
     }
 
+    /// A `#[query(secret)]` argument: like [`Self::query`], but the value is a secret (redacted
+    /// wherever it would be shown or stored, folded into the principal as a keyed hash).
+    pub fn secret_query<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        // Interface stub: the secret handling is filled in by the principal/secrets work.
+        self.query(key, value);
+    }
+
+    /// A `#[header("name", secret)]` argument: like [`Self::header`], but the value is a secret.
+    pub fn secret_header<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        // Interface stub: the secret handling is filled in by the principal/secrets work.
+        self.header(name, value);
+    }
+
     /// The argument named by `idempotency(from = "...")`: the call's idempotency key.
     pub fn idempotency_key<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
         match to_value(value).map(scalar) {

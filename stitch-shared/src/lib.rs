@@ -1,0 +1,77 @@
+//! Facts the macros (at compile time) and the runtime (at run time) must agree on, kept in one
+//! place so they cannot drift apart: which header names and query keys carry credentials.
+//!
+//! Not public API of stitch: use the re-exports in `stitch::auth`.
+
+/// Header names (compared case-insensitively) whose values are credentials: folded into the
+/// principal as a keyed hash, never written into a cache key, an error or a trace in clear.
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "x-csrf-token",
+    "x-xsrf-token",
+];
+
+/// Query keys (compared case-insensitively) whose values are credentials by default, whether
+/// written in a template's static query, passed as a `#[query]` argument or sent in a URL.
+pub const CREDENTIAL_QUERY_KEYS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "key",
+    "sig",
+    "signature",
+    "secret",
+    "client_secret",
+    "password",
+    "passwd",
+    "auth",
+    "code",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+];
+
+/// Whether `name` (any case) is a credential header.
+pub fn is_credential_header(name: &str) -> bool {
+    CREDENTIAL_HEADERS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
+/// Whether `key` (any case) is a query key that carries a credential.
+pub fn is_credential_query_key(key: &str) -> bool {
+    CREDENTIAL_QUERY_KEYS
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_lower_case_and_match_any_case() {
+        for name in CREDENTIAL_HEADERS.iter().chain(CREDENTIAL_QUERY_KEYS) {
+            assert_eq!(*name, name.to_ascii_lowercase());
+        }
+        assert!(is_credential_header("Api-Key"));
+        assert!(is_credential_query_key("X-Amz-Signature"));
+        assert!(!is_credential_header("accept-language"));
+        assert!(!is_credential_query_key("page"));
+    }
+}
