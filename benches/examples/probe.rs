@@ -9,6 +9,10 @@
 //!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$m.$n target/release/examples/probe $m $n
 //! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
 //! ```
+//!
+//! Mode `stitch-metrics` is `stitch` with a `metrics` recorder installed (metrics-util's
+//! `DebuggingRecorder`: atomic counters, histogram samples appended to a lock-free bucket), for
+//! the cost of the per-call metrics when something records them.
 
 use serde::Deserialize;
 #[derive(Debug, Deserialize, PartialEq)]
@@ -34,6 +38,11 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
+    if mode == "stitch-metrics" {
+        metrics_util::debugging::DebuggingRecorder::new()
+            .install()
+            .expect("the only recorder");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -51,7 +60,7 @@ fn main() {
         let api = BenchClient::new(&srt).unwrap();
         let http = reqwest::Client::builder().user_agent("handwr/0.1.0").build().unwrap();
         for i in 0..n {
-            if mode == "stitch" {
+            if mode.starts_with("stitch") {
                 api.user(i).await.unwrap();
             } else if mode == "hand" {
                 let bytes = http.get(format!("{base}/users/{i}")).send().await.unwrap().bytes().await.unwrap();

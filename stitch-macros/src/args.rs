@@ -7,7 +7,6 @@
 use crate::diag::{did_you_mean, Errors};
 use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
-use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Lit, LitStr, Meta, Token};
 
 /// One `key ...` entry of an attribute.
@@ -52,15 +51,54 @@ impl Value {
     }
 }
 
-/// Parses `a, b = "x", c(...)` into entries; syntax errors become compile errors.
-pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
-    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(e);
-            return Vec::new();
+/// Parsed entries, and whether the list had a syntax error (then the entries are those before it).
+pub(crate) struct Raw {
+    pub(crate) entries: Vec<Arg>,
+    /// A syntax error was reported: "missing key" rules stay silent, since the key may be the part
+    /// that did not parse (one error per mistake, no follow-on errors).
+    pub(crate) broken: bool,
+}
+
+/// Parses `a, b = "x", c(...)` into entries; syntax errors become compile errors. `end` is where an
+/// "unexpected end of input" points: the closing delimiter of a nested list, or the last token.
+pub(crate) fn parse(tokens: TokenStream, end: Option<Span>, errors: &mut Errors) -> Raw {
+    let last = tokens.clone().into_iter().last().map(|t| match t {
+        proc_macro2::TokenTree::Group(g) => g.span_close(),
+        other => other.span(),
+    });
+    let parser = |input: syn::parse::ParseStream<'_>| {
+        let mut out = Vec::new();
+        while !input.is_empty() {
+            let meta = match input.parse::<Meta>() {
+                Ok(m) => m,
+                Err(e) => return Ok((out, Some(e))),
+            };
+            out.push(meta);
+            if input.is_empty() {
+                break;
+            }
+            if let Err(e) = input.parse::<Token![,]>() {
+                return Ok((out, Some(e)));
+            }
         }
+        Ok((out, None))
     };
+    let (metas, error) = match parser.parse2(tokens) {
+        Ok(parsed) => parsed,
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let broken = error.is_some();
+    if let Some(e) = error {
+        // syn places an error at the end of a detached token stream on the whole attribute; the
+        // last token (or the list's closing delimiter) is where the user has to type.
+        let message = e.to_string();
+        match end.or(last) {
+            Some(span) if message.starts_with("unexpected end of input") => {
+                errors.at(span, message)
+            }
+            _ => errors.push(e),
+        }
+    }
     let mut out = Vec::new();
     for meta in metas {
         let path = meta.path();
@@ -79,26 +117,58 @@ pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
             },
             Meta::List(list) => Value::List(list),
         };
+        // `5u32` or `"5m"s` would be read as if unsuffixed; a suffix means nothing here.
+        if let Value::Lit(lit) = &value {
+            if !lit.suffix().is_empty() {
+                errors.at(
+                    lit.span(),
+                    format!(
+                        "literal suffix `{}` is not allowed in a stitch attribute: write the value without it",
+                        lit.suffix()
+                    ),
+                );
+            }
+        }
         out.push(Arg { key, value });
     }
-    out
+    Raw {
+        entries: out,
+        broken,
+    }
+}
+
+/// The entries of a nested `key(...)` list, checked against `known` (e.g. `cache(ttl = "5m")`).
+pub(crate) fn nested(
+    list: &syn::MetaList,
+    known: &[&str],
+    what: &str,
+    errors: &mut Errors,
+) -> Args {
+    let raw = parse(
+        list.tokens.clone(),
+        Some(list.delimiter.span().close()),
+        errors,
+    );
+    Args::new(raw, known, &[], what, errors)
 }
 
 /// Typed access to parsed entries, reporting unknown and duplicate keys once.
 pub(crate) struct Args {
     entries: Vec<Arg>,
+    broken: bool,
 }
 
 impl Args {
     /// Keeps the entries whose key is in `known`; reports the rest and any repeated key.
     /// `groups` are sets of keys of which at most one may be given (e.g. the method flags).
     pub(crate) fn new(
-        entries: Vec<Arg>,
+        raw: Raw,
         known: &[&str],
         groups: &[&[&str]],
         what: &str,
         errors: &mut Errors,
     ) -> Self {
+        let Raw { entries, broken } = raw;
         let mut kept: Vec<Arg> = Vec::new();
         for arg in entries {
             let name = arg.key.to_string();
@@ -112,8 +182,7 @@ impl Args {
                 );
                 continue;
             }
-            if let Some(first) = kept.iter().find(|a| a.key == arg.key) {
-                let _ = first;
+            if kept.iter().any(|a| a.key == arg.key) {
                 errors.at(
                     arg.key.span(),
                     format!("duplicate {what} argument `{name}`: remove one of them"),
@@ -143,7 +212,10 @@ impl Args {
             }
             kept.push(arg);
         }
-        Args { entries: kept }
+        Args {
+            entries: kept,
+            broken,
+        }
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&Arg> {
@@ -157,6 +229,16 @@ impl Args {
 
     pub(crate) fn has_key(&self, key: &str) -> bool {
         self.get(key).is_some()
+    }
+
+    /// `key` is required but absent, and that is not a side effect of a syntax error.
+    pub(crate) fn missing(&self, key: &str) -> bool {
+        !self.broken && !self.has_key(key)
+    }
+
+    /// The list had a syntax error (already reported).
+    pub(crate) fn broken(&self) -> bool {
+        self.broken
     }
 
     /// `key` as a flag (no value); `key = true/false` is accepted too.
@@ -247,7 +329,28 @@ pub(crate) fn header_pairs(arg: &Arg, errors: &mut Errors) -> Vec<(LitStr, LitSt
         Ok(out)
     };
     match parser.parse2(list.tokens.clone()) {
-        Ok(pairs) => pairs,
+        Ok(pairs) => {
+            // Header names are case-insensitive: a second entry of one name would silently
+            // replace the first.
+            let mut kept: Vec<(LitStr, LitStr)> = Vec::new();
+            for (name, value) in pairs {
+                if kept
+                    .iter()
+                    .any(|(n, _)| n.value().eq_ignore_ascii_case(&name.value()))
+                {
+                    errors.at(
+                        name.span(),
+                        format!(
+                            "header `{}` is given twice in `headers(...)` (header names are case-insensitive): remove one",
+                            name.value()
+                        ),
+                    );
+                    continue;
+                }
+                kept.push((name, value));
+            }
+            kept
+        }
         Err(e) => {
             errors.at(
                 e.span(),

@@ -3,8 +3,8 @@
 //! `ui-tests/tests/ui/`.
 
 use crate::diag::Errors;
-use crate::model::{HttpMethod, PoolModel, Role, Stitch, Target};
-use syn::{FnArg, Signature};
+use crate::model::{HttpMethod, Output, PoolModel, Role, Stitch, Target};
+use syn::{FnArg, GenericParam, Signature, Type};
 
 /// Rules on the signature itself.
 pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Errors) {
@@ -16,11 +16,39 @@ pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Err
         );
     }
     // One static descriptor serves every call, so the request shape cannot depend on type parameters.
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    for param in &sig.generics.params {
+        match param {
+            // Named lifetimes add nothing: arguments are only borrowed for the call, which elided
+            // lifetimes already express.
+            GenericParam::Lifetime(l) => errors.spanned(
+                l,
+                format!(
+                    "stitch functions take no lifetime parameters: remove `{}` and elide it in the argument types (`&str` rather than `&{} str`)",
+                    l.lifetime, l.lifetime
+                ),
+            ),
+            other => errors.spanned(
+                other,
+                "stitch functions cannot be generic: the request is described once, at compile time; use concrete types",
+            ),
+        }
+    }
+    if let Some(clause) = &sig.generics.where_clause {
         errors.spanned(
-            &sig.generics,
-            "stitch functions cannot be generic: the request is described once, at compile time; use concrete types",
+            clause,
+            "stitch functions cannot have a `where` clause: the request is described once, at compile time; use concrete types and remove the clause",
         );
+    }
+    // `impl Trait` in argument position is a hidden type parameter (see above).
+    for input in &sig.inputs {
+        if let FnArg::Typed(pt) = input {
+            if let Type::ImplTrait(it) = &*pt.ty {
+                errors.spanned(
+                    it,
+                    "stitch arguments cannot be `impl Trait`: it is a hidden type parameter, and the request is described once for concrete types; use a concrete type such as `String` or `&str`",
+                );
+            }
+        }
     }
     if let Some(unsafety) = &sig.unsafety {
         errors.at(
@@ -89,10 +117,15 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
         .map(str::to_owned)
         .collect();
     for name in &placeholders {
-        let found = stitch
-            .arguments
-            .iter_mut()
-            .find(|a| a.ident.to_string().trim_start_matches("r#") == name);
+        // `self` is the client, never a value of the request.
+        if name == "self" {
+            errors.at(
+                target.literal().span(),
+                "`{self}` cannot be a path placeholder: `self` is the client, not a value; name an argument instead, e.g. `{id}` with an argument `id`",
+            );
+            continue;
+        }
+        let found = stitch.arguments.iter_mut().find(|a| a.name() == *name);
         match found {
             None => errors.at(
                 target.literal().span(),
@@ -103,6 +136,17 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
             // One value in two places is almost always a mistake (a renamed query key, a stale template).
             Some(arg) => match &arg.role {
                 Some(Role::Path) => {}
+                // A path is part of every URL that is logged, shown in errors or stored: a value
+                // there cannot be kept secret.
+                Some(Role::Query { secret: true, .. } | Role::Header { secret: true, .. }) => {
+                    errors.at(
+                        arg.role_span.unwrap_or_else(|| arg.ident.span()),
+                        format!(
+                            "argument `{}` fills the path placeholder `{{{name}}}` and is marked secret: a path value is part of every URL shown in errors and logs; send the secret as `#[header(\"name\", secret)]` or `#[query(\"key\", secret)]` and remove `{{{name}}}` from the path",
+                            arg.ident
+                        ),
+                    );
+                }
                 Some(other) => errors.at(
                     arg.role_span.unwrap_or_else(|| arg.ident.span()),
                     format!(
@@ -142,9 +186,91 @@ pub(crate) fn stitch(stitch: &mut Stitch, errors: &mut Errors) {
             errors.at(value.span(), e);
         }
     }
+    requests(stitch, target, errors);
     cache(stitch, errors);
     throttle(stitch, errors);
     resilience(stitch, errors);
+}
+
+/// Rules that keep each request part from being sent twice or silently dropped.
+fn requests(stitch: &Stitch, target: &Target, errors: &mut Errors) {
+    // `pick` walks into a JSON document; a text, bytes or unit output is not decoded as JSON, so
+    // the path would be ignored.
+    if let (Some(lit), Some(output)) = (&stitch.pick_lit, &stitch.output) {
+        let mut inner = output;
+        while let Output::WithMeta(o) = inner {
+            inner = o;
+        }
+        let kind = match inner {
+            Output::Text(_) => Some("`String` (the body as text)"),
+            Output::Bytes(_) => Some("`Bytes` (the raw body)"),
+            Output::Unit(_) => Some("`()` (the body is ignored)"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            errors.at(
+                lit.span(),
+                format!("`pick` needs a JSON output, but this stitch returns {kind}: `pick` would be ignored; return the picked value's type (e.g. `stitch::Result<Vec<Item>>`) or remove `pick`"),
+            );
+        }
+    }
+    // A key in the template and a `#[query]` of the same key would both be sent.
+    let static_keys: Vec<String> = target
+        .template()
+        .static_query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .map(|pair| pair.split('=').next().unwrap_or_default().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    let mut headers: Vec<(&str, &syn::Ident)> = Vec::new();
+    for arg in &stitch.arguments {
+        let at = arg.role_span.unwrap_or_else(|| arg.ident.span());
+        match &arg.role {
+            Some(Role::Query { key, .. }) if static_keys.contains(key) => errors.at(
+                at,
+                format!(
+                    "query key `{key}` of argument `{}` is also fixed in the template `\"{}\"`: both would be sent; remove `{key}=...` from the template or rename the key",
+                    arg.ident,
+                    target.literal().value()
+                ),
+            ),
+            // Header names are case-insensitive, so two arguments naming one header in different
+            // cases would each overwrite the other.
+            Some(Role::Header { name, .. }) => {
+                match headers.iter().find(|(n, _)| n == name) {
+                    Some((_, first)) => errors.at(
+                        at,
+                        format!(
+                            "header `{name}` is already set by argument `{first}` (header names are case-insensitive): one of the two values would be lost; remove one of the arguments"
+                        ),
+                    ),
+                    None => headers.push((name, &arg.ident)),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A seam's stitches are told apart by `name` (in metrics, `Endpoint::describe` and the cache's
+/// namespace), so two stitches of one seam cannot share one.
+pub(crate) fn names(stitches: &[Stitch], errors: &mut Errors) {
+    for (i, s) in stitches.iter().enumerate() {
+        let Some(lit) = &s.name_lit else { continue };
+        if let Some(first) = stitches[..i]
+            .iter()
+            .find(|f| f.display_name == s.display_name)
+        {
+            errors.at(
+                lit.span(),
+                format!(
+                    "stitch name `\"{}\"` is already used by `{}` in this seam: names identify a stitch's cache, metrics and description; choose another name",
+                    s.display_name, first.ident
+                ),
+            );
+        }
+    }
 }
 
 /// Rules that keep retries from repeating side effects.
@@ -175,13 +301,38 @@ fn resilience(stitch: &Stitch, errors: &mut Errors) {
                 ),
             );
         }
+        // The idempotency header replaces whatever else would be sent under its name: on a
+        // credential header it would overwrite the credential.
+        if stitch_shared::is_credential_header(&idem.header) {
+            errors.at(
+                idem.header_span.unwrap_or(idem.key),
+                format!(
+                    "`idempotency(header = \"{}\")` names a credential header: the key would replace the credential; use a dedicated header such as `\"idempotency-key\"`",
+                    idem.header
+                ),
+            );
+        }
         if let Some(from) = &idem.from {
-            if !stitch.arguments.iter().any(|a| a.ident == from.value()) {
-                let names: Vec<String> = stitch
-                    .arguments
-                    .iter()
-                    .map(|a| a.ident.to_string())
-                    .collect();
+            let source = stitch.arguments.iter().find(|a| a.name() == from.value());
+            if let Some(arg) = source {
+                // The key is sent as one header value: a body or a collection has no single
+                // text form, so every call would fail.
+                let not_scalar = match &arg.role {
+                    Some(Role::Body { .. }) => Some("it is the request body".to_owned()),
+                    _ => non_scalar(&arg.ty),
+                };
+                if let Some(why) = not_scalar {
+                    errors.at(
+                        from.span(),
+                        format!(
+                            "`idempotency(from = \"{}\")` needs a string or number argument, but {why}: every call would fail; name an argument such as `order_id: &str`, or add one",
+                            from.value()
+                        ),
+                    );
+                }
+            }
+            if source.is_none() {
+                let names: Vec<String> = stitch.arguments.iter().map(|a| a.name()).collect();
                 let choice = if names.is_empty() {
                     "this stitch has no arguments; remove `from` to send a fresh key per call (kept across its retries)".to_owned()
                 } else {
@@ -310,7 +461,7 @@ fn cache(stitch: &Stitch, errors: &mut Errors) {
             .iter()
             .map(|(n, _)| n.value())
             .chain(stitch.arguments.iter().filter_map(|a| match &a.role {
-                Some(Role::Header(h)) => Some(h.clone()),
+                Some(Role::Header { name, .. }) => Some(name.clone()),
                 _ => None,
             }))
             .find(|n| is_credential(n));
@@ -344,6 +495,26 @@ fn mark_unassigned(stitch: &Stitch, errors: &mut Errors, target: &Target) {
                 arg.ident, arg.ident
             ),
         );
+    }
+}
+
+/// Why a type written as `ty` cannot become one header value, when that is visible in its syntax.
+fn non_scalar(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Reference(r) => non_scalar(&r.elem),
+        Type::Paren(p) => non_scalar(&p.elem),
+        Type::Tuple(_) => Some("its type is a tuple".into()),
+        Type::Array(_) | Type::Slice(_) => Some("its type is a list".into()),
+        Type::Path(p) => {
+            let last = p.path.segments.last()?.ident.to_string();
+            const COLLECTIONS: &[&str] = &[
+                "Vec", "VecDeque", "HashMap", "BTreeMap", "HashSet", "BTreeSet", "IndexMap",
+            ];
+            COLLECTIONS
+                .contains(&last.as_str())
+                .then(|| format!("its type is a collection (`{last}`)"))
+        }
+        _ => None,
     }
 }
 

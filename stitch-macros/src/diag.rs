@@ -1,20 +1,37 @@
 //! Error accumulation: every problem in one item is reported in one compile.
 //!
-//! Invariant: an `Errors` is always consumed by [`Errors::finish`]; validation code pushes and moves
-//! on instead of returning early, so the user sees all of an item's mistakes at once.
+//! Invariant: an `Errors` is always consumed by [`Errors::finish`] (dropping it unfinished panics,
+//! as serde_derive's `Ctxt` does, so a lost error fails the tests instead of a user's build
+//! silently succeeding); validation code pushes and moves on instead of returning early, so the
+//! user sees all of an item's mistakes at once.
 
 use proc_macro2::Span;
 use std::fmt::Display;
 
 /// Collected compile errors for one annotated item.
-#[derive(Default)]
 pub(crate) struct Errors {
     errors: Vec<syn::Error>,
+    finished: bool,
+}
+
+impl Drop for Errors {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic would abort and hide the first one.
+        if !self.finished && !std::thread::panicking() {
+            panic!(
+                "stitch-macros bug: {} compile error(s) collected but never emitted",
+                self.errors.len()
+            );
+        }
+    }
 }
 
 impl Errors {
     pub(crate) fn new() -> Self {
-        Self::default()
+        Errors {
+            errors: Vec::new(),
+            finished: false,
+        }
     }
 
     /// Records an error pointing at `span`.
@@ -36,8 +53,9 @@ impl Errors {
     }
 
     /// All errors combined into one, or `Ok` when there were none.
-    pub(crate) fn finish(self) -> Result<(), syn::Error> {
-        let mut iter = self.errors.into_iter();
+    pub(crate) fn finish(mut self) -> Result<(), syn::Error> {
+        self.finished = true;
+        let mut iter = std::mem::take(&mut self.errors).into_iter();
         match iter.next() {
             None => Ok(()),
             Some(mut first) => {

@@ -5,7 +5,7 @@
 use crate::diag::Errors;
 use crate::input::{self, FnItem, StitchTarget};
 use crate::model::{
-    self, Argument, HttpMethod, Output, PoolModel, Role, Stitch, Target, ThrottleModel,
+    self, HttpMethod, Output, PoolModel, Role, Stitch, Target, ThrottleModel,
 };
 use crate::spec::Piece;
 use proc_macro2::{Span, TokenStream};
@@ -46,6 +46,14 @@ pub(crate) fn stitch(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn free_fn(args: TokenStream, mut item: FnItem) -> TokenStream {
     let mut errors = Errors::new();
+    // A second `#[stitch]` would run again on this expansion and report a confusing "has a body".
+    while let Some(again) = item.attrs.iter().position(input::is_stitch_attr) {
+        let again = item.attrs.remove(again);
+        errors.spanned(
+            &again,
+            "a function takes one `#[stitch(...)]`: merge the two attributes into one",
+        );
+    }
     let is_method = item.sig.receiver().is_some();
     if is_method {
         // A receiver means this is a trait method whose trait has no `#[seam]`: there is no client
@@ -77,22 +85,30 @@ fn free_fn(args: TokenStream, mut item: FnItem) -> TokenStream {
     let FnItem {
         attrs, vis, sig, ..
     } = &item;
-    if let Err(err) = errors.finish() {
-        let err = err.to_compile_error();
-        // The never-run body uses no argument; silence that so only the real errors show.
-        return quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unreachable!() });
-    }
+    let model = checked(model, &mut errors);
+    let model = match (errors.finish(), model) {
+        (Ok(()), Some(model)) => model,
+        (result, _) => {
+            let err = result.err().map(|e| e.to_compile_error());
+            // The never-run body uses no argument; silence that so only the real errors show.
+            return quote!(#err #(#attrs)* #[allow(unused_variables)] #vis #sig { ::core::unreachable!() });
+        }
+    };
+    // The descriptor's holder exists exactly when the function does.
+    let cfgs = attrs.iter().filter(|a| a.path().is_ident("cfg"));
+    let cfgs = quote!(#(#cfgs)*);
     let ident = &sig.ident;
-    let endpoint = endpoint(&model, None);
-    let body = body(&model, quote!(&#ident::ENDPOINT), None);
-    let pv = private();
+    let endpoint = descriptor(endpoint(&model, None));
+    let body = body(&model, quote!(#ident::ENDPOINT), None);
     quote! {
+        #cfgs
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
+        #cfgs
         impl #ident {
             /// The stitch's descriptor (see `stitch::Endpoint::describe`).
-            #vis const ENDPOINT: ::stitch::Endpoint = { use ::stitch::__private as #pv; #endpoint };
+            #vis const ENDPOINT: &'static ::stitch::Endpoint = #endpoint;
         }
         #(#attrs)* #vis #sig #body
     }
@@ -121,6 +137,7 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     let mut stitches = Vec::new();
     let mut signatures = Vec::new();
+    let mut method_cfgs = Vec::new();
     // Methods missing their `#[stitch]` (an error): implemented with never-run bodies anyway, so
     // the only error is ours, not "not all trait items implemented".
     let mut unstitched = Vec::new();
@@ -148,6 +165,14 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             continue;
         };
         let attr = method.attrs.remove(attr_at);
+        // A second `#[stitch]` would describe another request for the same method.
+        while let Some(again) = method.attrs.iter().position(input::is_stitch_attr) {
+            let again = method.attrs.remove(again);
+            errors.spanned(
+                &again,
+                "a method takes one `#[stitch(...)]`: merge the two attributes into one",
+            );
+        }
         let tokens = match &attr.meta {
             syn::Meta::List(l) => l.tokens.clone(),
             _ => TokenStream::new(),
@@ -169,33 +194,42 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
         input::strip_arg_attrs(&mut method.sig);
         stitches.push(model);
         signatures.push(method.sig.clone());
+        // A `#[cfg]`-ed out method must be absent from the impl and `ENDPOINTS` too.
+        let cfgs = method.attrs.iter().filter(|a| a.path().is_ident("cfg"));
+        method_cfgs.push(quote!(#(#cfgs)*));
+        send_future(&mut method.sig);
     }
 
+    crate::check::names(&stitches, &mut errors);
+    let stitches: Vec<model::Checked> = if errors.is_empty() {
+        stitches
+            .into_iter()
+            .map(|s| checked(s, &mut errors))
+            .collect::<Option<_>>()
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let vis = &trait_item.vis;
     let trait_ident = &trait_item.ident;
     let client = match &seam.client {
-        Some(name) => Ident::new(&name.value(), name.span()),
+        Some(name) => name.clone(),
         None => format_ident!("{}Client", trait_ident),
     };
     let client_doc = format!("Client for [`{trait_ident}`], generated by `#[stitch::seam]`.");
+    descriptor_names(&signatures, &method_cfgs, &mut errors);
     let ok = errors.is_empty();
     // Never-run fallback bodies use no argument; silence that so only the real errors show.
     let allow_unused = (!ok).then(|| quote!(#[allow(unused_variables)]));
     let error_tokens = errors.finish().err().map(|e| e.to_compile_error());
 
-    let consts: Vec<Ident> = stitches
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            // Upper case (no lint to silence) and numbered (`user` and `USER` cannot collide).
-            let upper = s
-                .ident
-                .to_string()
-                .trim_start_matches("r#")
-                .to_ascii_uppercase();
-            format_ident!("__STITCH_{}_{}", i, upper, span = Span::mixed_site())
-        })
-        .collect();
+    let consts: Vec<Ident> = stitches.iter().map(|s| descriptor_ident(&s.ident)).collect();
+    let const_docs = stitches.iter().map(|s| {
+        format!(
+            "The descriptor of [`{trait_ident}::{}`]: `describe()` it, or invalidate its entries with `Runtime::invalidate_stitch`.",
+            s.ident
+        )
+    });
     let pv = private();
     let seam_throttle_const = Ident::new("__STITCH_SEAM_THROTTLE", Span::mixed_site());
     let seam_throttle = seam
@@ -205,7 +239,9 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
         .map(|t| throttle_spec(t, true, Some(&trait_item.ident.to_string())));
     let seam_throttle_ref = seam_throttle
         .as_ref()
-        .map(|_| quote!(Self::#seam_throttle_const));
+        // By the client's name: the descriptor's `static` is an item of its own, where `Self`
+        // is not in scope.
+        .map(|_| quote!(#client::#seam_throttle_const));
     let seam_throttle_item = seam_throttle.map(|spec| {
         quote!(const #seam_throttle_const: ::stitch::__private::ThrottleSpec = { use ::stitch::__private as #pv; #spec };)
     });
@@ -215,21 +251,30 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             .zip(&consts)
             .map(|(s, c)| {
                 (
-                    body(s, quote!(&Self::#c), Some(quote!(&self.__stitch))),
+                    body(s, quote!(Self::#c), Some(quote!(&self.__stitch))),
                     endpoint(s, seam_throttle_ref.as_ref()),
                 )
             })
             .unzip()
     } else {
         let never = quote!({ ::core::unreachable!() });
-        (vec![never; stitches.len()], Vec::new())
+        (vec![never; signatures.len()], Vec::new())
+    };
+    // Each descriptor is a `static` (see `descriptor`), at module level where its initializer fits
+    // the expansion's line budget, named after the client (unique in the module) and its index.
+    let client_upper = client.to_string().trim_start_matches("r#").to_ascii_uppercase();
+    let statics: Vec<Ident> = (0..endpoints.len())
+        .map(|i| format_ident!("__STITCH_{}_{}", client_upper, i, span = Span::mixed_site()))
+        .collect();
+    let descriptor_statics = quote! {
+        #( #method_cfgs static #statics: ::stitch::Endpoint = { use ::stitch::__private as #pv; #endpoints }; )*
     };
     let endpoint_consts = if ok {
         quote! {
             #seam_throttle_item
-            #( const #consts: ::stitch::Endpoint = { use ::stitch::__private as #pv; #endpoints }; )*
+            #( #method_cfgs #[doc = #const_docs] #vis const #consts: &'static ::stitch::Endpoint = &#statics; )*
             /// Descriptors of every stitch of this client, in declaration order.
-            #vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[#(&Self::#consts),*];
+            #vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[#(#method_cfgs Self::#consts),*];
         }
     } else {
         quote!(#vis const ENDPOINTS: &'static [&'static ::stitch::Endpoint] = &[];)
@@ -245,6 +290,7 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
         #vis struct #client {
             __stitch: ::stitch::__private::ClientCore,
         }
+        #descriptor_statics
 
         impl #client {
             /// Builds a client over `runtime`; cheap to clone, every clone shares the runtime.
@@ -267,26 +313,113 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
 
         #allow_unused
         impl #trait_ident for #client {
-            #( #signatures #bodies )*
+            #( #method_cfgs #signatures #bodies )*
             #( #unstitched { ::core::unreachable!() } )*
         }
     }
 }
 
+/// A descriptor as a reference to its own `static`: the runtime keys per-stitch state (the
+/// in-process cache tier, throttle pools) by the descriptor's address, which a `const` does not
+/// fix (each use may be a fresh promoted copy, and equal constants may be merged). A `static` has
+/// exactly one address, and a constant may refer to it (Rust 1.83).
+fn descriptor(endpoint: TokenStream) -> TokenStream {
+    let pv = private();
+    let item = Ident::new("__STITCH_DESCRIPTOR", Span::mixed_site());
+    quote!({
+        use ::stitch::__private as #pv;
+        static #item: #pv::Endpoint = #endpoint;
+        &#item
+    })
+}
+
+/// The public name of a stitch's descriptor: its method's name in upper case, as associated
+/// constants are named (`user` → `AcmeClient::USER`).
+fn descriptor_ident(method: &Ident) -> Ident {
+    let upper = method.to_string().trim_start_matches("r#").to_ascii_uppercase();
+    Ident::new(&upper, method.span())
+}
+
+/// Descriptor names that would collide are refused here, naming the methods, rather than left to
+/// rustc's "duplicate definitions" on generated items the user never wrote.
+fn descriptor_names(signatures: &[syn::Signature], cfgs: &[TokenStream], errors: &mut Errors) {
+    let mut seen: Vec<(String, &Ident)> = Vec::new();
+    for (sig, cfg) in signatures.iter().zip(cfgs) {
+        // Methods under `#[cfg]` may share a name with each other: only one of them exists.
+        if !cfg.is_empty() {
+            continue;
+        }
+        let name = descriptor_ident(&sig.ident).to_string();
+        if name == "ENDPOINTS" || name == "STITCHES" {
+            errors.at(
+                sig.ident.span(),
+                format!(
+                    "method `{}` would name its descriptor `{name}`, which lists every descriptor of the client: rename the method",
+                    sig.ident
+                ),
+            );
+        } else if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            errors.at(
+                sig.ident.span(),
+                format!(
+                    "methods `{first}` and `{}` would both name their descriptor `{name}`: rename one of them",
+                    sig.ident
+                ),
+            );
+        } else {
+            seen.push((name, &sig.ident));
+        }
+    }
+}
+
+/// `async fn m(..) -> R` becomes `fn m(..) -> impl Future<Output = R> + Send` in the trait (as
+/// `trait_variant` does), so code generic over the trait can spawn its calls; implementations,
+/// the generated client's and a test's fake alike, still write plain `async fn`.
+fn send_future(sig: &mut syn::Signature) {
+    let Some(async_token) = sig.asyncness.take() else {
+        return;
+    };
+    let output = match &sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let span = async_token.span;
+    sig.output = syn::parse_quote_spanned!(span=>
+        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+    );
+}
+
+/// The checked model; a model with no errors is always complete, so `None` here would be a bug in
+/// this crate, reported as a compile error rather than a panic.
+fn checked(model: Stitch, errors: &mut Errors) -> Option<model::Checked> {
+    let span = model.ident.span();
+    let checked = model.checked();
+    if checked.is_none() && errors.is_empty() {
+        errors.at(
+            span,
+            "internal error in `stitch-macros`: an incomplete stitch passed every check; please report this",
+        );
+    }
+    checked
+}
+
 /// The descriptor constant: only the settings that differ from the defaults are written.
-fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
+fn endpoint(s: &model::Checked, seam_throttle: Option<&TokenStream>) -> TokenStream {
     let pv = private();
     let name = &s.display_name;
     let method = Ident::new(s.method_const(), Span::call_site());
     let method_call =
         (s.method != HttpMethod::Get).then(|| quote!(.with_method(#pv::Method::#method)));
-    let target = s.target.as_ref().expect("checked: a stitch has a target");
+    let target = &s.target;
     let template = target.literal();
     // The literal text around the placeholders: one more piece than there are placeholders.
     let mut pieces = vec![String::new()];
     for piece in &target.template().pieces {
         match piece {
-            Piece::Literal(l) => pieces.last_mut().expect("never empty").push_str(l),
+            Piece::Literal(l) => match pieces.last_mut() {
+                Some(last) => last.push_str(l),
+                None => pieces.push(l.clone()),
+            },
             Piece::Placeholder(_) => pieces.push(String::new()),
         }
     }
@@ -313,7 +446,7 @@ fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
     }
     if let Some(cache) = &s.cache {
         let ttl = millis(cache.ttl);
-        let output = s.output.as_ref().expect("checked: output");
+        let output = &s.output;
         let fingerprint = match &cache.version {
             Some(v) => quote!(#pv::pinned(#v)),
             None => fingerprint(output),
@@ -411,19 +544,21 @@ fn endpoint(s: &Stitch, seam_throttle: Option<&TokenStream>) -> TokenStream {
         let ms = millis(t);
         chain.push(quote!(.timeout(#pv::ms(#ms))));
     }
-    let roles = s.arguments.iter().map(|a| {
+    let roles = s.arguments.iter().zip(&s.roles).map(|(a, role)| {
         let n = a.ident.to_string();
-        let role = match a.role.as_ref().expect("checked: every argument has a role") {
+        let role = match role {
             Role::Path => quote!(Path),
-            Role::Query(k) => quote!(Query(#k)),
+            Role::Query { key, secret: false } => quote!(Query(#key)),
+            Role::Query { key, secret: true } => quote!(SecretQuery(#key)),
             Role::Body { form: false } => quote!(JsonBody),
             Role::Body { form: true } => quote!(FormBody),
-            Role::Header(h) => quote!(Header(#h)),
+            Role::Header { name, secret: false } => quote!(Header(#name)),
+            Role::Header { name, secret: true } => quote!(SecretHeader(#name)),
         };
         quote!((#n, #pv::#role))
     });
     let arg_types = s.arguments.iter().map(|a| static_lifetimes(&a.ty));
-    let out_ty = static_lifetimes(s.output.as_ref().expect("checked: output").ty());
+    let out_ty = static_lifetimes(s.output.ty());
     quote! {
         #pv::Endpoint::get(#pv::name!(#name), #template, &[#(#pieces),*])
             #method_call
@@ -465,10 +600,10 @@ fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> Toke
 }
 
 /// The body of a stitch: fill the request from the arguments, await the generic call.
-fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> TokenStream {
+fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) -> TokenStream {
     let pv = private();
     let req = Ident::new("__stitch_request", Span::mixed_site());
-    let template = s.target.as_ref().expect("checked").template();
+    let template = s.target.template();
     // Path values are pushed in template order (a placeholder may repeat).
     let path = template.pieces.iter().filter_map(|p| match p {
         Piece::Placeholder(name) => {
@@ -481,38 +616,45 @@ fn body(s: &Stitch, endpoint: TokenStream, client: Option<TokenStream>) -> Token
         }
         Piece::Literal(_) => None,
     });
-    let others = s.arguments.iter().filter_map(|a: &Argument| {
+    let others = s.arguments.iter().zip(&s.roles).filter_map(|(a, role)| {
         let ident = &a.ident;
-        match a.role.as_ref()? {
+        match role {
             Role::Path => None,
-            Role::Query(k) => Some(quote!(#req.query(#k, &#ident);)),
+            Role::Query { key, secret: false } => Some(quote!(#req.query(#key, &#ident);)),
+            Role::Query { key, secret: true } => Some(quote!(#req.secret_query(#key, &#ident);)),
             Role::Body { form: false } => Some(quote!(#req.json(&#ident);)),
             Role::Body { form: true } => Some(quote!(#req.form(&#ident);)),
-            Role::Header(h) => Some(quote!(#req.header(#h, &#ident);)),
+            Role::Header { name, secret: false } => Some(quote!(#req.header(#name, &#ident);)),
+            Role::Header { name, secret: true } => {
+                Some(quote!(#req.secret_header(#name, &#ident);))
+            }
         }
     });
     let idempotency = s
         .idempotency
         .as_ref()
         .and_then(|i| i.from.as_ref())
-        .and_then(|from| s.arguments.iter().find(|a| a.ident == from.value()))
+        .and_then(|from| s.arguments.iter().find(|a| a.name() == from.value()))
         .map(|a| {
             let ident = &a.ident;
-            let name = ident.to_string();
+            let name = a.name();
             quote!(#req.idempotency_key(#name, &#ident);)
         });
-    let decoder = decoder(s.output.as_ref().expect("checked: output"));
+    let decoder = decoder(&s.output);
     let cached = s.cache.is_some() && s.sensitive.is_none();
     // Spanned at the output type: an unmet bound of the cached call is reported there.
-    let t = s.output.as_ref().expect("checked: output").ty();
+    let t = s.output.ty();
+    // The whole path, alias included, at the type: a path spanning two locations is reported at
+    // its first token (the attribute), which made a second copy of the same error there.
+    let pv_t = Ident::new("__s", Span::mixed_site().located_at(t.span()));
     let call = match (client, cached) {
         (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
         (Some(client), true) => {
-            quote_spanned!(t.span()=> #pv::call_cached::<#decoder>(#client, #req).await)
+            quote_spanned!(t.span()=> #pv_t::call_cached::<#decoder>(#client, #req).await)
         }
         (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
         (None, true) => {
-            quote_spanned!(t.span()=> #pv::call_global_cached::<#decoder>(#req).await)
+            quote_spanned!(t.span()=> #pv_t::call_global_cached::<#decoder>(#req).await)
         }
     };
     let body = quote! {

@@ -1,17 +1,25 @@
 //! `#[derive(Fingerprint)]`: a `const` hash of the shape serde sees when it deserializes the type.
 //!
 //! What counts: field and variant names after `rename`/`rename_all` (and `alias`), field types (by
-//! their own fingerprints), enum tagging (`tag`, `content`, `untagged`), `flatten`, `default`,
-//! `skip`/`skip_deserializing`, `deny_unknown_fields`, `transparent`, `from`/`try_from`, and custom
-//! `with`/`deserialize_with` functions (by path). What does not: the type's Rust name, doc
-//! comments, `skip_serializing*`, attribute order.
+//! their own `Fingerprint` constants, never by their spelling), enum tagging (`tag`, `content`,
+//! `untagged`), `flatten`, `default`, `skip`/`skip_deserializing`, `deny_unknown_fields`,
+//! `transparent`, `from`/`try_from`, and custom `with`/`deserialize_with` functions (by path). What
+//! does not: the type's Rust name, doc comments, `skip_serializing*`, attribute order.
 //!
-//! A field whose type names the type itself (`children: Vec<Node>`) is hashed by its written type
-//! instead of recursing; mutually recursive types across two definitions are not supported (the
-//! constant would be cyclic): pin those with `cache(version = "...")`.
+//! Recursion. A field type is composed from `<FieldType as Fingerprint>::FINGERPRINT`, so a cycle of
+//! types would be a cycle of constants, which rustc rejects. Two ways cut it:
+//! - direct self-recursion, written `Self` or the type's bare name (`Vec<Node>` inside `Node`), is
+//!   rewritten to the marker `SelfRef` before the field type's constant is taken (`Vec<SelfRef>`),
+//!   so it composes through the container's real impl; only a one-segment path can name the type
+//!   being defined (`inner::Node` is another type and keeps its own constant);
+//! - a cycle through other types (`A` holds `B`, `B` holds `A`) needs one of them pinned with
+//!   `#[fingerprint(version = "1")]`: its constant is then its name and that version, it reads no
+//!   field constant, and the types around it compose from it as usual. Bump the version whenever
+//!   the pinned type (or what it reaches) changes shape.
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::quote;
+use syn::visit_mut::VisitMut;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Type};
 
 #[derive(Default)]
@@ -102,6 +110,52 @@ fn serde_attrs(attrs: &[syn::Attribute]) -> syn::Result<Serde> {
     Ok(out)
 }
 
+/// The container's `#[fingerprint(version = "...")]`, if any.
+fn pinned_version(attrs: &[syn::Attribute]) -> syn::Result<Option<LitStr>> {
+    let mut version: Option<LitStr> = None;
+    for attr in attrs.iter().filter(|a| a.path().is_ident("fingerprint")) {
+        attr.parse_nested_meta(|meta| {
+            if !meta.path.is_ident("version") {
+                return Err(meta.error(
+                    "unknown `fingerprint` key: expected `version = \"...\"`",
+                ));
+            }
+            let lit = match meta.value()?.parse::<syn::Lit>()? {
+                syn::Lit::Str(lit) => lit,
+                other => {
+                    return Err(syn::Error::new(
+                        other.span(),
+                        "`version` takes a string: `#[fingerprint(version = \"1\")]`",
+                    ))
+                }
+            };
+            if lit.value().trim().is_empty() {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "`version` must not be empty: bump it by hand whenever the type's shape changes, e.g. `version = \"1\"`",
+                ));
+            }
+            if version.is_some() {
+                return Err(meta.error("duplicate `version`: a type has one pinned version"));
+            }
+            version = Some(lit);
+            Ok(())
+        })?;
+    }
+    Ok(version)
+}
+
+/// `#[fingerprint]` only pins a whole type: on a field or variant it would be silently meaningless.
+fn no_inner_pin(attrs: &[syn::Attribute]) -> syn::Result<()> {
+    match attrs.iter().find(|a| a.path().is_ident("fingerprint")) {
+        Some(attr) => Err(syn::Error::new_spanned(
+            attr,
+            "`#[fingerprint(...)]` goes on the type, not on a field or variant: pin the type that closes the cycle with `#[fingerprint(version = \"1\")]`",
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
     match syn::parse2::<DeriveInput>(input).and_then(|i| expand(&i)) {
         Ok(t) => t,
@@ -113,7 +167,25 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let container = serde_attrs(&input.attrs)?;
     let self_ident = &input.ident;
     let deny = container.deny_unknown_fields;
-    let body = if let Some(from) = &container.from {
+    let pin = pinned_version(&input.attrs)?;
+    match &input.data {
+        Data::Struct(s) => s.fields.iter().try_for_each(|f| no_inner_pin(&f.attrs))?,
+        Data::Enum(e) => e.variants.iter().try_for_each(|v| {
+            no_inner_pin(&v.attrs)?;
+            v.fields.iter().try_for_each(|f| no_inner_pin(&f.attrs))
+        })?,
+        Data::Union(_) => {}
+    }
+    let body = if let Some(version) = &pin {
+        // A pinned type reads none of its fields' constants (that is what cuts a cycle), only its
+        // name, the version and its type arguments (so `Page<u64>` and `Page<String>` differ).
+        let name = unraw(self_ident);
+        let params = input.generics.type_params().map(|p| {
+            let id = &p.ident;
+            quote!(.u64(<#id as ::stitch::Fingerprint>::FINGERPRINT))
+        });
+        quote!(::stitch::__private::ShapeHasher::new("pinned-type").str(#name).str(#version) #(#params)*)
+    } else if let Some(from) = &container.from {
         let fp = type_fp(from, self_ident);
         quote!(::stitch::__private::ShapeHasher::new("from").u64(#fp))
     } else {
@@ -223,23 +295,32 @@ fn fields(fields: &Fields, rule: Option<&str>, self_ident: &Ident) -> syn::Resul
     Ok(chain)
 }
 
-/// `<T as Fingerprint>::FINGERPRINT`, or the written type's text when it names the type itself.
+/// `<T as Fingerprint>::FINGERPRINT`, with every reference to the type being defined replaced by
+/// the `SelfRef` marker (see the module doc: the alternative is a const cycle).
 fn type_fp(ty: &Type, self_ident: &Ident) -> TokenStream {
-    let mentions_self = ty.to_token_stream().into_iter().any(|t| {
-        fn walk(t: &proc_macro2::TokenTree, id: &Ident) -> bool {
-            match t {
-                proc_macro2::TokenTree::Ident(i) => i == id || i == "Self",
-                proc_macro2::TokenTree::Group(g) => g.stream().into_iter().any(|t| walk(&t, id)),
-                _ => false,
+    let mut ty = ty.clone();
+    SelfToMarker(self_ident).visit_type_mut(&mut ty);
+    quote!(<#ty as ::stitch::Fingerprint>::FINGERPRINT)
+}
+
+/// Rewrites `Self` and the bare name of the type being defined (with any generic arguments) to
+/// `::stitch::__private::SelfRef`. A path of two or more segments (`inner::Item`) or a qualified
+/// one names some other type, whatever its last segment, and is left alone.
+struct SelfToMarker<'a>(&'a Ident);
+
+impl VisitMut for SelfToMarker<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::Path(p) = ty {
+            let names_self = p.qself.is_none()
+                && p.path.leading_colon.is_none()
+                && p.path.segments.len() == 1
+                && (p.path.segments[0].ident == *self.0 || p.path.segments[0].ident == "Self");
+            if names_self {
+                *ty = syn::parse_quote_spanned!(p.path.segments[0].ident.span()=> ::stitch::__private::SelfRef);
+                return;
             }
         }
-        walk(&t, self_ident)
-    });
-    if mentions_self {
-        let text = ty.to_token_stream().to_string();
-        quote!(::stitch::__private::ShapeHasher::new("recursive").str(#text).finish())
-    } else {
-        quote!(<#ty as ::stitch::Fingerprint>::FINGERPRINT)
+        syn::visit_mut::visit_type_mut(self, ty);
     }
 }
 

@@ -16,6 +16,8 @@ mod model;
 mod spec;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod snapshot;
 
 use proc_macro::TokenStream;
@@ -35,7 +37,8 @@ pub fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Derives `stitch::Fingerprint`: a compile-time hash of the type's serde-visible shape, folded into
 /// cache keys so a changed output type never reads entries written for its old shape.
-#[proc_macro_derive(Fingerprint)]
+/// `#[fingerprint(version = "1")]` pins a type by hand (to cut a cycle of mutually recursive types).
+#[proc_macro_derive(Fingerprint, attributes(fingerprint))]
 pub fn derive_fingerprint(input: TokenStream) -> TokenStream {
     fingerprint::derive(input.into()).into()
 }

@@ -26,6 +26,12 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("`\"{text}\"` is not a duration: {FORM}"));
         }
+        // `"1.5s"` is not "a number without a unit": say what is wrong and the exact fix.
+        if rest[digits..].starts_with('.') {
+            return Err(format!(
+                "`\"{text}\"`: fractions are not supported in durations; use a smaller unit (e.g. `\"1500ms\"` for `\"1.5s\"`, `\"90s\"` for `\"1.5m\"`)"
+            ));
+        }
         let number: u128 = rest[..digits]
             .parse()
             .map_err(|_| format!("`\"{text}\"` is too large: {FORM}"))?;
@@ -63,6 +69,11 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_millis(total as u64))
 }
+
+/// The longest pacing interval (and burst tolerance) the runtime's pacer represents: half of `u64`
+/// nanoseconds, so adding it to a pacer's clock (nanoseconds since the pacer started) cannot overflow
+/// for another ~292 years of uptime.
+pub(crate) const PACER_MAX_NANOS: u64 = u64::MAX / 2;
 
 /// Parses a rate `"<n>/<unit>"` or `"<n>/<k><unit>"` (units `ms`, `s`, `m`, `h`, `d`), e.g. `"2/s"`,
 /// `"120/m"`, `"100/15m"`. Returns the count and the window.
@@ -103,6 +114,15 @@ pub(crate) fn rate(text: &str) -> Result<(u64, Duration), String> {
     };
     let window = duration(&window_text)
         .map_err(|_| format!("`\"{text}\"`: `{window}` is not a window: {FORM}"))?;
+    // The pacer keeps times as `u64` nanoseconds since it started and adds the interval to them:
+    // an interval past this bound would wrap (`"1/213504d"` would pace every ~25 minutes).
+    if window.as_nanos() / (count as u128) > u128::from(PACER_MAX_NANOS) {
+        return Err(format!(
+            "`\"{text}\"` is too slow to pace: one request per {} days; the pacer's bound is one per {} days (about 292 years); use a shorter window or more requests per window",
+            window.as_secs() / count / 86_400,
+            PACER_MAX_NANOS / 86_400_000_000_000
+        ));
+    }
     if window.as_nanos() / (count as u128) == 0 {
         return Err(format!(
             "`\"{text}\"` is too fast to pace: the spacing would be under a nanosecond"
@@ -225,6 +245,7 @@ mod tests {
         assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(duration("1.5s").unwrap_err().contains("fractions"));
         for bad in [
             "0s",
             "5x",
@@ -255,9 +276,13 @@ mod tests {
             "-1/s",
             "2/0s",
             "1.5/s",
+            "1/213504d",
         ] {
             assert!(rate(bad).is_err(), "{bad} should be refused");
         }
+        // The longest interval the pacer represents is accepted; one day more is not.
+        assert!(rate("1/106751d").is_ok());
+        assert!(rate("1/106752d").is_err());
     }
 
     #[test]

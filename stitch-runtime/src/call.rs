@@ -14,14 +14,16 @@ use crate::cache::local::{StitchCache, Value};
 use crate::cache::{self, CachePolicy};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
+use crate::http::redact;
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
+use crate::meter::{self, CacheOutcome};
 use crate::resilience::circuit::{self, Transition};
 use crate::runtime::{ClientCore, Runtime};
-use crate::store::record;
+use crate::store::{record, StoreError, StoreFuture};
 use crate::throttle::limiter::Acquired;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{field, Instrument};
 
 fn span(endpoint: &Endpoint) -> tracing::Span {
@@ -29,7 +31,14 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
         "stitch",
         stitch = endpoint.name,
         method = endpoint.method.as_str(),
+        // OpenTelemetry's HTTP client names, so OTel exporters show them without mapping. Never
+        // the full URL: its query may carry a secret.
+        http.request.method = endpoint.method.as_str(),
         url.template = endpoint.template,
+        server.address = field::Empty,
+        server.port = field::Empty,
+        http.response.status_code = field::Empty,
+        error.type = field::Empty,
         cache = field::Empty,
         throttle_wait_ms = field::Empty,
         attempts = field::Empty,
@@ -48,20 +57,37 @@ pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Resu
     }
     let request_endpoint = request.endpoint;
     let run = async {
-        let raw = fetch(client.runtime(), request).await?;
+        let budget = Budget::start(client.runtime(), request_endpoint);
+        let raw = fetch(client.runtime(), request, budget).await?;
         D::decode(raw.0, raw.1)
     };
     let span = span(request_endpoint);
     // No subscriber wants the span: skip its bookkeeping on the hot path.
-    let started = (!span.is_disabled()).then(|| {
+    let traced = !span.is_disabled();
+    if traced {
         span.record("cache", "bypass");
-        Instant::now()
-    });
-    let outcome = run.instrument(span.clone()).await;
-    if let Some(started) = started {
-        span.record("elapsed_ms", started.elapsed().as_secs_f64() * 1e3);
     }
+    let started = Instant::now();
+    let outcome = run.instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    if traced {
+        span.record("elapsed_ms", elapsed.as_secs_f64() * 1e3);
+        record_error(&span, &outcome);
+    }
+    meter::call(
+        request_endpoint,
+        CacheOutcome::Bypass,
+        &outcome,
+        Some(elapsed),
+    );
     outcome
+}
+
+/// The span's `error.type` (OpenTelemetry's name) of a failed call.
+fn record_error<T>(span: &tracing::Span, outcome: &Result<T>) {
+    if let Err(error) = outcome {
+        span.record("error.type", &*error.error_type());
+    }
 }
 
 /// Runs one call of a cached stitch: read-through cache and coalescing around [`call`]'s steps.
@@ -77,23 +103,34 @@ where
         _ => return call::<D>(client, request).await,
     };
     let runtime = client.runtime();
+    // No path skips the app-scope refusal (free stitches run on an unchecked global client).
+    runtime.check_app_scope(endpoint)?;
+    let auth = match runtime.provider() {
+        // Known after the first call (one read lock); deriving it asks the provider, boxed so
+        // the common future stays small.
+        Some(provider) if policy.scope == cache::Scope::Principal => Some(match provider.known() {
+            Some(digest) => digest,
+            None => Box::pin(provider.derive()).await?,
+        }),
+        _ => None,
+    };
     let generation = runtime.local().generation();
     let derive = |local: &StitchCache| {
         let static_digest =
-            local.static_digest(endpoint, || key::static_digest(endpoint, policy, runtime));
+            local.static_digest(|| key::static_digest(endpoint, policy, runtime));
         key::derive(
             &static_digest,
-            endpoint,
             policy,
             &request,
             runtime,
             client.principal(),
+            auth.as_ref(),
             (generation, local.generation()),
         )
     };
     // The hit path: no reference count, no span bookkeeping unless a subscriber wants it.
     if !cache::invalidating() {
-        let peeked = runtime.local().peek(endpoint.name, |local| {
+        let peeked = runtime.local().peek(endpoint, |local| {
             let key = derive(local);
             (key, local.get(&key).and_then(|v| typed::<D>(&v)))
         });
@@ -102,15 +139,24 @@ where
             if !span.is_disabled() {
                 span.record("cache", "hit");
             }
+            meter::hit(endpoint);
             return Ok(value);
         }
     }
-    let local = runtime.local().stitch(endpoint.name, policy);
+    let local = runtime.local().stitch(endpoint, policy);
     let key = derive(&local);
     if cache::invalidating() {
         let mut existed = local.remove(&key);
         if let Some(store) = runtime.store() {
-            existed |= store.delete(&key.store_key()).await.unwrap_or(false);
+            let store_key = key.store_key();
+            let deleted = store_op(runtime.store_timeout(), "delete", store.delete(&store_key));
+            match deleted.await {
+                Ok(found) => existed |= found,
+                Err(e) => {
+                    tracing::warn!(stitch = endpoint.name, error = %e, "cache store delete failed");
+                    meter::store_error(endpoint, "delete", "store_delete_skipped");
+                }
+            }
         }
         cache::mark_invalidated(existed);
         return Err(invalidation_only(endpoint));
@@ -144,16 +190,21 @@ where
     let span = tracing::Span::current();
     if let Some(value) = local.get(&key).and_then(|v| typed::<D>(&v)) {
         span.record("cache", "hit");
+        meter::hit(endpoint);
         return Ok(value);
     }
-    if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy).await {
+    let started = Instant::now();
+    // Started before the store read: the read counts against the call's total.
+    let budget = Budget::start(runtime, endpoint);
+    if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy, budget).await {
         span.record("cache", "hit");
+        meter::hit(endpoint);
         return Ok(value);
     }
     let stored_local = local.clone();
     let fetch_store = {
         let runtime = runtime.clone();
-        move || fetch_and_store::<D>(runtime, request, key, local, policy).instrument(span)
+        move || fetch_and_store::<D>(runtime, request, key, local, policy, budget).instrument(span)
     };
     let (outcome, role) = if policy.coalesce && tokio::runtime::Handle::try_current().is_ok() {
         let stored = || stored_local.get(&key);
@@ -161,23 +212,27 @@ where
     } else {
         (fetch_store().await, Role::Leader)
     };
-    tracing::Span::current().record(
-        "cache",
-        match role {
-            Role::Leader => "miss",
-            Role::Follower => "coalesced",
-            Role::Stored => "hit",
-        },
-    );
-
+    let cache = match role {
+        Role::Leader => CacheOutcome::Miss,
+        Role::Follower => CacheOutcome::Coalesced,
+        Role::Stored => CacheOutcome::Hit,
+    };
     // A value of another type under the same key (two stitches sharing a name and shape) is a
     // miss in spirit; report it rather than panic.
-    typed::<D>(&outcome?).ok_or_else(|| Error::Config {
-        stitch: endpoint.name,
-        reason:
-            "two stitches share this name but return different types; give one a distinct `name`"
+    let outcome = outcome.and_then(|value| {
+        typed::<D>(&value).ok_or_else(|| Error::Config {
+            stitch: endpoint.name,
+            reason: "two stitches share this name but return different types; give one a distinct `name`"
                 .into(),
-    })
+        })
+    });
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("cache", cache.as_str());
+        record_error(&span, &outcome);
+    }
+    meter::call(endpoint, cache, &outcome, Some(started.elapsed()));
+    outcome
 }
 
 fn typed<D: Decode>(value: &Value) -> Option<D::Output>
@@ -194,15 +249,20 @@ async fn from_store<D: Decode>(
     key: CacheKey,
     local: &StitchCache,
     policy: &CachePolicy,
+    budget: Budget,
 ) -> Option<D::Output>
 where
     D::Output: crate::__private::Cacheable,
 {
     let store = runtime.store()?;
-    let bytes = match store.get(&key.store_key()).await {
+    let limit = budget.store_limit(runtime);
+    let store_key = key.store_key();
+    let read = store_op(limit, "get", store.get(&store_key));
+    let bytes = match read.await {
         Ok(found) => found?,
         Err(e) => {
             tracing::warn!(stitch = endpoint.name, error = %e, "cache store read failed; treating as a miss");
+            meter::store_error(endpoint, "get", "store_read_as_miss");
             return None;
         }
     };
@@ -220,20 +280,80 @@ async fn fetch_and_store<D: Decode>(
     key: CacheKey,
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
+    budget: Budget,
 ) -> Result<Value>
 where
     D::Output: Sync,
 {
-    let (endpoint, raw) = fetch(&runtime, request).await?;
+    let (endpoint, raw) = fetch(&runtime, request, budget).await?;
     let stored = runtime.store().map(|_| record::encode(&raw));
     let value: Value = Arc::new(D::decode(endpoint, raw)?);
     local.insert(key, value.clone(), policy);
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
-        if let Err(e) = store.set(&key.store_key(), bytes, policy.ttl).await {
-            tracing::warn!(stitch = endpoint.name, error = %e, "cache store write failed");
-        }
+        let (store, store_key, ttl) = (store.clone(), key.store_key(), policy.ttl);
+        let limit = runtime.store_timeout();
+        behind(async move {
+            let written = store_op(limit, "set", store.set(&store_key, bytes, ttl)).await;
+            if let Err(e) = written {
+                tracing::warn!(stitch = endpoint.name, error = %e, "cache store write failed");
+                meter::store_error(endpoint, "set", "store_write_skipped");
+            }
+        })
+        .await;
     }
     Ok(value)
+}
+
+/// A call's total budget: the deadline every step counts against (store reads, throttle waits,
+/// backoff, attempts) and the timeout it came from (for the error).
+#[derive(Clone, Copy)]
+struct Budget {
+    deadline: tokio::time::Instant,
+    total: Duration,
+}
+
+impl Budget {
+    /// Starts now: the stitch's `timeout`, else the runtime's (30 s unless set).
+    fn start(runtime: &Runtime, endpoint: &Endpoint) -> Self {
+        let total = endpoint.timeout.unwrap_or(runtime.timeout());
+        let now = tokio::time::Instant::now();
+        // A timeout too long for the clock (`Duration::MAX`) is no bound in practice: a year.
+        let deadline = now
+            .checked_add(total)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+        Budget { deadline, total }
+    }
+
+    /// What one store operation may take: the store timeout, or what is left of the budget.
+    fn store_limit(&self, runtime: &Runtime) -> Duration {
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        runtime.store_timeout().min(left)
+    }
+}
+
+/// One store operation, bounded by `limit`: running out of time is a store failure like any other
+/// (a read becomes a miss, a write is skipped), so a slow store never holds a call longer.
+async fn store_op<T>(
+    limit: Duration,
+    operation: &'static str,
+    op: StoreFuture<'_, T>,
+) -> std::result::Result<T, StoreError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::timeout(operation, limit)),
+    }
+}
+
+/// Runs `work` (a store write, already bounded) behind the call: on its own task, so neither the
+/// caller nor the coalesced callers waiting for the value wait for it, and dropping the call
+/// cannot cut it short. Outside a tokio runtime it runs inline.
+async fn behind(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn(work.instrument(tracing::Span::current()))),
+        Err(_) => work.await,
+    }
 }
 
 /// A free stitch's call, on the process-wide runtime.
@@ -266,47 +386,72 @@ fn invalidation_only(endpoint: &'static Endpoint) -> Error {
 async fn fetch(
     runtime: &Runtime,
     request: RequestParts,
+    budget: Budget,
 ) -> Result<(&'static Endpoint, RawResponse)> {
     let endpoint = request.endpoint;
     let prepared = request.prepare(runtime)?;
-    let total = endpoint.timeout.or(runtime.timeout());
-    let deadline = total.map(|t| tokio::time::Instant::now() + t);
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        // The host only: the URL's userinfo, path and query stay out of traces.
+        if let Some(host) = prepared.url.host_str() {
+            span.record("server.address", host);
+        }
+        if let Some(port) = prepared.url.port_or_known_default() {
+            span.record("server.port", port);
+        }
+    }
     let admission = match &endpoint.circuit {
         Some(policy) => {
-            shared_circuit(runtime, endpoint).await?;
+            shared_circuit(runtime, endpoint, budget).await?;
             Some(runtime.circuits().admit(endpoint.name, policy)?)
         }
         None => None,
     };
-    let attempts = attempts(runtime, endpoint, prepared, deadline);
-    let outcome = match (deadline, total) {
-        // Boxed so the common future stays small (the two arms would not share their space).
-        (Some(deadline), Some(total)) => Box::pin(tokio::time::timeout_at(deadline, attempts))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::Timeout {
-                    stitch: endpoint.name,
-                    bound: TimeoutBound::Total,
-                    after: total,
-                })
-            }),
-        _ => attempts.await,
-    };
+    // Every call has a deadline (the runtime's default when the stitch declares none), so a
+    // silent upstream never holds a call forever.
+    let attempts = attempts(runtime, endpoint, prepared, Some(budget.deadline));
+    let outcome = tokio::time::timeout_at(budget.deadline, attempts)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                stitch: endpoint.name,
+                bound: TimeoutBound::Total,
+                after: budget.total,
+            })
+        });
     if let Some(admission) = admission {
         let transition = admission.report(&outcome);
-        publish_circuit(runtime, endpoint, transition).await;
+        match transition {
+            Transition::Opened(_) => meter::circuit(endpoint, "open"),
+            Transition::Closed => meter::circuit(endpoint, "closed"),
+            Transition::Unchanged => {}
+        }
+        publish_circuit(runtime, endpoint, transition, budget).await;
     }
     Ok((endpoint, outcome?))
 }
 
-/// With a shared store: fails fast while another runtime has the circuit open. A store error
-/// admits the call (an outage of the store must not stop the upstream calls).
-async fn shared_circuit(runtime: &Runtime, endpoint: &'static Endpoint) -> Result<()> {
+/// With a shared store: fails fast while another runtime has the circuit open. A store error (or
+/// no answer within the store timeout) admits the call (an outage of the store must not stop the
+/// upstream calls).
+async fn shared_circuit(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    budget: Budget,
+) -> Result<()> {
     let Some(store) = runtime.store() else {
         return Ok(());
     };
-    let Ok(Some(until)) = store.get(&circuit::store_key(endpoint.name)).await else {
-        return Ok(());
+    let key = circuit::store_key(endpoint.name);
+    let read = store_op(budget.store_limit(runtime), "get", store.get(&key)).await;
+    let until = match read {
+        Ok(Some(until)) => until,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::warn!(stitch = endpoint.name, error = %e, "could not read the shared circuit state; admitting the call");
+            meter::store_error(endpoint, "get", "circuit_read_admitted");
+            return Ok(());
+        }
     };
     let until_ms = std::str::from_utf8(&until)
         .ok()
@@ -321,20 +466,51 @@ async fn shared_circuit(runtime: &Runtime, endpoint: &'static Endpoint) -> Resul
     }
 }
 
-/// Tells the other runtimes on the store that this circuit opened or closed.
-async fn publish_circuit(runtime: &Runtime, endpoint: &'static Endpoint, transition: Transition) {
+/// Tells the other runtimes on the store that this circuit opened or closed, within the store
+/// timeout. The call waits for it only while its own budget lasts (so the others usually know by
+/// the time it returns); past that, often because the call has just timed out, it finishes behind.
+async fn publish_circuit(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    transition: Transition,
+    budget: Budget,
+) {
     let Some(store) = runtime.store() else { return };
-    let key = circuit::store_key(endpoint.name);
-    let result = match transition {
-        Transition::Unchanged => return,
-        Transition::Opened(cooldown) => {
-            let until = unix_ms() + cooldown.as_millis() as u64;
-            store.set(&key, until.to_string().into(), cooldown).await
+    if transition == Transition::Unchanged {
+        return;
+    }
+    let (store, key, limit) = (
+        store.clone(),
+        circuit::store_key(endpoint.name),
+        runtime.store_timeout(),
+    );
+    let publish = async move {
+        let result = match transition {
+            Transition::Unchanged => return,
+            Transition::Opened(cooldown) => {
+                let until = unix_ms() + cooldown.as_millis() as u64;
+                let until = until.to_string().into();
+                store_op(limit, "set", store.set(&key, until, cooldown)).await
+            }
+            Transition::Closed => store_op(limit, "delete", store.delete(&key))
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(stitch = endpoint.name, error = %e, "could not share the circuit state");
+            meter::store_error(endpoint, "set", "circuit_not_shared");
         }
-        Transition::Closed => store.delete(&key).await.map(|_| ()),
     };
-    if let Err(e) = result {
-        tracing::warn!(stitch = endpoint.name, error = %e, "could not share the circuit state");
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            let task = handle.spawn(publish.instrument(tracing::Span::current()));
+            let left = budget
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now());
+            // Dropping the handle leaves the task running.
+            let _ = tokio::time::timeout(left, task).await;
+        }
+        Err(_) => publish.await,
     }
 }
 
@@ -362,6 +538,7 @@ async fn attempts(
     let mut spare = Some(prepared);
     loop {
         span.record("attempts", attempt);
+        meter::attempt(endpoint);
         // Only a call that may run again keeps a copy of its request.
         let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
             || (runtime.auth().is_some() && !refreshed);
@@ -390,6 +567,9 @@ async fn attempts(
             return Err(error);
         }
         let wait = match (policy.respect_retry_after, error.retry_after()) {
+            // Honoured up to the retry's `max` (10 s unless declared): an upstream asking for a
+            // longer wait is not waited for; the caller gets the error, which carries it.
+            (true, Some(after)) if after > policy.max => return Err(error),
             (true, Some(after)) => after,
             _ => policy.delay(attempt + 1),
         };
@@ -402,6 +582,7 @@ async fn attempts(
         }
         if !runtime.retry_budgets().withdraw(endpoint.name) {
             tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
+            meter::degraded(endpoint, "retry_budget_exhausted");
             return Err(error);
         }
         tracing::debug!(
@@ -412,6 +593,7 @@ async fn attempts(
             "retrying"
         );
         span.record("backoff_ms", wait.as_secs_f64() * 1e3);
+        meter::retry(endpoint);
         Box::pin(tokio::time::sleep(wait)).await;
         attempt += 1;
     }
@@ -439,6 +621,7 @@ async fn one_attempt(
             }
         };
         tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
+        meter::throttle_wait(endpoint, permit.waited);
         Some(permit)
     };
     if let Some(auth) = runtime.auth() {
@@ -474,6 +657,43 @@ async fn read_chunked(
     Ok(body.freeze())
 }
 
+/// How much of an error body is read at most (the kept prefix included). A body that ends within
+/// it is read to its end, so the connection goes back to the pool; a longer one is abandoned
+/// (dropping the response closes its connection) rather than read in full.
+const DRAIN_BOUND: usize = 64 << 10;
+
+/// The first `keep` bytes of an error body, reading at most [`DRAIN_BOUND`] bytes. A read error
+/// ends the body early: the status is what the caller gets, the prefix is only context.
+async fn read_prefix(mut response: reqwest::Response, keep: usize) -> bytes::Bytes {
+    let mut prefix = bytes::BytesMut::new();
+    let mut read = 0usize;
+    if response
+        .content_length()
+        .is_some_and(|n| n > DRAIN_BOUND as u64)
+    {
+        // Too long to drain: read only the prefix.
+        while prefix.len() < keep {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let take = chunk.len().min(keep - prefix.len());
+                    prefix.extend_from_slice(&chunk[..take]);
+                }
+                _ => break,
+            }
+        }
+        return prefix.freeze();
+    }
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let take = chunk.len().min(keep.saturating_sub(prefix.len()));
+        prefix.extend_from_slice(&chunk[..take]);
+        read += chunk.len();
+        if read > DRAIN_BOUND && prefix.len() >= keep {
+            break;
+        }
+    }
+    prefix.freeze()
+}
+
 /// `host:port` of a URL: the key of `pool = "host"` throttles.
 fn host_key(url: &url::Url) -> String {
     format!(
@@ -489,14 +709,15 @@ async fn send(
     endpoint: &'static Endpoint,
     prepared: Prepared,
 ) -> Result<RawResponse> {
-    let Prepared { url, headers, body } = prepared;
-    let transport = |source: reqwest::Error| Error::Transport {
-        stitch: endpoint.name,
-        url: source
-            .url()
-            .map_or_else(|| endpoint.template.to_owned(), url::Url::to_string),
-        source: Arc::new(source),
-    };
+    let Prepared {
+        url,
+        headers,
+        body,
+        secrets,
+    } = prepared;
+    // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
+    // redacted: no userinfo, no secret query values.
+    let transport = |source| redact::transport(endpoint.name, endpoint.template, source, &secrets);
     let mut builder = runtime
         .http_client()
         .request(endpoint.method.to_http(), url)
@@ -506,10 +727,12 @@ async fn send(
     }
     let mut response = builder.send().await.map_err(transport)?;
     let status = response.status();
-    tracing::Span::current().record("status", status.as_u16());
+    let span = tracing::Span::current();
+    span.record("status", status.as_u16());
+    span.record("http.response.status_code", status.as_u16());
     // Moved, not cloned: the response is consumed by reading its body.
     let headers = std::mem::take(response.headers_mut());
-    let final_url = response.url().clone();
+    let final_url = redact::url(response.url(), &secrets);
     // Read here rather than in a helper `async fn`: each layer would keep its own copy of the
     // response in the call's future.
     let limit = runtime.max_response_bytes();
@@ -517,21 +740,11 @@ async fn send(
         stitch: endpoint.name,
         limit,
     };
-    let body_error = |e: reqwest::Error| Error::Transport {
-        stitch: endpoint.name,
-        url: final_url.to_string(),
-        source: Arc::new(e),
-    };
-    let body = match response.content_length() {
-        Some(n) if n > limit as u64 => return Err(too_large()),
-        // A declared length within the limit: hyper reads exactly that much, in one buffer.
-        Some(_) => response.bytes().await.map_err(body_error)?,
-        None => Box::pin(read_chunked(response, limit))
-            .await
-            .map_err(|e| e.map_or_else(too_large, body_error))?,
-    };
+    let body_error = transport;
     if let Some(statuses) = endpoint.delegate {
         if statuses.contains(&status.as_u16()) {
+            // The body is not needed; drained within a bound so the connection can be reused.
+            Box::pin(read_prefix(response, 0)).await;
             return Err(Error::RateLimited {
                 stitch: endpoint.name,
                 status,
@@ -540,16 +753,26 @@ async fn send(
         }
     }
     if !status.is_success() {
-        let limit = runtime.error_body_limit().min(body.len());
+        // Only the prefix the error keeps is read: a hostile or huge error body costs at most
+        // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
+        let prefix = Box::pin(read_prefix(response, runtime.error_body_limit())).await;
         return Err(Error::Status {
             stitch: endpoint.name,
             method: endpoint.method.as_str(),
             url: final_url.to_string(),
             status,
             headers: Box::new(headers),
-            body: String::from_utf8_lossy(&body[..limit]).into_owned(),
+            body: String::from_utf8_lossy(&prefix).into_owned(),
         });
     }
+    let body = match response.content_length() {
+        Some(n) if n > limit as u64 => return Err(too_large()),
+        // A declared length within the limit: hyper reads exactly that much, in one buffer.
+        Some(_) => response.bytes().await.map_err(body_error)?,
+        None => Box::pin(read_chunked(response, limit))
+            .await
+            .map_err(|e| e.map_or_else(too_large, body_error))?,
+    };
     Ok(RawResponse {
         status,
         headers,

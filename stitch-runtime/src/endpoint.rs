@@ -93,7 +93,11 @@ pub struct SchemaSet {
 
 /// A stitch's static descriptor. Obtain one from a generated client (`AcmeClient::ENDPOINTS`) or a
 /// free stitch (`my_fn::ENDPOINT`) and call [`Endpoint::describe`].
-#[derive(Debug, Clone, Copy)]
+///
+/// A descriptor is its stitch's identity: the runtime keeps per-stitch state (the in-process
+/// cache, throttle pools) under its address. Generated descriptors are `static`s, so that address
+/// is fixed and unique; the type is neither `Clone` nor `Copy`, so no copy can stand in for it.
+#[derive(Debug)]
 pub struct Endpoint {
     pub(crate) name: &'static str,
     pub(crate) method: Method,
@@ -230,6 +234,11 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// The descriptor's identity: its address (see the type's docs for why it is stable).
+    pub(crate) fn id(&self) -> usize {
+        self as *const Endpoint as usize
+    }
+
     /// The stitch's full name: `module::path::Trait::method` or `module::path::function`.
     pub fn name(&self) -> &'static str {
         self.name

@@ -54,7 +54,8 @@ pub enum Error {
         body: String,
     },
     /// The request could not be sent or the response not read (connection refused, reset, ...).
-    #[error("{stitch}: request to {url} failed")]
+    /// Its message names the cause (see [`Error::transport_cause`]).
+    #[error("{stitch}: request to {url} failed: {}", TransportReason(source))]
     Transport {
         /// The stitch's name.
         stitch: &'static str,
@@ -169,8 +170,273 @@ impl Error {
         }
     }
 
+    /// Why an [`Error::Transport`] happened: refused, timed out, TLS, DNS, unsupported scheme, ...
+    pub fn transport_cause(&self) -> Option<TransportCause> {
+        match self {
+            Error::Transport { source, .. } => Some(TransportCause::of(source)),
+            _ => None,
+        }
+    }
+
+    /// A short, low-cardinality name of what went wrong, as the call span's `error.type` and
+    /// the `outcome` label of `stitch_calls_total` carry it (OpenTelemetry's convention): the
+    /// status code for [`Error::Status`] (`"503"`), the [`TransportCause`] for
+    /// [`Error::Transport`] (`"connection_refused"`, `"tls"`, ...), otherwise the variant
+    /// (`"timeout"`, `"decode"`, `"circuit_open"`, ...).
+    pub fn error_type(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
+            Error::Status { status, .. } => return status.as_str().to_owned().into(),
+            Error::Transport { source, .. } => TransportCause::of(source).as_str(),
+            Error::Timeout { .. } => "timeout",
+            Error::Decode { .. } => "decode",
+            Error::Throttled { .. } => "throttled",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::CircuitOpen { .. } => "circuit_open",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::UnexpectedContentType { .. } => "unexpected_content_type",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::Config { .. } => "config",
+        })
+    }
+
     /// Whether this is a [`Error::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })
+    }
+}
+
+/// Why a request could not be sent or its response not read ([`Error::transport_cause`]), read
+/// from the HTTP client's error and its source chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportCause {
+    /// Nothing accepted the connection: no server listens on that host and port.
+    ConnectionRefused,
+    /// Connecting (or a timeout of a user-supplied HTTP client) ran out of time.
+    TimedOut,
+    /// The TLS handshake failed: an untrusted or invalid certificate, a host name the certificate
+    /// does not cover, or a server that does not speak TLS.
+    Tls,
+    /// The host name did not resolve.
+    Dns,
+    /// The HTTP client cannot send to this URL's scheme (`https` in a build without TLS, or a
+    /// user-supplied client restricted to `https`).
+    UnsupportedScheme,
+    /// The connection was reset or closed before the response was complete.
+    ConnectionClosed,
+    /// Anything else the HTTP client reported.
+    Other,
+}
+
+impl TransportCause {
+    /// A stable, lower-case name (`connection_refused`, `timeout`, `tls`, `dns`,
+    /// `unsupported_scheme`, `connection_closed`, `transport`), as used for `error.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportCause::ConnectionRefused => "connection_refused",
+            TransportCause::TimedOut => "timeout",
+            TransportCause::Tls => "tls",
+            TransportCause::Dns => "dns",
+            TransportCause::UnsupportedScheme => "unsupported_scheme",
+            TransportCause::ConnectionClosed => "connection_closed",
+            TransportCause::Other => "transport",
+        }
+    }
+
+    /// Classifies what reqwest reported. Typed checks first (reqwest's own predicates, I/O error
+    /// kinds, the rustls error type); words of the inner messages only where no type is
+    /// reachable (native-tls's errors, reqwest's private "URL scheme is not allowed").
+    pub(crate) fn of(error: &reqwest::Error) -> Self {
+        use std::io::ErrorKind as Kind;
+        let https = error.url().is_some_and(|u| u.scheme() == "https");
+        if https && !cfg!(any(feature = "rustls", feature = "native-tls")) {
+            return TransportCause::UnsupportedScheme;
+        }
+        if error.is_timeout() {
+            return TransportCause::TimedOut;
+        }
+        if error.is_dns() {
+            return TransportCause::Dns;
+        }
+        let (mut closed, mut tls_words, mut scheme_words) = (false, false, false);
+        for e in chain(error) {
+            #[cfg(feature = "rustls")]
+            if e.is::<rustls::Error>() {
+                return TransportCause::Tls;
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    Kind::ConnectionRefused => return TransportCause::ConnectionRefused,
+                    Kind::TimedOut => return TransportCause::TimedOut,
+                    Kind::ConnectionReset
+                    | Kind::ConnectionAborted
+                    | Kind::BrokenPipe
+                    | Kind::UnexpectedEof => closed = true,
+                    _ => {}
+                }
+            }
+            // reqwest's own layers carry the URL in their message: never read words from it.
+            if e.is::<reqwest::Error>() {
+                continue;
+            }
+            let text = e.to_string().to_ascii_lowercase();
+            scheme_words |= text.contains("scheme");
+            tls_words |= ["certificate", "handshake", "tls", "ssl"]
+                .iter()
+                .any(|w| text.contains(w));
+        }
+        if scheme_words {
+            TransportCause::UnsupportedScheme
+        } else if https && tls_words && error.is_connect() {
+            TransportCause::Tls
+        } else if closed || error.is_body() {
+            TransportCause::ConnectionClosed
+        } else {
+            TransportCause::Other
+        }
+    }
+}
+
+impl std::fmt::Display for TransportCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every error in `error`'s source chain, `error` first. Looks inside `io::Error`s, whose
+/// `source()` skips the error they wrap (where hyper-rustls puts the TLS error).
+fn chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    let mut next = Some(error);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+        Some(current)
+    })
+}
+
+/// The `failed: …` part of [`Error::Transport`]'s message: the cause in words a user can act on,
+/// with the innermost message (never reqwest's own, which carries the URL and so possibly a
+/// secret query parameter).
+struct TransportReason<'a>(&'a reqwest::Error);
+
+impl std::fmt::Display for TransportReason<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let error = self.0;
+        let detail = chain(error)
+            .filter(|e| !e.is::<reqwest::Error>())
+            .last()
+            .map(|e| e.to_string());
+        let detail = detail
+            .as_deref()
+            .unwrap_or("the HTTP client gave no detail");
+        match TransportCause::of(error) {
+            TransportCause::ConnectionRefused => {
+                f.write_str("connection refused (is the server running on that host and port?)")
+            }
+            TransportCause::TimedOut => write!(f, "timed out ({detail})"),
+            TransportCause::Tls if unknown_issuer(error) => write!(
+                f,
+                "TLS handshake failed: {detail} (the server's certificate is not signed by a \
+                 trusted CA; trust a private CA with `RuntimeBuilder::root_certificates_pem`)"
+            ),
+            TransportCause::Tls => write!(f, "TLS handshake failed: {detail}"),
+            TransportCause::Dns => write!(f, "DNS lookup failed: {detail}"),
+            TransportCause::UnsupportedScheme
+                if !cfg!(any(feature = "rustls", feature = "native-tls")) =>
+            {
+                f.write_str(
+                    "`https` needs TLS, but stitch was built without its `rustls` (default) \
+                     and `native-tls` features",
+                )
+            }
+            TransportCause::UnsupportedScheme => {
+                write!(
+                    f,
+                    "the HTTP client does not send this URL's scheme ({detail})"
+                )
+            }
+            TransportCause::ConnectionClosed => {
+                write!(
+                    f,
+                    "connection closed before the response was complete: {detail}"
+                )
+            }
+            TransportCause::Other => f.write_str(detail),
+        }
+    }
+}
+
+/// Whether rustls refused the server's certificate for want of a trusted issuer: the one TLS
+/// failure with a fix on the client side (trusting the CA).
+fn unknown_issuer(error: &reqwest::Error) -> bool {
+    #[cfg(feature = "rustls")]
+    {
+        chain(error).any(|e| {
+            matches!(
+                e.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer
+                ))
+            )
+        })
+    }
+    #[cfg(not(feature = "rustls"))]
+    {
+        let _ = error;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTP-only build (`default-features = false`) names the missing feature instead of
+    /// hyper's "invalid URL, scheme is not http". Runs with `--no-default-features`.
+    #[cfg(not(any(feature = "rustls", feature = "native-tls")))]
+    #[tokio::test]
+    async fn https_without_tls_names_the_missing_feature() {
+        let source = reqwest::Client::new()
+            .get("https://127.0.0.1:9/")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            TransportCause::of(&source),
+            TransportCause::UnsupportedScheme
+        );
+        let message = TransportReason(&source).to_string();
+        assert!(message.contains("built without its `rustls`"), "{message}");
+    }
+
+    /// The reqwest layers' messages carry the URL, possibly a secret query parameter: the reason
+    /// quotes only the layers below them.
+    #[tokio::test]
+    async fn the_reason_never_quotes_the_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let source = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/?api_key=hunter2"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            source.to_string().contains("hunter2"),
+            "reqwest's own message has it"
+        );
+        let message = TransportReason(&source).to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("connection refused"), "{message}");
     }
 }

@@ -2,7 +2,7 @@
 
 pub use crate::__stitch_name as name;
 pub use crate::__stitch_schemas as schemas;
-pub use crate::cache::fingerprint::{pinned, ShapeHasher};
+pub use crate::cache::fingerprint::{pinned, SelfRef, ShapeHasher};
 pub use crate::cache::CachePolicy;
 pub use crate::call::{call, call_cached, call_global, call_global_cached};
 pub use crate::endpoint::Role::{

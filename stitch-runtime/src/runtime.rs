@@ -4,7 +4,7 @@
 //! Free stitches use the process-wide runtime: [`Runtime::install_global`] once at start-up, or a
 //! default runtime is created on first use.
 
-use crate::auth::{is_credential_header, Auth, Principal};
+use crate::auth::{is_credential_header, Auth, Principal, Provider};
 use crate::cache::coalesce::Flights;
 use crate::cache::local::LocalTier;
 use crate::cache::Scope;
@@ -14,7 +14,7 @@ use crate::resilience::circuit::Circuits;
 use crate::resilience::RetryBudgets;
 use crate::store::Store;
 use crate::throttle::limiter::{Limiters, PacingClock};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,16 +28,20 @@ struct Inner {
     http: reqwest::Client,
     base_url: Option<&'static str>,
     default_headers: HeaderMap,
-    default_credentials: bool,
-    timeout: Option<Duration>,
+    /// A keyed hash of the credentials every request of this runtime carries (default credential
+    /// headers, base-URL userinfo), or `None` without any.
+    default_credentials: Option<[u8; 32]>,
+    timeout: Duration,
+    store_timeout: Duration,
     error_body_limit: usize,
     principal_key: [u8; 32],
     store: Option<Arc<dyn Store>>,
     local: LocalTier,
     flights: Arc<Flights>,
     limiters: Limiters,
+    /// The `auth` provider as the pipeline calls it: the same object as `provider`.
     auth: Option<Arc<dyn Auth>>,
-    auth_principal: Option<Principal>,
+    provider: Option<Arc<Provider>>,
     circuits: Circuits,
     retry_budgets: RetryBudgets,
     max_response_bytes: usize,
@@ -48,7 +52,11 @@ impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Header values may be credentials: only names are shown.
         f.debug_struct("Runtime")
-            .field("base_url", &self.inner.base_url)
+            // A base URL's userinfo is a credential.
+            .field(
+                "base_url",
+                &self.inner.base_url.map(crate::http::redact::text),
+            )
             .field(
                 "default_headers",
                 &self.inner.default_headers.keys().collect::<Vec<_>>(),
@@ -59,7 +67,9 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// A builder with defaults: a new HTTP client, no base URL override, no default timeout.
+    /// A builder with defaults: a new HTTP client, no base URL override, a total timeout of
+    /// [`DEFAULT_TIMEOUT`] for stitches that declare none, store operations bounded by
+    /// [`DEFAULT_STORE_TIMEOUT`].
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -119,14 +129,22 @@ impl Runtime {
     pub(crate) fn default_headers(&self) -> &HeaderMap {
         &self.inner.default_headers
     }
-    pub(crate) fn timeout(&self) -> Option<Duration> {
+    pub(crate) fn timeout(&self) -> Duration {
         self.inner.timeout
+    }
+    pub(crate) fn store_timeout(&self) -> Duration {
+        self.inner.store_timeout
     }
     pub(crate) fn error_body_limit(&self) -> usize {
         self.inner.error_body_limit
     }
-    pub(crate) fn has_default_credentials(&self) -> bool {
-        self.inner.default_credentials
+    pub(crate) fn default_credentials(&self) -> Option<&[u8; 32]> {
+        self.inner.default_credentials.as_ref()
+    }
+    /// Whether requests of this runtime carry credentials whatever the stitch: default
+    /// credential headers, base-URL userinfo or an `auth` provider.
+    pub(crate) fn sends_credentials(&self) -> bool {
+        self.inner.default_credentials.is_some() || self.inner.auth.is_some()
     }
     pub(crate) fn principal_key(&self) -> &[u8; 32] {
         &self.inner.principal_key
@@ -146,8 +164,8 @@ impl Runtime {
     pub(crate) fn auth(&self) -> Option<&Arc<dyn Auth>> {
         self.inner.auth.as_ref()
     }
-    pub(crate) fn auth_principal(&self) -> Option<&Principal> {
-        self.inner.auth_principal.as_ref()
+    pub(crate) fn provider(&self) -> Option<&Provider> {
+        self.inner.provider.as_deref()
     }
     pub(crate) fn circuits(&self) -> &Circuits {
         &self.inner.circuits
@@ -171,7 +189,7 @@ impl Runtime {
 
     /// Forgets every cached entry of one stitch (bumps its generation; nothing is enumerated).
     pub fn invalidate_stitch(&self, endpoint: &Endpoint) {
-        if let Some(cache) = self.inner.local.existing(endpoint.name) {
+        if let Some(cache) = self.inner.local.existing(endpoint) {
             cache.bump();
         }
     }
@@ -185,7 +203,7 @@ impl Runtime {
     pub fn cached_entries(&self, endpoint: &Endpoint) -> u64 {
         self.inner
             .local
-            .existing(endpoint.name)
+            .existing(endpoint)
             .map_or(0, |c| c.len())
     }
 
@@ -203,7 +221,10 @@ pub struct RuntimeBuilder {
     base_url: Option<String>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    store_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
+    /// PEM bundles of extra trusted CA certificates, parsed by `build`.
+    root_certificates: Vec<Vec<u8>>,
     error_body_limit: Option<usize>,
     principal_key: Option<[u8; 32]>,
     store: Option<Arc<dyn Store>>,
@@ -235,15 +256,43 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The total timeout of calls whose stitch declares none.
+    /// The total timeout of calls whose stitch declares none (default [`DEFAULT_TIMEOUT`], 30 s),
+    /// so a silent upstream never holds a call forever. It covers throttle waits, backoff, every
+    /// attempt and store reads, like a declared `timeout`. `Duration::MAX` means no bound.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The longest one operation on the shared store may take (default [`DEFAULT_STORE_TIMEOUT`],
+    /// 250 ms). A read that takes longer is a miss, a write that takes longer is skipped (both
+    /// traced at `warn`); reads also never outlast the call's own total timeout, and cache writes
+    /// run after the callers have their value, so a slow store never delays a call by more.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = Some(timeout);
         self
     }
 
     /// The TCP connect timeout of the runtime's own HTTP client (ignored with [`Self::http_client`]).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Trusts the CA certificates of a PEM bundle (one or more `BEGIN CERTIFICATE` blocks) in
+    /// addition to the platform's roots: a private CA, or a test server's generated one.
+    /// `build` fails with [`Error::Config`] if the bundle does not parse, or if an
+    /// [`Self::http_client`] is given too (configure that client's TLS instead).
+    ///
+    /// ```no_run
+    /// # fn main() -> stitch::Result<()> {
+    /// let ca = std::fs::read("internal-ca.pem").expect("the CA bundle");
+    /// let runtime = stitch::Runtime::builder().root_certificates_pem(ca).build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(any(feature = "rustls", feature = "native-tls"))]
+    pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
         self
     }
 
@@ -323,52 +372,151 @@ impl RuntimeBuilder {
         for (name, value) in self.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| config(format!("`{name}` is not a valid header name")))?;
-            let value = HeaderValue::from_str(&value)
-                .map_err(|_| config(format!("the value of header `{name}` is not valid")))?;
+            let value = crate::http::request::header_value(&value).ok_or_else(|| {
+                config(format!(
+                    "the value of default header `{name}` is refused: {}",
+                    crate::http::request::HEADER_VALUE_RULE
+                ))
+            })?;
             default_headers.insert(header, value);
         }
         let http = match self.http {
+            Some(_) if !self.root_certificates.is_empty() => {
+                return Err(config(
+                    "`root_certificates_pem` configures the runtime's own HTTP client, but \
+                     `http_client` replaces it: add the certificates to that client instead"
+                        .into(),
+                ));
+            }
             Some(client) => client,
             None => {
+                // TLS (rustls by default) verifies against the platform's roots; reqwest uses
+                // its own crypto provider unless the process installed one, and installs none.
                 let mut builder = reqwest::Client::builder()
                     .user_agent(concat!("stitch/", env!("CARGO_PKG_VERSION")));
                 if let Some(t) = self.connect_timeout {
                     builder = builder.connect_timeout(t);
+                }
+                #[cfg(any(feature = "rustls", feature = "native-tls"))]
+                for pem in &self.root_certificates {
+                    let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                        .map_err(|e| config(format!("a root certificate does not parse: {e}")))?;
+                    if certificates.is_empty() {
+                        return Err(config(
+                            "a `root_certificates_pem` bundle holds no certificate".into(),
+                        ));
+                    }
+                    builder = builder.tls_certs_merge(certificates);
                 }
                 builder
                     .build()
                     .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?
             }
         };
+        let provider = self
+            .auth
+            .map(|auth| Arc::new(Provider::new(auth, principal_key)));
         Ok(Runtime {
             inner: Arc::new(Inner {
                 http,
                 base_url,
-                default_credentials: default_headers
-                    .keys()
-                    .any(|k| is_credential_header(k.as_str())),
+                default_credentials: default_credentials(
+                    &principal_key,
+                    &mut default_headers,
+                    base_url,
+                ),
                 default_headers,
                 principal_key,
                 store: self.store,
                 local: LocalTier::default(),
                 flights: Arc::default(),
                 limiters: Limiters::new(self.pacing_clock),
-                auth_principal: self
-                    .auth
-                    .as_ref()
-                    .and_then(|a| a.principal())
-                    .map(|id| Principal::named(&format!("auth:{id}"))),
-                auth: self.auth,
+                auth: provider.clone().map(|p| p as Arc<dyn Auth>),
+                provider,
                 circuits: Circuits::default(),
                 retry_budgets: RetryBudgets::default(),
                 max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
                 bases: Bases::default(),
-                timeout: self.timeout,
+                timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                store_timeout: self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),
         })
     }
 }
+
+impl Runtime {
+    /// Refuses a stitch sharing its cache across principals (`scope = "app"`) without the
+    /// acknowledgement when this runtime attaches credentials the macro could not see: its
+    /// entries would otherwise serve one principal's response to another. Checked when a client
+    /// is built and again on every cached call (a few loads), so no path — a free stitch on the
+    /// process-wide runtime, a client core made by hand — skips it.
+    pub(crate) fn check_app_scope(&self, endpoint: &'static Endpoint) -> Result<()> {
+        match &endpoint.cache {
+            Some(policy)
+                if policy.scope == Scope::App
+                    && !policy.shared_acknowledged
+                    && self.sends_credentials() =>
+            {
+                Err(Error::Config {
+                    stitch: endpoint.name,
+                    reason: "`cache(scope = \"app\")` shares entries across principals, but this runtime sends credentials \
+                             (an `auth` provider, a default credential header such as `authorization`, `cookie` or `x-api-key`, or a base URL with userinfo), \
+                             so one principal's response could be served to another; \
+                             use the default `scope = \"principal\"`, or add `same_for_every_principal` to the stitch's `cache(...)` if the response really is identical for everyone"
+                        .into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A keyed hash (with the principal key) of the credentials a runtime adds to every request:
+/// its default credential headers (marked sensitive on the way) and the userinfo of its base
+/// URL, or `None` when it adds none.
+fn default_credentials(
+    key: &[u8; 32],
+    headers: &mut HeaderMap,
+    base_url: Option<&str>,
+) -> Option<[u8; 32]> {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(b"stitch runtime credentials v1");
+    let mut any = false;
+    let field = |h: &mut blake3::Hasher, part: &[u8]| {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    };
+    let mut credentials: Vec<_> = headers
+        .iter_mut()
+        .filter(|(name, _)| is_credential_header(name.as_str()))
+        .collect();
+    credentials.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    for (name, value) in credentials {
+        value.set_sensitive(true);
+        field(&mut h, name.as_str().as_bytes());
+        field(&mut h, value.as_bytes());
+        any = true;
+    }
+    if let Some(base) = base_url.and_then(|b| url::Url::parse(b).ok()) {
+        if !base.username().is_empty() || base.password().is_some() {
+            field(&mut h, b"userinfo");
+            field(&mut h, base.username().as_bytes());
+            field(&mut h, base.password().unwrap_or("").as_bytes());
+            any = true;
+        }
+    }
+    any.then(|| *h.finalize().as_bytes())
+}
+
+/// The total timeout of a call whose stitch declares none and whose runtime sets none
+/// ([`RuntimeBuilder::timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one shared-store operation may take unless [`RuntimeBuilder::store_timeout`] says
+/// otherwise: a store on the same network answers in milliseconds; one that does not is treated
+/// as down for that operation.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_millis(250);
 
 static GLOBAL: OnceLock<ClientCore> = OnceLock::new();
 
@@ -389,21 +537,7 @@ impl ClientCore {
     /// otherwise serve one principal's response to another.
     pub fn new(runtime: &Runtime, endpoints: &'static [&'static Endpoint]) -> Result<Self> {
         for endpoint in endpoints {
-            let Some(policy) = &endpoint.cache else {
-                continue;
-            };
-            if policy.scope == Scope::App
-                && !policy.shared_acknowledged
-                && runtime.has_default_credentials()
-            {
-                return Err(Error::Config {
-                    stitch: endpoint.name,
-                    reason: "`cache(scope = \"app\")` shares entries across principals, but this runtime sends credentials \
-                             (a default `authorization`, `cookie` or api-key header, or an `auth` provider), so one principal's response could be served to another; \
-                             use the default `scope = \"principal\"`, or add `same_for_every_principal` to the stitch's `cache(...)` if the response really is identical for everyone"
-                        .into(),
-                });
-            }
+            runtime.check_app_scope(endpoint)?;
         }
         Ok(Self::unchecked(runtime.clone()))
     }

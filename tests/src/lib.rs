@@ -89,10 +89,13 @@ type Script = dyn Fn(&Seen) -> Reply + Send + Sync;
 
 /// A loopback HTTP server; dropped with the test's runtime.
 pub struct Upstream {
-    addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     load: Arc<Load>,
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for [`tls::start`].
+    url: String,
 }
+
+pub mod tls;
 
 /// Requests being handled right now, and the most seen at once.
 #[derive(Default)]
@@ -104,6 +107,22 @@ struct Load {
 impl Upstream {
     /// Starts a server answering every request with `script`.
     pub async fn start(script: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        Self::serve(listener, format!("http://{addr}"), script)
+    }
+
+    /// Serves the scripted app on `listener` (plain TCP, or TLS for [`tls::start`]).
+    fn serve<L: axum::serve::Listener>(
+        listener: L,
+        url: String,
+        script: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Self
+    where
+        L::Addr: std::fmt::Debug,
+    {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let script: Arc<Script> = Arc::new(script);
         let record = seen.clone();
@@ -122,14 +141,10 @@ impl Upstream {
                 response
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
-        Upstream { addr, seen, load }
+        Upstream { seen, load, url }
     }
 
     /// The most requests this upstream was handling at the same time.
@@ -159,7 +174,7 @@ impl Upstream {
 
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     /// Every request received so far.

@@ -179,6 +179,234 @@ mod recursive {
     }
 }
 
+/// Two deploys of `Item`, each holding its own `inner::Item`: the written field type is the same
+/// text (`inner::Item`, and the container's name), the shapes are not.
+mod deploy_a {
+    use super::*;
+    pub mod inner {
+        use super::*;
+        #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
+        pub struct Item {
+            pub id: u64,
+        }
+    }
+    #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
+    pub struct Item {
+        pub inner: inner::Item,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Wrapper {
+        pub item: inner::Item,
+        pub all: Vec<inner::Item>,
+        pub maybe: Option<inner::Item>,
+        pub by_name: std::collections::HashMap<String, inner::Item>,
+        pub sorted: std::collections::BTreeMap<String, Vec<inner::Item>>,
+    }
+}
+
+mod deploy_b {
+    use super::*;
+    pub mod inner {
+        use super::*;
+        /// `id` became a string: a different shape under the same written name.
+        #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
+        pub struct Item {
+            #[serde(default)]
+            pub id: String,
+        }
+    }
+    #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
+    pub struct Item {
+        pub inner: inner::Item,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Wrapper {
+        pub item: inner::Item,
+        pub all: Vec<inner::Item>,
+        pub maybe: Option<inner::Item>,
+        pub by_name: std::collections::HashMap<String, inner::Item>,
+        pub sorted: std::collections::BTreeMap<String, Vec<inner::Item>>,
+    }
+}
+
+/// The same shape as `deploy_a::Item`, spelled through other names.
+mod deploy_a_renamed {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Id {
+        pub id: u64,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Thing {
+        pub inner: Id,
+    }
+}
+
+/// Direct self-recursion, written three ways, and shapes that differ from it.
+mod self_recursive {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Node {
+        pub label: String,
+        pub children: Vec<Node>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Tree {
+        pub label: String,
+        pub children: Vec<Self>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct NumberedNode {
+        pub label: u64,
+        pub children: Vec<NumberedNode>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct List {
+        pub head: u64,
+        pub tail: Option<Box<List>>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Generic<T> {
+        pub value: T,
+        pub children: std::collections::BTreeMap<String, Generic<T>>,
+    }
+}
+
+/// Mutual recursion, cut by pinning one type of the cycle.
+mod mutual_v1 {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    #[fingerprint(version = "1")]
+    pub struct Author {
+        pub name: String,
+        pub books: Vec<Book>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Book {
+        pub title: String,
+        pub author: Option<Box<Author>>,
+    }
+}
+
+/// `Author` changed and its version was bumped.
+mod mutual_v2 {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    #[fingerprint(version = "2")]
+    pub struct Author {
+        pub name: String,
+        pub born: Option<u16>,
+        pub books: Vec<Book>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Book {
+        pub title: String,
+        pub author: Option<Box<Author>>,
+    }
+}
+
+/// `Book` changed: its own fields still count.
+mod mutual_book_changed {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    #[fingerprint(version = "1")]
+    pub struct Author {
+        pub name: String,
+        pub books: Vec<Book>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub struct Book {
+        pub isbn: String,
+        pub author: Option<Box<Author>>,
+    }
+}
+
+mod pinned_generic {
+    use super::*;
+    #[derive(Deserialize, stitch::Fingerprint)]
+    #[fingerprint(version = "1")]
+    pub struct Page<T> {
+        pub items: Vec<T>,
+    }
+}
+
+#[test]
+fn a_nested_type_named_like_its_container_is_hashed_by_its_shape() {
+    assert_ne!(
+        fp!(deploy_a::Item),
+        fp!(deploy_b::Item),
+        "`inner::Item` inside `Item` follows the type, not its spelling"
+    );
+    assert_eq!(
+        fp!(deploy_a::Item),
+        fp!(deploy_a_renamed::Thing),
+        "composed from the nested type's constant, so other names give the same shape"
+    );
+}
+
+#[test]
+fn changing_a_nested_type_changes_every_container_of_it() {
+    assert_ne!(fp!(deploy_a::inner::Item), fp!(deploy_b::inner::Item));
+    assert_ne!(fp!(deploy_a::Wrapper), fp!(deploy_b::Wrapper));
+    assert_ne!(
+        fp!(Vec<deploy_a::inner::Item>),
+        fp!(Vec<deploy_b::inner::Item>)
+    );
+    assert_ne!(
+        fp!(Option<deploy_a::inner::Item>),
+        fp!(Option<deploy_b::inner::Item>)
+    );
+    assert_ne!(
+        fp!(std::collections::HashMap<String, deploy_a::inner::Item>),
+        fp!(std::collections::HashMap<String, deploy_b::inner::Item>)
+    );
+    assert_ne!(
+        fp!(std::collections::BTreeMap<String, Vec<deploy_a::inner::Item>>),
+        fp!(std::collections::BTreeMap<String, Vec<deploy_b::inner::Item>>)
+    );
+    // Generic containers compose: a `HashMap` and a `BTreeMap` of one shape are one shape.
+    assert_eq!(
+        fp!(std::collections::HashMap<String, deploy_a::inner::Item>),
+        fp!(std::collections::BTreeMap<String, deploy_a_renamed::Id>)
+    );
+}
+
+#[test]
+fn direct_self_recursion_is_hashed_by_shape() {
+    use self_recursive::*;
+    assert_eq!(fp!(Node), fp!(Tree), "`Vec<Node>` and `Vec<Self>` are one shape");
+    assert_ne!(fp!(Node), fp!(NumberedNode));
+    assert_ne!(fp!(Node), fp!(List));
+    assert_ne!(fp!(Generic<u64>), fp!(Generic<String>));
+    assert_ne!(fp!(Vec<Node>), fp!(Node));
+}
+
+#[test]
+fn mutual_recursion_with_a_pin_compiles_and_tracks_the_version_and_the_other_fields() {
+    assert_ne!(fp!(mutual_v1::Book), fp!(mutual_v1::Author));
+    assert_ne!(
+        fp!(mutual_v1::Book),
+        fp!(mutual_v2::Book),
+        "bumping the pinned version reaches every type that holds it"
+    );
+    assert_ne!(fp!(mutual_v1::Author), fp!(mutual_v2::Author));
+    assert_ne!(
+        fp!(mutual_v1::Book),
+        fp!(mutual_book_changed::Book),
+        "the unpinned type's own fields still count"
+    );
+    assert_eq!(
+        fp!(mutual_v1::Author),
+        fp!(mutual_book_changed::Author),
+        "a pinned type is its name and version: bump it by hand"
+    );
+    assert_ne!(
+        fp!(pinned_generic::Page<u64>),
+        fp!(pinned_generic::Page<String>),
+        "a pinned generic type still hashes its type arguments"
+    );
+}
+
 #[test]
 fn same_shape_same_constant() {
     assert_eq!(fp!(v1::User), fp!(same_shape_other_name::Person));
@@ -249,6 +477,8 @@ fn golden_values() {
         ("String", fp!(String)),
         ("v1::User", fp!(v1::User)),
         ("enums::Tagged", fp!(enums::Tagged)),
+        ("self_recursive::Node", fp!(self_recursive::Node)),
+        ("mutual_v1::Book", fp!(mutual_v1::Book)),
     ];
     let text: Vec<String> = golden
         .iter()
@@ -257,9 +487,11 @@ fn golden_values() {
     assert_eq!(text, GOLDEN, "fingerprint algorithm changed");
 }
 
-const GOLDEN: [&str; 4] = [
+const GOLDEN: [&str; 6] = [
     "u64=0x8a62b8090e8a4451",
     "String=0x2aad0545b2ab9521",
     "v1::User=0x2617e1a1b5c0952b",
     "enums::Tagged=0xcf429024c5d7832f",
+    "self_recursive::Node=0x069cef7eb0bffeae",
+    "mutual_v1::Book=0xb6fb6a7adc9f49ac",
 ];

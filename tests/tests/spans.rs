@@ -38,6 +38,9 @@ trait Api {
         retry(attempts = 3, backoff = "fixed", base = "20ms")
     )]
     async fn flaky(&self) -> stitch::Result<Answer>;
+
+    #[stitch(get, path = "/missing")]
+    async fn missing(&self) -> stitch::Result<Answer>;
 }
 
 /// Every value each field of `stitch` spans took, in order.
@@ -105,7 +108,9 @@ async fn spans_record_cache_throttle_attempts_and_status() {
         tracing::subscriber::set_default(tracing_subscriber::registry().with(fields.clone()));
     let flaky = Arc::new(AtomicUsize::new(0));
     let up = Upstream::start(move |seen| {
-        if seen.path == "/flaky" && flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+        if seen.path == "/missing" {
+            Reply::status(404, "no")
+        } else if seen.path == "/flaky" && flaky.fetch_add(1, Ordering::SeqCst) < 2 {
             Reply::status(503, "busy")
         } else {
             Reply::json(json!({"n": 1})).after(Duration::from_millis(50))
@@ -141,4 +146,23 @@ async fn spans_record_cache_throttle_attempts_and_status() {
     assert_eq!(recorded["attempts"], ["1", "2", "3"]);
     assert_eq!(recorded["backoff_ms"], ["20", "20"]);
     assert_eq!(recorded["status"], ["503", "503", "200"]);
+    assert_eq!(recorded["http.response.status_code"], ["503", "503", "200"]);
+    assert!(!recorded.contains_key("error.type"), "the call succeeded");
+
+    // OpenTelemetry's HTTP client fields, and never a full URL.
+    api.missing().await.unwrap_err();
+    let recorded = fields.drain();
+    assert_eq!(recorded["http.request.method"], ["GET"]);
+    assert_eq!(recorded["url.template"].len(), 1);
+    assert_eq!(recorded["server.address"], ["127.0.0.1"]);
+    assert_eq!(
+        recorded["server.port"],
+        [up.url().rsplit(':').next().unwrap()]
+    );
+    assert_eq!(recorded["http.response.status_code"], ["404"]);
+    assert_eq!(recorded["error.type"], ["404"]);
+    assert!(
+        recorded.values().flatten().all(|v| !v.contains("://")),
+        "no URL in the span: {recorded:?}"
+    );
 }

@@ -157,27 +157,18 @@ impl Store for Down {
     fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
-            Err(StoreError {
-                operation: "get",
-                message: "connection refused".into(),
-            })
+            Err(StoreError::unavailable("get", "connection refused"))
         })
     }
     fn set<'a>(&'a self, _: &'a str, _: bytes::Bytes, _: Duration) -> StoreFuture<'a, ()> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
-            Err(StoreError {
-                operation: "set",
-                message: "connection refused".into(),
-            })
+            Err(StoreError::unavailable("set", "connection refused"))
         })
     }
     fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async {
-            Err(StoreError {
-                operation: "delete",
-                message: "connection refused".into(),
-            })
+            Err(StoreError::unavailable("delete", "connection refused"))
         })
     }
 }

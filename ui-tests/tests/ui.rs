@@ -9,6 +9,7 @@ fn ui() {
     for topic in [
         "args",
         "cache",
+        "fingerprint",
         "path",
         "resilience",
         "roles",

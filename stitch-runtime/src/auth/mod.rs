@@ -1,11 +1,19 @@
 //! Who a call is made as. The principal scopes cache entries (one principal's response is never
-//! served to another) and comes from, in order: an explicit binding on the client
-//! (`client.as_principal("alice")`), and the credentials the request carries (a keyed hash of
-//! their values — never the secret itself). With neither, the call is anonymous.
+//! served to another) and is made of every source of credentials a call can have: an explicit
+//! binding on the client (`client.as_principal("alice")`), the runtime's `auth` provider (the
+//! identity it states, or else a keyed hash of the credentials it applies), the runtime's default
+//! credential headers and base-URL userinfo, and the call's own secret headers and query values
+//! (keyed hashes of their values — never the secret itself). A call with none is anonymous.
+//!
+//! Invariant: a runtime with credentials is never anonymous, and two different credentials never
+//! map to one principal; the same credentials under the same `principal_key` map to the same
+//! principal in every process (so a fleet shares entries by sharing that key).
 
 use http::HeaderMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// A boxed future returned by [`Auth`] methods.
 pub type AuthFuture<'a, T> = Pin<Box<dyn Future<Output = crate::Result<T>> + Send + 'a>>;
@@ -22,9 +30,103 @@ pub trait Auth: Send + Sync + 'static {
     fn refresh(&self) -> AuthFuture<'_, ()>;
 
     /// Who the credentials act as (a user or client id, never a secret): cache entries of
-    /// principal-scoped stitches are keyed by it.
+    /// principal-scoped stitches are keyed by it. Asked once, when the runtime is built, so the
+    /// identity must not change during the provider's life.
+    ///
+    /// With `None` (the default) the principal is derived from the credentials themselves: the
+    /// headers [`Auth::apply`] sets on an empty request, hashed with the runtime's
+    /// `principal_key`, again after every [`Auth::refresh`]. State an identity when the
+    /// credentials rotate (entries then survive a token refresh, and processes of a fleet that
+    /// each obtain their own token share entries); leave `None` for a fixed key or token.
     fn principal(&self) -> Option<String> {
         None
+    }
+}
+
+/// The runtime's `auth` provider, with the principal its calls are made as. Stands in for the
+/// user's provider (it is what the pipeline calls) so that a `refresh` also retires the principal
+/// derived from the old credentials.
+pub(crate) struct Provider {
+    inner: Arc<dyn Auth>,
+    /// From [`Auth::principal`], when the provider states one.
+    stated: Option<[u8; 32]>,
+    key: [u8; 32],
+    /// Bumped by every `refresh`: a derived principal of an older epoch is stale.
+    epoch: AtomicU64,
+    derived: RwLock<Option<(u64, [u8; 32])>>,
+}
+
+impl Provider {
+    pub(crate) fn new(inner: Arc<dyn Auth>, principal_key: [u8; 32]) -> Self {
+        Provider {
+            stated: inner
+                .principal()
+                .map(|id| Principal::named(&format!("auth:{id}")).digest),
+            inner,
+            key: principal_key,
+            epoch: AtomicU64::new(0),
+            derived: RwLock::new(None),
+        }
+    }
+
+    /// The principal, when known without asking the provider (the hit path: one read lock).
+    pub(crate) fn known(&self) -> Option<[u8; 32]> {
+        if self.stated.is_some() {
+            return self.stated;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        match *self.derived.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((e, digest)) if e == epoch => Some(digest),
+            _ => None,
+        }
+    }
+
+    /// Derives the principal from what [`Auth::apply`] sets on an empty request: every header it
+    /// sets is a credential, hashed (name and value, in a fixed order) with the principal key.
+    /// Kept until the next `refresh`; a derivation that overlapped a refresh is not kept. A
+    /// dropped derivation leaves nothing behind.
+    pub(crate) async fn derive(&self) -> crate::Result<[u8; 32]> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut scratch = HeaderMap::new();
+        self.inner.apply(&mut scratch).await?;
+        let mut applied: Vec<(&str, &[u8])> = scratch
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        applied.sort_unstable();
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(b"stitch auth principal v1");
+        for (name, value) in applied {
+            for part in [name.as_bytes(), value] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        let digest = *h.finalize().as_bytes();
+        let mut slot = self.derived.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            *slot = Some((epoch, digest));
+        }
+        Ok(digest)
+    }
+}
+
+impl Auth for Provider {
+    fn apply<'a>(&'a self, headers: &'a mut HeaderMap) -> AuthFuture<'a, ()> {
+        self.inner.apply(headers)
+    }
+
+    fn refresh(&self) -> AuthFuture<'_, ()> {
+        Box::pin(async move {
+            let outcome = self.inner.refresh().await;
+            // Even a failed refresh may have replaced the credentials.
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            outcome
+        })
+    }
+
+    fn principal(&self) -> Option<String> {
+        self.inner.principal()
     }
 }
 

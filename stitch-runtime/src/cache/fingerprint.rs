@@ -9,7 +9,25 @@
 /// A type whose serde-visible shape has a compile-time fingerprint.
 ///
 /// Derive it with `#[derive(stitch::Fingerprint)]` next to `Deserialize`; std types and
-/// `serde_json::Value` have impls.
+/// `serde_json::Value` have impls. A derived fingerprint is composed from the field types' own
+/// constants, so a change anywhere in a nested type changes every type that contains it.
+///
+/// Recursion: a type may hold itself directly (`children: Vec<Node>` or `Vec<Self>` inside `Node`).
+/// Types that hold each other (`A` holds `B`, `B` holds `A`) would make a cycle of constants, which
+/// rustc reports as "cycle detected when const-evaluating"; pin one type of the cycle by hand and
+/// bump its version whenever it (or what it reaches) changes:
+///
+/// ```
+/// #[derive(serde::Deserialize, stitch::Fingerprint)]
+/// #[fingerprint(version = "1")]
+/// struct Author { name: String, books: Vec<Book> }
+///
+/// #[derive(serde::Deserialize, stitch::Fingerprint)]
+/// struct Book { title: String, author: Option<Box<Author>> }
+///
+/// use stitch::Fingerprint;
+/// assert_ne!(Book::FINGERPRINT, Author::FINGERPRINT);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no schema fingerprint, so a cached entry written for an older shape of it could be read after a change",
     label = "this output type needs `stitch::Fingerprint` to be cached",
@@ -72,6 +90,15 @@ impl ShapeHasher {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// Stands for "the type being defined" inside a derived fingerprint (`Vec<Node>` in `Node` is hashed
+/// as `Vec<SelfRef>`), so direct self-recursion composes without a const cycle.
+#[doc(hidden)]
+pub enum SelfRef {}
+
+impl Fingerprint for SelfRef {
+    const FINGERPRINT: u64 = ShapeHasher::new("self").finish();
 }
 
 /// The fingerprint of a hand-pinned version (`cache(version = "...")`).

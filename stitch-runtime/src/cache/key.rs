@@ -1,12 +1,18 @@
-//! Cache keys, derived — never written by users — from everything that selects a response: a key
-//! format version, the stitch, the method, the resolved URL (base, path values, static query and
-//! query pairs), the body, the `vary` headers, the principal and the output's schema fingerprint,
-//! plus the invalidation generations. Hashed with BLAKE3, so crafted inputs cannot make two keys
-//! collide; every field is length-prefixed, so no two field sequences hash alike.
+//! Cache keys, derived — never written by users — from everything that reaches the request: a key
+//! format version, the stitch's descriptor (method, template, static query and headers, `pick`,
+//! arguments, output fingerprint), the runtime's base URL and default headers, every per-call
+//! input (path values, query pairs, header arguments, body), the principal, and the invalidation
+//! generations. Hashed with BLAKE3, so crafted inputs cannot make two keys collide; every field
+//! is length-prefixed, so no two field sequences hash alike.
+//!
+//! Invariants: any per-call input that reaches the request reaches the key, so two calls that
+//! could get different responses never share an entry; a secret (a credential header or query
+//! value, URL userinfo, a `secret` argument) goes in only as a hash keyed with the runtime's
+//! `principal_key`, never in clear and never under the public format key.
 
-use crate::auth::{is_credential_header, Principal, CREDENTIAL_HEADERS};
+use crate::auth::{is_credential_header, is_credential_query_key, Principal};
 use crate::cache::{CachePolicy, Scope};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Role};
 use crate::http::request::RequestParts;
 use crate::runtime::Runtime;
 
@@ -58,50 +64,151 @@ impl Fields {
     }
 }
 
-/// The part of every key of one stitch that never changes in a runtime: the stitch, its method,
-/// the output's fingerprint, the base URL and the template. Computed once per stitch.
+/// Fields that carry secrets, hashed with the runtime's principal key (not the public format key)
+/// so a store holding the keys cannot test guesses of a secret against them. Created only when a
+/// secret turns up.
+struct Secrets<'k> {
+    key: &'k [u8; 32],
+    fields: Option<Fields>,
+}
+
+impl<'k> Secrets<'k> {
+    fn new(key: &'k [u8; 32]) -> Self {
+        Secrets { key, fields: None }
+    }
+    fn add(&mut self) -> &mut Fields {
+        let key = self.key;
+        self.fields
+            .get_or_insert_with(|| Fields(blake3::Hasher::new_keyed(key)))
+    }
+    /// Folds the secrets' digest into `f` (a distinct tag when there were none).
+    fn fold_into(self, f: &mut Fields) {
+        match self.fields {
+            Some(s) => f.tag(17).bytes(s.0.finalize().as_bytes()),
+            None => f.tag(18),
+        };
+    }
+}
+
+/// Whether a URL text may carry userinfo (`user:password@`): then it is hashed as a secret.
+fn may_have_userinfo(text: &str) -> bool {
+    text.contains('@')
+}
+
+/// The part of every key of one stitch that never changes in a runtime: everything the descriptor
+/// and the runtime add to each request — the stitch, its method, the output's fingerprint and
+/// `pick`, the base URL and the template (pieces and static query), the static headers, the
+/// arguments and their roles, and the runtime's default headers. Credentials among them (a
+/// credential-named header or query key, URL userinfo) go in as a keyed hash. Two stitches sharing
+/// a `name` but differing in anything else therefore never share keys. Computed once per stitch
+/// and runtime.
 pub(crate) fn static_digest(
     endpoint: &Endpoint,
     policy: &CachePolicy,
     runtime: &Runtime,
 ) -> [u8; 32] {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
+    let mut secret = Secrets::new(runtime.principal_key());
     f.str(endpoint.name)
         .str(endpoint.method.as_str())
         .u64(policy.fingerprint);
+    f.u64(endpoint.pick.len() as u64);
+    for step in endpoint.pick {
+        f.str(step);
+    }
     if endpoint.absolute {
         f.tag(0);
     } else {
-        f.tag(1).str(
-            runtime
-                .base_url_override()
-                .or(endpoint.base_url)
-                .unwrap_or(""),
-        );
+        let base = runtime
+            .base_url_override()
+            .or(endpoint.base_url)
+            .unwrap_or("");
+        if may_have_userinfo(base) {
+            f.tag(2);
+            secret.add().str(base);
+        } else {
+            f.tag(1).str(base);
+        }
     }
     f.u64(endpoint.pieces.len() as u64);
     for piece in endpoint.pieces {
-        f.str(piece);
+        if may_have_userinfo(piece) {
+            f.tag(2);
+            secret.add().str(piece);
+        } else {
+            f.tag(1).str(piece);
+        }
     }
-    f.tag(4).str(endpoint.static_query.unwrap_or(""));
+    let static_query = endpoint.static_query.unwrap_or("");
+    f.tag(4);
+    for (k, v) in url::form_urlencoded::parse(static_query.as_bytes()) {
+        if is_credential_query_key(&k) {
+            f.tag(2).str(&k);
+            secret.add().str(&k).str(&v);
+        } else {
+            f.tag(1).str(&k).str(&v);
+        }
+    }
+    f.u64(endpoint.headers.len() as u64);
+    for (name, value) in endpoint.headers {
+        if is_credential_header(name) {
+            f.tag(2).str(name);
+            secret.add().str(name).str(value);
+        } else {
+            f.tag(1).str(name).str(value);
+        }
+    }
+    f.u64(endpoint.arguments.len() as u64);
+    for (name, role) in endpoint.arguments {
+        f.str(name);
+        match role {
+            Role::Path => f.tag(1),
+            Role::Query(k) => f.tag(2).str(k),
+            Role::JsonBody => f.tag(3),
+            Role::FormBody => f.tag(4),
+            Role::Header(h) => f.tag(5).str(h),
+            Role::SecretQuery(k) => f.tag(6).str(k),
+            Role::SecretHeader(h) => f.tag(7).str(h),
+        };
+    }
+    // The runtime's defaults other than credentials, by value (credentials are the principal's,
+    // see `derive`); sorted, so the order they were configured in does not matter.
+    let mut defaults: Vec<(&str, &[u8])> = runtime
+        .default_headers()
+        .iter()
+        .filter(|(n, _)| !is_credential_header(n.as_str()))
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    defaults.sort_unstable();
+    f.u64(defaults.len() as u64);
+    for (name, value) in defaults {
+        f.str(name).bytes(value);
+    }
     match policy.scope {
         Scope::Principal => f.tag(9),
         Scope::App => f.tag(13),
     };
+    secret.fold_into(&mut f);
     *f.0.finalize().as_bytes()
 }
 
-/// Derives the key of one call from the stitch's [`static_digest`] and the call's own parts.
+/// Derives the key of one call from the stitch's [`static_digest`] and the call's own inputs:
+/// every path value, query pair and `#[header]` argument and the body — secret ones (credential
+/// names, `secret` arguments) only as a keyed hash — and, for principal-scoped stitches, the
+/// principal: the client's binding, the `auth` provider's principal (`auth`, resolved by the
+/// caller) and the runtime's default credentials.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn derive(
     static_digest: &[u8; 32],
-    endpoint: &Endpoint,
     policy: &CachePolicy,
     parts: &RequestParts,
     runtime: &Runtime,
     principal: Option<&Principal>,
+    auth: Option<&[u8; 32]>,
     generations: (u64, u64),
 ) -> CacheKey {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
+    let mut secret = Secrets::new(runtime.principal_key());
     f.0.update(static_digest);
     f.u64(generations.0).u64(generations.1);
     f.u64(parts.path.len() as u64);
@@ -109,87 +216,43 @@ pub(crate) fn derive(
         f.str(value);
     }
     f.u64(parts.query.len() as u64);
-    for (k, v) in &parts.query {
-        f.str(k).str(v);
+    for (i, (k, v)) in parts.query.iter().enumerate() {
+        if parts.secret_pairs.contains(&i) {
+            f.tag(2).str(k);
+            secret.add().str(k).str(v);
+        } else {
+            f.tag(1).str(k).str(v);
+        }
     }
     match &parts.body {
         Some((body, content_type)) => f.tag(5).str(content_type).bytes(body),
         None => f.tag(6),
     };
-    for name in policy.vary {
-        match header_value(name, parts, endpoint, runtime) {
-            Some(v) => f.tag(7).str(name).bytes(v),
-            None => f.tag(8).str(name),
-        };
+    // Every header argument: a `#[header]` is a per-call input like any other (`accept-language`,
+    // `x-tenant`, ...), and a secret one (`api-key`, `#[header(.., secret)]`) is a credential.
+    f.u64(parts.headers.len() as u64);
+    for (name, value) in &parts.headers {
+        if value.is_sensitive() {
+            f.tag(2).str(name);
+            secret.add().str(name).bytes(value.as_bytes());
+        } else {
+            f.tag(1).str(name).bytes(value.as_bytes());
+        }
     }
     if policy.scope == Scope::Principal {
         match principal {
             Some(p) => f.tag(9).bytes(&p.digest),
             None => f.tag(10),
         };
-        match (runtime.auth_principal(), runtime.auth()) {
-            (Some(p), _) => f.tag(14).bytes(&p.digest),
-            // Credentials whose owner is unknown: scoped to this runtime (and its principal key).
-            (None, Some(_)) => f
-                .tag(15)
-                .bytes(blake3::hash(runtime.principal_key()).as_bytes()),
-            (None, None) => f.tag(16),
+        match auth {
+            Some(digest) => f.tag(14).bytes(digest),
+            None => f.tag(16),
         };
-        match credential_digest(parts, endpoint, runtime) {
-            Some(d) => f.tag(11).bytes(&d),
+        match runtime.default_credentials() {
+            Some(digest) => f.tag(11).bytes(digest),
             None => f.tag(12),
         };
     }
+    secret.fold_into(&mut f);
     CacheKey(*f.0.finalize().as_bytes())
-}
-
-/// The request's value of header `name`: a `#[header]` argument wins over the stitch's static
-/// headers, which win over the runtime's defaults (the same precedence as the request itself).
-fn header_value<'a>(
-    name: &str,
-    parts: &'a RequestParts,
-    endpoint: &'a Endpoint,
-    runtime: &'a Runtime,
-) -> Option<&'a [u8]> {
-    if let Some((_, v)) = parts
-        .headers
-        .iter()
-        .rev()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-    {
-        return Some(v.as_bytes());
-    }
-    if let Some((_, v)) = endpoint
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-    {
-        return Some(v.as_bytes());
-    }
-    runtime.default_headers().get(name).map(|v| v.as_bytes())
-}
-
-/// A keyed hash of every credential the request carries, or `None` for an anonymous request.
-fn credential_digest(
-    parts: &RequestParts,
-    endpoint: &Endpoint,
-    runtime: &Runtime,
-) -> Option<[u8; 32]> {
-    let has_any = parts.headers.iter().any(|(n, _)| is_credential_header(n))
-        || endpoint
-            .headers
-            .iter()
-            .any(|(n, _)| is_credential_header(n))
-        || runtime.has_default_credentials();
-    if !has_any {
-        return None;
-    }
-    let mut f = Fields(blake3::Hasher::new_keyed(runtime.principal_key()));
-    for name in CREDENTIAL_HEADERS {
-        match header_value(name, parts, endpoint, runtime) {
-            Some(v) => f.tag(1).str(name).bytes(v),
-            None => f.tag(0),
-        };
-    }
-    Some(*f.0.finalize().as_bytes())
 }

@@ -26,9 +26,8 @@ struct Entry {
 pub(crate) struct StitchCache {
     entries: quick_cache::sync::Cache<CacheKey, Entry>,
     generation: AtomicU64,
-    /// The static part of this stitch's keys, with the address of the descriptor it was made
-    /// for (another descriptor under the same name derives its own, uncached).
-    static_digest: std::sync::OnceLock<(usize, [u8; 32])>,
+    /// The static part of this stitch's keys, made once (the cache belongs to one descriptor).
+    static_digest: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl StitchCache {
@@ -42,20 +41,10 @@ impl StitchCache {
         }
     }
 
-    /// The static part of `endpoint`'s keys (see [`crate::cache::key::static_digest`]), made once.
-    pub(crate) fn static_digest(
-        &self,
-        endpoint: &Endpoint,
-        make: impl Fn() -> [u8; 32],
-    ) -> [u8; 32] {
-        let address = endpoint as *const Endpoint as usize;
-        let (owner, digest) = *self.static_digest.get_or_init(|| (address, make()));
-        // Another descriptor under the same name derives its own, uncached.
-        if owner == address {
-            digest
-        } else {
-            make()
-        }
+    /// The static part of this stitch's keys (see [`crate::cache::key::static_digest`]), made
+    /// once.
+    pub(crate) fn static_digest(&self, make: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
+        *self.static_digest.get_or_init(make)
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -97,40 +86,42 @@ impl StitchCache {
     }
 }
 
-/// Every stitch's in-process tier of one runtime.
+/// Every stitch's in-process tier of one runtime, by descriptor identity ([`Endpoint::id`]): two
+/// stitches sharing a `name` never share entries, invalidation or bounds.
 #[derive(Default)]
 pub(crate) struct LocalTier {
-    stitches: RwLock<FastMap<&'static str, Arc<StitchCache>>>,
+    stitches: RwLock<FastMap<usize, Arc<StitchCache>>>,
     generation: AtomicU64,
 }
 
 impl LocalTier {
-    pub(crate) fn stitch(&self, name: &'static str, policy: &CachePolicy) -> Arc<StitchCache> {
+    pub(crate) fn stitch(&self, endpoint: &Endpoint, policy: &CachePolicy) -> Arc<StitchCache> {
+        let id = endpoint.id();
         if let Some(c) = self
             .stitches
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(name)
+            .get(&id)
         {
             return c.clone();
         }
         let mut map = self.stitches.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(name)
+        map.entry(id)
             .or_insert_with(|| Arc::new(StitchCache::new(policy)))
             .clone()
     }
 
     /// Runs `f` on a stitch's cache without taking a reference count (the hit path).
-    pub(crate) fn peek<R>(&self, name: &str, f: impl FnOnce(&StitchCache) -> R) -> Option<R> {
+    pub(crate) fn peek<R>(&self, endpoint: &Endpoint, f: impl FnOnce(&StitchCache) -> R) -> Option<R> {
         let map = self.stitches.read().unwrap_or_else(|e| e.into_inner());
-        map.get(name).map(|c| f(c))
+        map.get(&endpoint.id()).map(|c| f(c))
     }
 
-    pub(crate) fn existing(&self, name: &str) -> Option<Arc<StitchCache>> {
+    pub(crate) fn existing(&self, endpoint: &Endpoint) -> Option<Arc<StitchCache>> {
         self.stitches
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(name)
+            .get(&endpoint.id())
             .cloned()
     }
 

@@ -107,8 +107,8 @@ tokio::task_local! {
 /// Removes the one cache entry a call would use, without making the call:
 /// `stitch::invalidate(acme.user(7)).await` forgets `user(7)` for the principal `acme` is bound to.
 ///
-/// Returns whether an in-process entry existed (an attached shared store's entry is deleted too).
-/// A call of an uncached stitch does nothing and returns `false`; nothing is ever sent.
+/// Returns whether an entry existed, in this process or in the attached shared store (both are
+/// deleted). A call of an uncached stitch does nothing and returns `false`; nothing is ever sent.
 pub async fn invalidate<T>(call: impl Future<Output = Result<T>>) -> bool {
     INVALIDATING
         .scope(std::cell::Cell::new(false), async move {

@@ -4,8 +4,10 @@
 //! route, and `.`/`..`/empty values are refused); encoding errors are kept, not panicked on, and
 //! reported as [`Error::InvalidArgument`] before anything is sent.
 
+use crate::auth::{is_credential_header, is_credential_query_key};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::http::redact::Secrets;
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -20,12 +22,36 @@ const PATH_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Why a header value was refused (the call fails before anything is sent).
+pub(crate) const HEADER_VALUE_RULE: &str = "a header value must be visible ASCII, spaces or tabs (no line breaks, control characters or non-ASCII text); percent-encode or base64 the value first";
+
+/// `text` as a header value when every byte is visible ASCII, a space or a tab. `HeaderValue`
+/// itself also lets bytes above 0x7F through (RFC 9110's obsolete `obs-text`), which servers
+/// read as Latin-1 or reject: refused here so what is sent is what the caller wrote.
+pub(crate) fn header_value(text: &str) -> Option<HeaderValue> {
+    if text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        HeaderValue::from_str(text).ok()
+    } else {
+        None
+    }
+}
+
+/// RFC 3986 unreserved: the bytes [`PATH_VALUE`] leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 /// A request being filled by a generated stitch body, one argument at a time.
 #[doc(hidden)]
 pub struct RequestParts {
     pub(crate) endpoint: &'static Endpoint,
     pub(crate) path: Vec<String>,
     pub(crate) query: Vec<(String, String)>,
+    /// Indexes into `query` of the secret pairs (a credential key, or `#[query(secret)]`): keyed
+    /// only as a keyed hash, redacted wherever shown. Empty, so free, for most calls.
+    pub(crate) secret_pairs: Vec<usize>,
+    /// A secret header's value is marked sensitive ([`HeaderValue::set_sensitive`]): it is keyed
+    /// only as a keyed hash, and hyper never indexes it in HPACK tables.
     pub(crate) headers: Vec<(&'static str, HeaderValue)>,
     pub(crate) body: Option<(Bytes, &'static str)>,
     pub(crate) idempotency_key: Option<String>,
@@ -39,6 +65,7 @@ impl RequestParts {
             endpoint,
             path: Vec::new(),
             query: Vec::new(),
+            secret_pairs: Vec::new(),
             headers: Vec::new(),
             body: None,
             idempotency_key: None,
@@ -65,15 +92,14 @@ impl RequestParts {
                         name,
                         format!("{text:?} cannot be a path value: it would change the route"),
                     );
+                } else if text.bytes().all(is_unreserved) {
+                    // Most values need no escaping: keep the string already made. (The encoder's
+                    // borrowed result does not mean "unchanged": a one-character value comes back
+                    // as its static escape, e.g. `/` as `%2F`.)
+                    self.path.push(text);
                 } else {
-                    let encoded: std::borrow::Cow<'_, str> =
-                        percent_encoding::utf8_percent_encode(&text, PATH_VALUE).into();
-                    // Most values need no escaping: keep the string already made.
-                    let encoded = match encoded {
-                        std::borrow::Cow::Borrowed(_) => None,
-                        std::borrow::Cow::Owned(escaped) => Some(escaped),
-                    };
-                    self.path.push(encoded.unwrap_or(text));
+                    self.path
+                        .push(percent_encoding::utf8_percent_encode(&text, PATH_VALUE).to_string());
                 }
             }
             Ok(Some(None)) => self.fail(name, "`None` cannot fill a path placeholder"),
@@ -88,6 +114,22 @@ impl RequestParts {
     /// A `#[query]` argument: a scalar (`None` omitted), a sequence (repeated key) or a struct or
     /// map (one pair per field, the argument's own key unused).
     pub fn query<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
+        self.query_pairs(key, value, false);
+    }
+
+    /// Pushes the pairs of one `#[query]` argument; each is secret when the argument is, or when
+    /// its key is a well-known credential key (also for the fields of a struct or map).
+    fn query_pairs<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T, secret: bool) {
+        let first = self.query.len();
+        self.push_query_value(key, value);
+        for i in first..self.query.len() {
+            if secret || is_credential_query_key(&self.query[i].0) {
+                self.secret_pairs.push(i);
+            }
+        }
+    }
+
+    fn push_query_value<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
         let value = match to_value(value) {
             Ok(v) => v,
             Err(e) => return self.fail(key, e),
@@ -111,12 +153,15 @@ impl RequestParts {
     /// A `#[header("name")]` argument: a scalar; `None` omits the header.
     pub fn header<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
         match to_value(value).map(scalar) {
-            Ok(Some(Some(text))) => match HeaderValue::from_str(&text) {
-                Ok(v) => self.headers.push((name, v)),
-                Err(_) => self.fail(
-                    name,
-                    "header values must be visible ASCII without line breaks",
-                ),
+            Ok(Some(Some(text))) => match header_value(&text) {
+                Some(mut v) => {
+                    // A credential-named header is secret whether or not it was marked.
+                    if is_credential_header(name) {
+                        v.set_sensitive(true);
+                    }
+                    self.headers.push((name, v))
+                }
+                None => self.fail(name, format!("{HEADER_VALUE_RULE} (nothing was sent)")),
             },
             Ok(Some(None)) => {}
             Ok(None) => self.fail(name, "a header value must be a string, number or boolean"),
@@ -127,14 +172,16 @@ impl RequestParts {
     /// A `#[query(secret)]` argument: like [`Self::query`], but the value is a secret (redacted
     /// wherever it would be shown or stored, folded into the principal as a keyed hash).
     pub fn secret_query<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
-        // Interface stub: the secret handling is filled in by the principal/secrets work.
-        self.query(key, value);
+        self.query_pairs(key, value, true);
     }
 
     /// A `#[header("name", secret)]` argument: like [`Self::header`], but the value is a secret.
     pub fn secret_header<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
-        // Interface stub: the secret handling is filled in by the principal/secrets work.
+        let before = self.headers.len();
         self.header(name, value);
+        if let Some((_, v)) = self.headers.get_mut(before) {
+            v.set_sensitive(true);
+        }
     }
 
     /// The argument named by `idempotency(from = "...")`: the call's idempotency key.
@@ -224,6 +271,8 @@ pub(crate) struct Prepared {
     pub(crate) url: url::Url,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Option<Bytes>,
+    /// The call's secret query keys, to redact any URL shown or kept ([`crate::http::redact::url`]).
+    pub(crate) secrets: Secrets,
 }
 
 impl RequestParts {
@@ -248,7 +297,11 @@ impl RequestParts {
                 text.push_str(q);
             }
             url::Url::parse(&text)
-                .map_err(|e| config(format!("`{text}` is not a valid URL: {e}")))?
+                .map_err(|e| {
+                    // The template, not the text: the text may carry secret query values.
+                    let template = crate::http::redact::text(ep.template);
+                    config(format!("`{template}` with this call's values is not a valid URL: {e}"))
+                })?
         } else {
             let base = runtime
                 .base_url_override()
@@ -268,6 +321,10 @@ impl RequestParts {
             url.set_query(ep.static_query);
             url
         };
+        let mut secrets = Secrets::default();
+        for &i in &self.secret_pairs {
+            secrets.add(&self.query[i].0);
+        }
         if !self.query.is_empty() {
             url.query_pairs_mut().extend_pairs(self.query);
         }
@@ -276,8 +333,13 @@ impl RequestParts {
         for (name, value) in ep.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| config(format!("invalid header name `{name}`")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| config(format!("invalid value for header `{name}`")))?;
+            let value = header_value(value).ok_or_else(|| {
+                config(format!(
+                    "the static value of header `{name}` is refused: {HEADER_VALUE_RULE} (nothing was sent)"
+                ))
+            })?;
+            let mut value = value;
+            value.set_sensitive(is_credential_header(name.as_str()));
             headers.insert(name, value);
         }
         for (name, value) in self.headers {
@@ -295,8 +357,10 @@ impl RequestParts {
                 let name = HeaderName::from_bytes(policy.header.as_bytes()).map_err(|_| {
                     config(format!("invalid idempotency header `{}`", policy.header))
                 })?;
-                let value = HeaderValue::from_str(&key).map_err(|_| {
-                    config("the idempotency key is not a valid header value".into())
+                let value = header_value(&key).ok_or_else(|| {
+                    config(format!(
+                        "the idempotency key is refused: {HEADER_VALUE_RULE} (nothing was sent)"
+                    ))
                 })?;
                 headers.insert(name, value);
             }
@@ -307,6 +371,11 @@ impl RequestParts {
                 .or_insert(HeaderValue::from_static(content_type));
             bytes
         });
-        Ok(Prepared { url, headers, body })
+        Ok(Prepared {
+            url,
+            headers,
+            body,
+            secrets,
+        })
     }
 }

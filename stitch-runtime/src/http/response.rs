@@ -103,11 +103,22 @@ pub(crate) fn decode_json<T: DeserializeOwned>(
     };
     // The fast path tracks no path; only a failure pays for decoding again to name where.
     let mut de = serde_json::Deserializer::from_slice(body);
-    if let Ok(v) = seed()
+    match seed()
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
     {
-        return Ok(v);
+        Ok(v) => return Ok(v),
+        // Malformed JSON: the error already says where (line and column), and a second pass over
+        // a hostile body would only double the cost. Only a shape mismatch in valid JSON is
+        // decoded once more, to name the field.
+        Err(e) if e.classify() != serde_json::error::Category::Data => {
+            return Err(Error::Decode {
+                stitch: endpoint.name,
+                path: ".".into(),
+                source: std::sync::Arc::new(e),
+            })
+        }
+        Err(_) => {}
     }
     let mut track = serde_path_to_error::Track::new();
     let mut de = serde_json::Deserializer::from_slice(body);

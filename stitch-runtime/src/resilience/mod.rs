@@ -131,7 +131,8 @@ fn random_unit() -> f64 {
 /// A random UUID v4, for idempotency keys.
 pub(crate) fn uuid_v4() -> String {
     let mut b = [0u8; 16];
-    // Without OS randomness, a time-and-counter key is still unique per logical call.
+    // Without OS randomness, a nanosecond timestamp still tells logical calls apart (the `uuid`
+    // crate's own `new_v4` would panic there, so it only sets the version bits and formats).
     if getrandom::fill(&mut b).is_err() {
         let n = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -139,17 +140,10 @@ pub(crate) fn uuid_v4() -> String {
             .as_nanos();
         b = n.to_le_bytes();
     }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Builder::from_random_bytes(b)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// A stitch's `idempotency` declaration.

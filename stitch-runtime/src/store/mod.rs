@@ -6,9 +6,22 @@
 //! Invariant: a store failure never fails a call. Reads that fail are misses, writes that fail are
 //! skipped, both logged with `tracing::warn!`.
 
+pub mod conformance;
+mod error;
+pub mod keys;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod vocab;
 
+pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+pub use vocab::{
+    Cas, Decision, Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation,
+    Subscription, Verb, Verbs, RETRY_WINDOW,
+};
 
 use bytes::Bytes;
 use std::future::Future;
@@ -17,16 +30,6 @@ use std::time::Duration;
 
 /// A boxed future returned by [`Store`] methods.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store's failure (connection refused, timeout, protocol error, ...).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("store {operation} failed: {message}")]
-pub struct StoreError {
-    /// Which operation failed (`get`, `set`, ...).
-    pub operation: &'static str,
-    /// What the driver reported.
-    pub message: String,
-}
 
 /// Shared key-value storage with expiry. Keys are ASCII; values are opaque bytes.
 ///
@@ -38,6 +41,117 @@ pub trait Store: Send + Sync + 'static {
     fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()>;
     /// Removes `key`; returns whether it existed.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
+
+    // The fleet vocabulary (see `vocab`). Each verb is atomic; a driver that lacks one leaves the
+    // default, which fails with `StoreErrorKind::Unsupported`, and leaves it out of
+    // `capabilities`, so a runtime needing it fails when built, never by silently undercounting.
+
+    /// The verbs this driver implements.
+    fn capabilities(&self) -> Verbs {
+        Verbs::BASIC
+    }
+
+    /// Fails, naming the missing verbs and the fix, unless every verb of `verbs` is implemented.
+    fn require(&self, verbs: &[Verb]) -> Result<(), StoreError> {
+        error::require(self.capabilities(), verbs)
+    }
+
+    /// The store's clock, in integer microseconds (only differences are meaningful).
+    fn time(&self) -> StoreFuture<'_, u64> {
+        unsupported(Verb::Time)
+    }
+
+    /// Adds `by` to the integer under `key` (absent: 0) and returns the new value. The expiry
+    /// `ttl` is set when the counter is created and not moved by later increments (a fixed
+    /// window). Idempotent by `op`.
+    fn increment<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, i64> {
+        let _ = (key, by, ttl, op);
+        unsupported(Verb::Increment)
+    }
+
+    /// Stores `value` under `key` for `ttl` only when `key` is absent; returns whether it did.
+    /// Idempotent by `op` (a retry of the call that wrote answers `true`).
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, value, ttl, op);
+        unsupported(Verb::SetIfAbsent)
+    }
+
+    /// Replaces the value under `key` with `new` (for `ttl`) when it is exactly `expected`
+    /// (`None`: the key is absent). Idempotent by `op` (a retry of the winning call answers
+    /// [`Cas::Swapped`]).
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        new: Bytes,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, Cas> {
+        let _ = (key, expected, new, ttl, op);
+        unsupported(Verb::CompareAndSet)
+    }
+
+    /// A GCRA reservation on the budget whose theoretical arrival time is kept under `key`,
+    /// decided on the store's clock (see [`Gcra`]). Idempotent by `gcra.id`.
+    fn reserve<'a>(&'a self, key: &'a str, gcra: Gcra) -> StoreFuture<'a, Reservation> {
+        let _ = (key, gcra);
+        unsupported(Verb::Reserve)
+    }
+
+    /// Takes a lease in the holder set under `key`: expired holders are swept first, then the
+    /// holder is added if fewer than `limit` remain (or refreshed if already there).
+    fn lease_acquire<'a>(&'a self, key: &'a str, lease: LeaseRequest) -> StoreFuture<'a, LeaseGrant> {
+        let _ = (key, lease);
+        unsupported(Verb::Lease)
+    }
+
+    /// Extends `holder`'s lease to `ttl_us` from the store's now; `false` when it is no longer
+    /// held (expired or released: the holder must stop acting on it).
+    fn lease_renew<'a>(&'a self, key: &'a str, holder: OpId, ttl_us: u64) -> StoreFuture<'a, bool> {
+        let _ = (key, holder, ttl_us);
+        unsupported(Verb::Lease)
+    }
+
+    /// Gives `holder`'s lease back; returns whether it was held. When it was and `notify` is
+    /// given, `key` is published on that channel in the same atomic step (to wake waiters).
+    fn lease_release<'a>(
+        &'a self,
+        key: &'a str,
+        holder: OpId,
+        notify: Option<&'a str>,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (key, holder, notify);
+        unsupported(Verb::Lease)
+    }
+
+    /// Sends `message` to the current subscribers of `channel` (fire and forget: subscribers
+    /// that are not connected miss it and see an [`Event::Gap`]).
+    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
+        let _ = (channel, message);
+        unsupported(Verb::Publish)
+    }
+
+    /// The events of `channel` published from now on.
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        let _ = channel;
+        unsupported(Verb::Subscribe)
+    }
+}
+
+fn unsupported<'a, T: Send + 'a>(verb: Verb) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(Err(StoreError::unsupported(verb))))
 }
 
 /// A cached response as kept in a shared store: status, headers and the raw body, so any process

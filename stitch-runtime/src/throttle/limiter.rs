@@ -15,8 +15,9 @@ use tokio::time::Instant;
 /// Which budget a declaration draws from.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum PoolKey {
-    /// A stitch's own budget; the index tells its declarations apart (seam's first, then method's).
-    Stitch(&'static str, u8),
+    /// A stitch's own budget, by descriptor identity (two stitches sharing a `name` never share
+    /// it); the index tells its declarations apart (seam's first, then method's).
+    Stitch(usize, u8),
     Host(String),
     Seam(&'static str),
     Named(&'static str),
@@ -217,7 +218,7 @@ impl Limiters {
 
     fn key(endpoint: &'static Endpoint, level: usize, spec: &ThrottleSpec, host: &str) -> PoolKey {
         match spec.pool {
-            Pool::Stitch => PoolKey::Stitch(endpoint.name, level as u8),
+            Pool::Stitch => PoolKey::Stitch(endpoint.id(), level as u8),
             Pool::Host => PoolKey::Host(host.to_owned()),
             Pool::Seam(name) => PoolKey::Seam(name),
             Pool::Named(name) => PoolKey::Named(name),
@@ -259,7 +260,7 @@ impl Limiters {
             self.by_endpoint
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(endpoint as *const Endpoint as usize, resolved.clone());
+                .insert(endpoint.id(), resolved.clone());
         }
         resolved
     }
@@ -280,7 +281,7 @@ impl Limiters {
         }
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let now = self.clock.now();
-        let key = endpoint as *const Endpoint as usize;
+        let key = endpoint.id();
         let recent = RECENT.with(|recent| {
             let recent = recent.borrow();
             recent

@@ -1,0 +1,327 @@
+//! The store vocabulary: the verbs whose meaning stitch defines, and the values they take and
+//! return. Every driver implements the same meaning, so the fleet protocols built on them (one
+//! throttle budget, leases, shared circuits) behave the same on [`MemoryStore`](super::MemoryStore),
+//! Redis or a third-party store; [`conformance::run`](super::conformance::run) checks it.
+//!
+//! Times are integer microseconds on the **store's** clock ([`Store::time`](super::Store::time)),
+//! never a caller's: clock skew between processes cannot move a grant or an expiry.
+
+use bytes::Bytes;
+use std::fmt;
+use tokio::sync::{broadcast, mpsc};
+
+/// One verb of the store vocabulary. [`Store::capabilities`](super::Store::capabilities) returns
+/// the set a driver implements; [`Store::require`](super::Store::require) turns a missing one into
+/// an error naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Verb {
+    /// `get`: read a value.
+    Get,
+    /// `set`: write a value with expiry.
+    Set,
+    /// `delete`: remove a key.
+    Delete,
+    /// `increment`: atomic add with expiry set when the counter is created.
+    Increment,
+    /// `set_if_absent`: write only when the key is absent.
+    SetIfAbsent,
+    /// `compare_and_set`: write only when the current value is the expected one.
+    CompareAndSet,
+    /// `reserve`: a GCRA reservation on the store's clock.
+    Reserve,
+    /// `lease_acquire` / `lease_renew` / `lease_release`: expiring holders under a limit.
+    Lease,
+    /// `publish`: send an event on a channel.
+    Publish,
+    /// `subscribe`: receive a channel's events, with gaps reported.
+    Subscribe,
+    /// `time`: the store's clock.
+    Time,
+}
+
+impl Verb {
+    /// Every verb, in declaration order.
+    pub const ALL: [Verb; 11] = [
+        Verb::Get,
+        Verb::Set,
+        Verb::Delete,
+        Verb::Increment,
+        Verb::SetIfAbsent,
+        Verb::CompareAndSet,
+        Verb::Reserve,
+        Verb::Lease,
+        Verb::Publish,
+        Verb::Subscribe,
+        Verb::Time,
+    ];
+
+    /// The method name, as written in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Set => "set",
+            Verb::Delete => "delete",
+            Verb::Increment => "increment",
+            Verb::SetIfAbsent => "set_if_absent",
+            Verb::CompareAndSet => "compare_and_set",
+            Verb::Reserve => "reserve",
+            Verb::Lease => "lease",
+            Verb::Publish => "publish",
+            Verb::Subscribe => "subscribe",
+            Verb::Time => "time",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of [`Verb`]s.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Verbs(u16);
+
+impl Verbs {
+    /// What every store has: `get`, `set`, `delete`.
+    pub const BASIC: Verbs = Verbs((1 << Verb::Get as u16) | (1 << Verb::Set as u16) | (1 << Verb::Delete as u16));
+
+    /// Every verb.
+    pub fn all() -> Verbs {
+        Verbs::of(&Verb::ALL)
+    }
+
+    /// The set holding `verbs`.
+    pub fn of(verbs: &[Verb]) -> Verbs {
+        Verbs(verbs.iter().fold(0, |acc, v| acc | v.bit()))
+    }
+
+    /// Whether `verb` is in the set.
+    pub fn contains(self, verb: Verb) -> bool {
+        self.0 & verb.bit() != 0
+    }
+
+    /// The set with `verb` added.
+    pub fn with(self, verb: Verb) -> Verbs {
+        Verbs(self.0 | verb.bit())
+    }
+
+    /// The verbs in the set, in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = Verb> {
+        Verb::ALL.into_iter().filter(move |v| self.contains(*v))
+    }
+}
+
+impl fmt::Debug for Verbs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// A caller-generated id making a mutating verb idempotent: a command whose outcome is unknown
+/// (it timed out, or the connection dropped while it was in flight) is retried with the same id,
+/// and the store applies it at most once, answering the retry with the first outcome. The store
+/// remembers an id for [`RETRY_WINDOW`] after its effect.
+///
+/// For leases, the id is the holder's identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(u128);
+
+/// How long a store remembers an [`OpId`] after the operation took effect (a retry must come
+/// within it; stitch retries once, within one store timeout).
+pub const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl OpId {
+    /// A fresh random id (128 bits from the OS generator).
+    pub fn random() -> OpId {
+        let mut b = [0u8; 16];
+        // The OS generator only fails on platforms stitch does not build for; a counter mixed
+        // with the time still gives ids that do not collide within one process then.
+        if getrandom::fill(&mut b).is_err() {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            b[..8].copy_from_slice(&t.to_le_bytes());
+            b[8..].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        }
+        OpId(u128::from_le_bytes(b))
+    }
+
+    /// An id from its 128 bits (for tests and for drivers reading one back).
+    pub const fn from_u128(v: u128) -> OpId {
+        OpId(v)
+    }
+
+    /// The id's 128 bits.
+    pub const fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+/// 32 lowercase hex digits: the form stored in keys and lease sets.
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OpId({self})")
+    }
+}
+
+/// The outcome of [`Store::compare_and_set`](super::Store::compare_and_set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cas {
+    /// The value was the expected one and is now the new one.
+    Swapped,
+    /// The value was not the expected one; nothing was written. `current` is what was there
+    /// (`None`: absent).
+    Conflict {
+        /// The value found.
+        current: Option<Bytes>,
+    },
+}
+
+/// A GCRA reservation request (see [`Store::reserve`](super::Store::reserve)). Same semantics as
+/// the in-process pacer: a caller arriving at store time `now` is granted at
+/// `max(now, tat - tolerance)` and moves the theoretical arrival time to
+/// `max(tat, grant) + interval`. So in any window of length `T` at most
+/// `burst + ⌈T / interval⌉` grants fall, where `tolerance = burst × interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    /// The emission interval in microseconds (`1 / rate`); at least 1.
+    pub interval_us: u64,
+    /// The burst tolerance in microseconds (`burst × interval_us`).
+    pub tolerance_us: u64,
+    /// Refuse (reserving nothing) when the grant would be further than this in the future;
+    /// `None` always reserves.
+    pub max_wait_us: Option<u64>,
+    /// The reservation's id: a retried reservation is answered with the same grant.
+    pub id: OpId,
+}
+
+/// What a reservation decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send now.
+    Granted,
+    /// Reserved: send at this store time (microseconds).
+    WaitUntil(u64),
+    /// Not reserved: the grant would have been `wait_us` from now, beyond the maximum wait.
+    Refused {
+        /// How far in the future the grant would have been.
+        wait_us: u64,
+    },
+}
+
+/// The answer of [`Store::reserve`](super::Store::reserve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// What was decided.
+    pub decision: Decision,
+    /// The store's time when it decided (microseconds), to convert `WaitUntil` into a local delay.
+    pub store_time: u64,
+}
+
+/// A lease request (see [`Store::lease_acquire`](super::Store::lease_acquire)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// At most this many unexpired holders at once.
+    pub limit: u32,
+    /// The lease's lifetime in microseconds from the store's now; a holder renews before it ends.
+    pub ttl_us: u64,
+    /// The holder: acquiring again with the same id refreshes its lease instead of taking a
+    /// second slot (so a retried acquire is idempotent).
+    pub holder: OpId,
+}
+
+/// What a lease acquisition decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseDecision {
+    /// Held until this store time (microseconds).
+    Acquired {
+        /// The lease's expiry on the store's clock.
+        expires_at: u64,
+    },
+    /// All slots are held; the earliest one expires at this store time (a waiter re-checks no
+    /// later than that, even without a release event).
+    Full {
+        /// The earliest holder's expiry on the store's clock.
+        next_expiry: u64,
+    },
+}
+
+/// The answer of [`Store::lease_acquire`](super::Store::lease_acquire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// What was decided.
+    pub decision: LeaseDecision,
+    /// The store's time when it decided (microseconds).
+    pub store_time: u64,
+}
+
+/// One item of a [`Subscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A published message.
+    Message(Bytes),
+    /// Messages may have been lost here (the subscriber lagged, or its connection dropped and was
+    /// re-established): state derived from events must be re-read from the store.
+    Gap,
+}
+
+/// A stream of a channel's [`Event`]s, returned by [`Store::subscribe`](super::Store::subscribe).
+/// Every message published after `subscribe` returned is delivered, in order, or a
+/// [`Event::Gap`] stands in its place.
+pub struct Subscription {
+    inner: Inner,
+}
+
+enum Inner {
+    Broadcast(broadcast::Receiver<Bytes>),
+    Channel(mpsc::Receiver<Event>),
+}
+
+impl Subscription {
+    /// A subscription fed by a driver's task: it sends [`Event`]s and stops when the receiver is
+    /// dropped (a send fails).
+    pub fn from_receiver(rx: mpsc::Receiver<Event>) -> Subscription {
+        Subscription {
+            inner: Inner::Channel(rx),
+        }
+    }
+
+    pub(crate) fn from_broadcast(rx: broadcast::Receiver<Bytes>) -> Subscription {
+        Subscription {
+            inner: Inner::Broadcast(rx),
+        }
+    }
+
+    /// The next event; `None` when the subscription has ended for good.
+    pub async fn next(&mut self) -> Option<Event> {
+        match &mut self.inner {
+            Inner::Broadcast(rx) => match rx.recv().await {
+                Ok(m) => Some(Event::Message(m)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some(Event::Gap),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+            Inner::Channel(rx) => rx.recv().await,
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
