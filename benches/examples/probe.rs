@@ -10,9 +10,9 @@
 //! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
 //! ```
 //!
-//! Mode `stitch-metrics` is `stitch` with a `metrics` recorder installed (metrics-util's
-//! `DebuggingRecorder`: atomic counters, histogram samples appended to a lock-free bucket), for
-//! the cost of the per-call metrics when something records them.
+//! Mode `stitch-metrics` is `stitch` with a `metrics` recorder installed: metrics-util's
+//! `Registry` with atomic storage, the core an exporter such as metrics-exporter-prometheus
+//! records into, for the cost of the per-call metrics when something records them.
 
 use serde::Deserialize;
 #[derive(Debug, Deserialize, PartialEq)]
@@ -32,6 +32,51 @@ trait Bench {
     #[stitch(get, path = "/users/{id}", pick = "data")]
     async fn user(&self, id: u64) -> stitch::Result<User>;
 }
+/// An exporter's recording core: a registry of atomic counters, gauges and histogram buckets.
+struct Registry(
+    metrics_util::registry::Registry<metrics::Key, metrics_util::registry::AtomicStorage>,
+);
+
+impl metrics::Recorder for Registry {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0
+            .get_or_create_counter(key, |c| metrics::Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| metrics::Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| metrics::Histogram::from_arc(h.clone()))
+    }
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let n: u64 = std::env::args()
@@ -39,8 +84,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     if mode == "stitch-metrics" {
-        metrics_util::debugging::DebuggingRecorder::new()
-            .install()
+        metrics::set_global_recorder(Registry(metrics_util::registry::Registry::atomic()))
             .expect("the only recorder");
     }
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -96,7 +96,11 @@ pub(crate) fn parse(tokens: TokenStream, end: Option<Span>, errors: &mut Errors)
             Some(span) if message.starts_with("unexpected end of input") => {
                 errors.at(span, message)
             }
-            _ => errors.push(e),
+            // syn says only "unexpected token"; say what an entry looks like.
+            _ => errors.at(
+                e.span(),
+                format!("{message}: expected `key`, `key = \"value\"` or `key(...)`, separated by commas"),
+            ),
         }
     }
     let mut out = Vec::new();

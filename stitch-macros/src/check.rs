@@ -456,20 +456,26 @@ fn cache(stitch: &Stitch, errors: &mut Errors) {
     // Sharing the responses of an authenticated request across principals serves one principal's
     // data to another, unless the author states the response is the same for everyone.
     if let (Some(scope), None) = (cache.app_scope, cache.acknowledged) {
+        // A secret argument (marked, or a credential key/header name) authenticates too.
         let credential = stitch
             .headers
             .iter()
             .map(|(n, _)| n.value())
+            .filter(|n| is_credential(n))
+            .map(|n| format!("`{n}`"))
             .chain(stitch.arguments.iter().filter_map(|a| match &a.role {
-                Some(Role::Header { name, .. }) => Some(name.clone()),
+                Some(Role::Header { name, secret: true }) => Some(format!("`{name}`")),
+                Some(Role::Query { key, secret: true }) => {
+                    Some(format!("the secret query key `{key}`"))
+                }
                 _ => None,
             }))
-            .find(|n| is_credential(n));
+            .next();
         if let Some(credential) = credential {
             errors.at(
                 scope,
                 format!(
-                    "`scope = \"app\"` shares cached responses across principals, but this stitch is authenticated (it sends `{credential}`): one principal's response could be served to another; remove `scope = \"app\"`, or add `same_for_every_principal` to `cache(...)` if the response is identical for everyone"
+                    "`scope = \"app\"` shares cached responses across principals, but this stitch is authenticated (it sends {credential}): one principal's response could be served to another; remove `scope = \"app\"`, or add `same_for_every_principal` to `cache(...)` if the response is identical for everyone"
                 ),
             );
         }

@@ -4,9 +4,7 @@
 
 use crate::diag::Errors;
 use crate::input::{self, FnItem, StitchTarget};
-use crate::model::{
-    self, HttpMethod, Output, PoolModel, Role, Stitch, Target, ThrottleModel,
-};
+use crate::model::{self, HttpMethod, Output, PoolModel, Role, Stitch, Target, ThrottleModel};
 use crate::spec::Piece;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -197,7 +195,10 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
         // A `#[cfg]`-ed out method must be absent from the impl and `ENDPOINTS` too.
         let cfgs = method.attrs.iter().filter(|a| a.path().is_ident("cfg"));
         method_cfgs.push(quote!(#(#cfgs)*));
-        send_future(&mut method.sig);
+        // A method with a body is already an error; rewritten, the body would add a false one.
+        if method.default.is_none() {
+            send_future(&mut method.sig);
+        }
     }
 
     crate::check::names(&stitches, &mut errors);
@@ -223,7 +224,10 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
     let allow_unused = (!ok).then(|| quote!(#[allow(unused_variables)]));
     let error_tokens = errors.finish().err().map(|e| e.to_compile_error());
 
-    let consts: Vec<Ident> = stitches.iter().map(|s| descriptor_ident(&s.ident)).collect();
+    let consts: Vec<Ident> = stitches
+        .iter()
+        .map(|s| descriptor_ident(&s.ident))
+        .collect();
     let const_docs = stitches.iter().map(|s| {
         format!(
             "The descriptor of [`{trait_ident}::{}`]: `describe()` it, or invalidate its entries with `Runtime::invalidate_stitch`.",
@@ -262,7 +266,10 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     // Each descriptor is a `static` (see `descriptor`), at module level where its initializer fits
     // the expansion's line budget, named after the client (unique in the module) and its index.
-    let client_upper = client.to_string().trim_start_matches("r#").to_ascii_uppercase();
+    let client_upper = client
+        .to_string()
+        .trim_start_matches("r#")
+        .to_ascii_uppercase();
     let statics: Vec<Ident> = (0..endpoints.len())
         .map(|i| format_ident!("__STITCH_{}_{}", client_upper, i, span = Span::mixed_site()))
         .collect();
@@ -336,7 +343,10 @@ fn descriptor(endpoint: TokenStream) -> TokenStream {
 /// The public name of a stitch's descriptor: its method's name in upper case, as associated
 /// constants are named (`user` → `AcmeClient::USER`).
 fn descriptor_ident(method: &Ident) -> Ident {
-    let upper = method.to_string().trim_start_matches("r#").to_ascii_uppercase();
+    let upper = method
+        .to_string()
+        .trim_start_matches("r#")
+        .to_ascii_uppercase();
     Ident::new(&upper, method.span())
 }
 
@@ -552,7 +562,10 @@ fn endpoint(s: &model::Checked, seam_throttle: Option<&TokenStream>) -> TokenStr
             Role::Query { key, secret: true } => quote!(SecretQuery(#key)),
             Role::Body { form: false } => quote!(JsonBody),
             Role::Body { form: true } => quote!(FormBody),
-            Role::Header { name, secret: false } => quote!(Header(#name)),
+            Role::Header {
+                name,
+                secret: false,
+            } => quote!(Header(#name)),
             Role::Header { name, secret: true } => quote!(SecretHeader(#name)),
         };
         quote!((#n, #pv::#role))
@@ -624,7 +637,10 @@ fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) 
             Role::Query { key, secret: true } => Some(quote!(#req.secret_query(#key, &#ident);)),
             Role::Body { form: false } => Some(quote!(#req.json(&#ident);)),
             Role::Body { form: true } => Some(quote!(#req.form(&#ident);)),
-            Role::Header { name, secret: false } => Some(quote!(#req.header(#name, &#ident);)),
+            Role::Header {
+                name,
+                secret: false,
+            } => Some(quote!(#req.header(#name, &#ident);)),
             Role::Header { name, secret: true } => {
                 Some(quote!(#req.secret_header(#name, &#ident);))
             }
@@ -644,17 +660,14 @@ fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) 
     let cached = s.cache.is_some() && s.sensitive.is_none();
     // Spanned at the output type: an unmet bound of the cached call is reported there.
     let t = s.output.ty();
-    // The whole path, alias included, at the type: a path spanning two locations is reported at
-    // its first token (the attribute), which made a second copy of the same error there.
-    let pv_t = Ident::new("__s", Span::mixed_site().located_at(t.span()));
     let call = match (client, cached) {
         (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
         (Some(client), true) => {
-            quote_spanned!(t.span()=> #pv_t::call_cached::<#decoder>(#client, #req).await)
+            quote_spanned!(t.span()=> #pv::call_cached::<#decoder>(#client, #req).await)
         }
         (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
         (None, true) => {
-            quote_spanned!(t.span()=> #pv_t::call_global_cached::<#decoder>(#req).await)
+            quote_spanned!(t.span()=> #pv::call_global_cached::<#decoder>(#req).await)
         }
     };
     let body = quote! {

@@ -11,7 +11,9 @@
 //! - direct self-recursion, written `Self` or the type's bare name (`Vec<Node>` inside `Node`), is
 //!   rewritten to the marker `SelfRef` before the field type's constant is taken (`Vec<SelfRef>`),
 //!   so it composes through the container's real impl; only a one-segment path can name the type
-//!   being defined (`inner::Node` is another type and keeps its own constant);
+//!   being defined (`inner::Node` is another type and keeps its own constant; a longer path to the
+//!   type itself, `crate::m::Node`, is a const cycle). A self-reference's generic arguments are not
+//!   hashed: the type's own parameters already are;
 //! - a cycle through other types (`A` holds `B`, `B` holds `A`) needs one of them pinned with
 //!   `#[fingerprint(version = "1")]`: its constant is then its name and that version, it reads no
 //!   field constant, and the types around it compose from it as usual. Bump the version whenever

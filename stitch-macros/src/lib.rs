@@ -2,8 +2,8 @@
 //! `#[seam(...)]`. Depend on `stitch-runtime`, which re-exports them; this crate is an
 //! implementation detail and its expansions call the runtime's `__private` module.
 //!
-//! The pipeline: [`args`] (raw keys with spans) → [`model`] (meaning, roles) → [`check`]
-//! (cross-field and signature rules) → [`expand`] (tokens). Errors are accumulated, so one
+//! The pipeline (private modules): `args` (raw keys with spans) → `model` (meaning, roles) →
+//! `check` (cross-field and signature rules) → `expand` (tokens). Errors are accumulated, so one
 //! compile reports every problem of an item.
 
 mod args;

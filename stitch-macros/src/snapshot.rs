@@ -34,7 +34,8 @@ fn check_snapshot(name: &str, actual: &str) {
 /// the budget is about the code stitch adds: descriptors, the client, its method bodies.
 fn generated(tokens: proc_macro2::TokenStream) -> String {
     let mut file: syn::File = syn::parse2(tokens).expect("the expansion parses as a file");
-    file.items.retain(|item| !matches!(item, syn::Item::Trait(_)));
+    file.items
+        .retain(|item| !matches!(item, syn::Item::Trait(_)));
     prettyplease::unparse(&file)
 }
 

@@ -7,6 +7,11 @@
 //! 5. decode, then store (only 2xx responses that decoded)
 //!
 //! Throttle and auth slot in around step 4 (once per attempt); the generated code never changes.
+//!
+//! Every call has a total budget (the stitch's `timeout`, else the runtime's, 30 s by default):
+//! the shared-store read of step 2, throttle waits, backoff and every attempt count against it, and
+//! each store operation is also bounded by the store timeout. The store write of step 5 runs behind
+//! the call, so no caller, leader or coalesced, waits for it.
 
 use crate::cache::coalesce::Role;
 use crate::cache::key::{self, CacheKey};
@@ -116,8 +121,7 @@ where
     };
     let generation = runtime.local().generation();
     let derive = |local: &StitchCache| {
-        let static_digest =
-            local.static_digest(|| key::static_digest(endpoint, policy, runtime));
+        let static_digest = local.static_digest(|| key::static_digest(endpoint, policy, runtime));
         key::derive(
             &static_digest,
             policy,

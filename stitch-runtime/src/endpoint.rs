@@ -1,4 +1,4 @@
-//! The static description of one stitch, emitted by the macro as a constant: method, URL template
+//! The static description of one stitch, emitted by the macro as a `static`: method, URL template
 //! (already split into pieces), static headers, `pick` path, timeout and argument roles. The
 //! runtime never parses attribute strings; everything here was validated at compile time.
 

@@ -281,6 +281,8 @@ impl TransportCause {
             }
             let text = e.to_string().to_ascii_lowercase();
             scheme_words |= text.contains("scheme");
+            // hyper's "connection closed before message completed" carries no I/O error.
+            closed |= text.contains("connection closed") || text.contains("connection reset");
             tls_words |= ["certificate", "handshake", "tls", "ssl"]
                 .iter()
                 .any(|w| text.contains(w));

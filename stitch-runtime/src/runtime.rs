@@ -201,10 +201,7 @@ impl Runtime {
 
     /// In-process cache entries currently held for a stitch.
     pub fn cached_entries(&self, endpoint: &Endpoint) -> u64 {
-        self.inner
-            .local
-            .existing(endpoint)
-            .map_or(0, |c| c.len())
+        self.inner.local.existing(endpoint).map_or(0, |c| c.len())
     }
 
     /// Upstream requests currently shared by coalesced callers.
@@ -238,6 +235,10 @@ type Bases = std::sync::RwLock<crate::fasthash::FastMap<&'static str, url::Url>>
 
 impl RuntimeBuilder {
     /// Uses this HTTP client (and its connection pool, TLS and proxy settings) instead of a new one.
+    ///
+    /// Headers configured inside the client are invisible to stitch: they are in no cache key
+    /// and the app-scope refusal cannot see them. Send per-runtime headers with
+    /// [`Self::default_header`] and credentials with [`Self::auth`] instead.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
         self
@@ -302,9 +303,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The key of the keyed hash that turns credentials into a principal for cache keys. Random per
-    /// runtime by default; give every process of a fleet the same secret key so they share
-    /// credential-scoped entries through a shared store.
+    /// The key of the keyed hash that turns credentials — default credential headers, base-URL
+    /// userinfo, what an `auth` provider applies, secret header and query arguments — into cache
+    /// keys. Random per runtime by default; give every process of a fleet the same secret key so
+    /// the same credential maps to the same principal and they share entries through a shared
+    /// store. Different credentials never map to one principal, whatever the key.
     pub fn principal_key(mut self, key: [u8; 32]) -> Self {
         self.principal_key = Some(key);
         self
@@ -318,7 +321,10 @@ impl RuntimeBuilder {
     }
 
     /// Attaches credentials to every request; after a `401` they are refreshed once and the
-    /// attempt redone.
+    /// attempt redone. The runtime's calls are then never anonymous: principal-scoped entries
+    /// are keyed by the identity the provider states ([`Auth::principal`]) or else by a keyed
+    /// hash of the credentials it applies, and `scope = "app"` stitches need
+    /// `same_for_every_principal`.
     pub fn auth(mut self, auth: impl Auth) -> Self {
         self.auth = Some(Arc::new(auth));
         self
@@ -346,10 +352,12 @@ impl RuntimeBuilder {
         };
         let base_url = match self.base_url {
             Some(url) => {
+                // Shown redacted: a base URL's userinfo is a credential.
+                let shown = crate::http::redact::text(&url);
                 let parsed = url::Url::parse(&url)
-                    .map_err(|e| config(format!("base URL `{url}` is invalid: {e}")))?;
+                    .map_err(|e| config(format!("base URL `{shown}` is invalid: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(config(format!("base URL `{url}` must be http or https")));
+                    return Err(config(format!("base URL `{shown}` must be http or https")));
                 }
                 // Normalized (lower-case host, no default port) so equal bases give equal cache keys.
                 // Leaked once per runtime so the hot path joins `&'static str`s without locking or

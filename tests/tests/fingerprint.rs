@@ -208,11 +208,11 @@ mod deploy_b {
     use super::*;
     pub mod inner {
         use super::*;
-        /// `id` became a string: a different shape under the same written name.
+        /// `id` became `name`: a different shape under the same written name.
         #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
         pub struct Item {
             #[serde(default)]
-            pub id: String,
+            pub name: String,
         }
     }
     #[derive(Debug, Clone, Deserialize, stitch::Fingerprint)]
@@ -264,6 +264,21 @@ mod self_recursive {
     pub struct List {
         pub head: u64,
         pub tail: Option<Box<List>>,
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub enum Expr {
+        Lit(u64),
+        Add(Box<Expr>, Box<Expr>),
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub enum SameExpr {
+        Lit(u64),
+        Add(Box<Self>, Box<Self>),
+    }
+    #[derive(Deserialize, stitch::Fingerprint)]
+    pub enum OtherExpr {
+        Lit(u64),
+        Add(Box<OtherExpr>, u64),
     }
     #[derive(Deserialize, stitch::Fingerprint)]
     pub struct Generic<T> {
@@ -374,11 +389,17 @@ fn changing_a_nested_type_changes_every_container_of_it() {
 #[test]
 fn direct_self_recursion_is_hashed_by_shape() {
     use self_recursive::*;
-    assert_eq!(fp!(Node), fp!(Tree), "`Vec<Node>` and `Vec<Self>` are one shape");
+    assert_eq!(
+        fp!(Node),
+        fp!(Tree),
+        "`Vec<Node>` and `Vec<Self>` are one shape"
+    );
     assert_ne!(fp!(Node), fp!(NumberedNode));
     assert_ne!(fp!(Node), fp!(List));
     assert_ne!(fp!(Generic<u64>), fp!(Generic<String>));
     assert_ne!(fp!(Vec<Node>), fp!(Node));
+    assert_eq!(fp!(Expr), fp!(SameExpr), "in enum variants too");
+    assert_ne!(fp!(Expr), fp!(OtherExpr));
 }
 
 #[test]
@@ -495,3 +516,96 @@ const GOLDEN: [&str; 6] = [
     "self_recursive::Node=0x069cef7eb0bffeae",
     "mutual_v1::Book=0xb6fb6a7adc9f49ac",
 ];
+
+/// Against a real upstream and a store shared by two deploys: the second deploy's `Item` holds a
+/// differently shaped `inner::Item`, so it must not read the first deploy's entry (with
+/// `#[serde(default)]` on the new field, the old entry would even decode, silently wrong).
+mod deploys {
+    use super::*;
+
+    #[stitch::seam(base_url = "http://declared.invalid")]
+    pub trait Before {
+        #[stitch(get, path = "/items/{id}", cache = "1m", name = "items.get")]
+        async fn item(&self, id: u64) -> stitch::Result<deploy_a::Item>;
+    }
+
+    #[stitch::seam(base_url = "http://declared.invalid")]
+    pub trait After {
+        #[stitch(get, path = "/items/{id}", cache = "1m", name = "items.get")]
+        async fn item(&self, id: u64) -> stitch::Result<deploy_b::Item>;
+    }
+
+    /// Mutually recursive output types, one pinned: cacheable like any other.
+    #[derive(Debug, Clone, PartialEq, Deserialize, stitch::Fingerprint)]
+    #[fingerprint(version = "1")]
+    pub struct Folder {
+        pub name: String,
+        pub files: Vec<File>,
+    }
+    #[derive(Debug, Clone, PartialEq, Deserialize, stitch::Fingerprint)]
+    pub struct File {
+        pub name: String,
+        pub parent: Option<Box<Folder>>,
+    }
+
+    #[stitch::seam(base_url = "http://declared.invalid")]
+    pub trait Files {
+        #[stitch(get, path = "/files/{id}", cache = "1m")]
+        async fn file(&self, id: u64) -> stitch::Result<File>;
+    }
+}
+
+fn shared(up: &stitch_tests::Upstream, store: &stitch::store::MemoryStore) -> stitch::Runtime {
+    stitch::Runtime::builder()
+        .base_url(up.url())
+        .store(store.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deploy_with_a_reshaped_nested_type_never_reads_the_old_entries() {
+    use deploys::{After, AfterClient, Before, BeforeClient};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The first answer has the old shape, every later one the new shape.
+    let n = AtomicUsize::new(0);
+    let up = stitch_tests::Upstream::start(move |_| {
+        stitch_tests::Reply::json(if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            serde_json::json!({"inner": {"id": 7}})
+        } else {
+            serde_json::json!({"inner": {"name": "seven"}})
+        })
+    })
+    .await;
+    let store = stitch::store::MemoryStore::default();
+    let before = BeforeClient::new(&shared(&up, &store)).unwrap();
+    let after = AfterClient::new(&shared(&up, &store)).unwrap();
+    assert_eq!(before.item(1).await.unwrap().inner.id, 7);
+    assert_eq!(
+        after.item(1).await.unwrap().inner.name,
+        "seven",
+        "the new deploy must not decode the old entry (it would, to an empty name)"
+    );
+    assert_eq!(up.hits(), 2, "the new shape went upstream");
+}
+
+#[tokio::test]
+async fn a_pinned_mutually_recursive_output_is_cached() {
+    use deploys::{Files, FilesClient};
+    let up = stitch_tests::Upstream::start(|_| {
+        stitch_tests::Reply::json(serde_json::json!({
+            "name": "a.txt",
+            "parent": {"name": "docs", "files": [{"name": "b.txt", "parent": null}]}
+        }))
+    })
+    .await;
+    let runtime = stitch::Runtime::builder()
+        .base_url(up.url())
+        .build()
+        .unwrap();
+    let api = FilesClient::new(&runtime).unwrap();
+    let first = api.file(1).await.unwrap();
+    assert_eq!(first.parent.as_ref().unwrap().files[0].name, "b.txt");
+    assert_eq!(api.file(1).await.unwrap(), first);
+    assert_eq!(up.hits(), 1, "the second call was a cache hit");
+}

@@ -61,6 +61,10 @@ async fn invalidating_by_name_reaches_only_that_stitch() {
     assert_ne!(api.user(1).await.unwrap(), user, "refetched");
     assert_eq!(api.team(1).await.unwrap(), team, "still cached");
     assert_eq!(up.hits(), 3);
+    // Invalidating an uncached stitch by name is harmless; its calls go upstream as always.
+    runtime.invalidate_stitch(AcmeClient::TYPE);
+    api.r#type(true, "req-1").await.unwrap();
+    assert_eq!(up.hits(), 4);
 }
 
 #[tokio::test]
@@ -81,7 +85,10 @@ async fn invalidate_reports_an_entry_held_only_by_the_shared_store() {
         stitch::invalidate(other.user(1)).await,
         "this process never held it; the store did"
     );
-    assert!(!stitch::invalidate(other.user(1)).await, "and now nobody does");
+    assert!(
+        !stitch::invalidate(other.user(1)).await,
+        "and now nobody does"
+    );
     other.user(1).await.unwrap();
     assert_eq!(up.hits(), 2, "the entry was really gone");
 }
@@ -96,12 +103,23 @@ fn describe_table_prints_aligned_rows() {
     for column in ["METHOD", "TEMPLATE", "ARGUMENTS"] {
         let at = lines[0].find(column).unwrap();
         for line in &lines[1..] {
-            assert_eq!(&line[at - 2..at], "  ", "column {column} misaligned:\n{table}");
-            assert_ne!(&line[at..at + 1], " ", "column {column} misaligned:\n{table}");
+            assert_eq!(
+                &line[at - 2..at],
+                "  ",
+                "column {column} misaligned:\n{table}"
+            );
+            assert_ne!(
+                &line[at..at + 1],
+                " ",
+                "column {column} misaligned:\n{table}"
+            );
         }
     }
     assert!(lines.iter().all(|l| !l.ends_with(' ')), "{table}");
-    assert!(lines[1].starts_with("introspection::Acme::user  "), "{table}");
+    assert!(
+        lines[1].starts_with("introspection::Acme::user  "),
+        "{table}"
+    );
     assert!(lines[2].contains("timeout(2000ms)"), "{table}");
     assert!(
         lines[3].contains("dry_run:query(dry-run) request_id:header(x-request-id)"),

@@ -1,7 +1,8 @@
 //! Metrics through the `metrics` facade, observed with `metrics-util`'s debugging recorder: calls
 //! by stitch, outcome and cache result, call durations, attempts and retries, throttle waits,
-//! circuit transitions, store errors and degraded decisions. Its own test binary with one test:
-//! the recorder is installed process-wide.
+//! circuit transitions, store errors and degraded decisions. Its own test binary: one test
+//! installs the recorder process-wide, the other uses scoped (thread-local) recorders, which take
+//! precedence on their thread.
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use serde::Deserialize;
@@ -43,6 +44,12 @@ trait Api {
 
     #[stitch(get, path = "/broken", circuit(failures = 2, cooldown = "1m"))]
     async fn broken(&self) -> stitch::Result<Answer>;
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Local {
+    #[stitch(get, path = "/ping")]
+    async fn ping(&self) -> stitch::Result<Answer>;
 }
 
 /// A store that is down: every operation fails.
@@ -259,4 +266,40 @@ async fn calls_cache_attempts_throttle_circuit_and_store_are_measured() {
         ),
         1
     );
+}
+
+/// Each scoped recorder receives the calls made under it, including one that replaces an earlier
+/// recorder on the same thread (possibly at the same address): nothing registered with the first
+/// one leaks into the second.
+#[test]
+fn every_scoped_recorder_sees_its_own_calls() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let up = rt.block_on(Upstream::start(|_| Reply::json(json!({"n": 1}))));
+    let runtime = Runtime::builder().base_url(up.url()).build().unwrap();
+    let api = LocalClient::new(&runtime).unwrap();
+    for round in 1..=3u64 {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..round {
+                rt.block_on(api.ping()).unwrap();
+            }
+        });
+        let m = snapshot(&snapshotter);
+        assert_eq!(
+            counter(
+                &m,
+                "stitch_calls_total{cache=bypass,outcome=ok,stitch=metrics::Local::ping}"
+            ),
+            round,
+            "round {round}"
+        );
+        assert_eq!(
+            counter(&m, "stitch_attempts_total{stitch=metrics::Local::ping}"),
+            round
+        );
+    }
 }

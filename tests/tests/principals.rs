@@ -41,8 +41,7 @@ trait Keys {
 /// Answers `{"n": <request number>}`, so two callers sharing an entry see the same `n`.
 async fn counting() -> Upstream {
     let n = Arc::new(AtomicUsize::new(0));
-    Upstream::start(move |_| Reply::json(json!({"n": n.fetch_add(1, Ordering::SeqCst) + 1})))
-        .await
+    Upstream::start(move |_| Reply::json(json!({"n": n.fetch_add(1, Ordering::SeqCst) + 1}))).await
 }
 
 #[tokio::test]
@@ -68,8 +67,16 @@ async fn every_header_argument_is_in_the_key() {
         let bob = call(&api, "bob-value").await.unwrap();
         assert_ne!(alice, bob, "`{header}`: bob was served alice's entry");
         assert_eq!(up.hits(), before + 2, "`{header}`");
-        assert_eq!(call(&api, "alice-value").await.unwrap(), alice, "`{header}`");
-        assert_eq!(up.hits(), before + 2, "`{header}`: the same value shares its entry");
+        assert_eq!(
+            call(&api, "alice-value").await.unwrap(),
+            alice,
+            "`{header}`"
+        );
+        assert_eq!(
+            up.hits(),
+            before + 2,
+            "`{header}`: the same value shares its entry"
+        );
         let seen = up.seen();
         assert_eq!(seen[seen.len() - 1].header(header), Some("bob-value"));
     }
@@ -91,7 +98,11 @@ async fn runtime_default_headers_are_in_the_key() {
     let cs = with("cs").me().await.unwrap();
     assert_eq!(with("cs").me().await.unwrap(), cs, "same defaults share");
     assert_eq!(up.hits(), 1);
-    assert_ne!(with("de").me().await.unwrap(), cs, "other defaults never do");
+    assert_ne!(
+        with("de").me().await.unwrap(),
+        cs,
+        "other defaults never do"
+    );
     assert_eq!(up.hits(), 2);
 }
 
@@ -125,12 +136,21 @@ fn tenant(up: &Upstream, store: &MemoryStore, auth: impl Auth) -> KeysClient {
 async fn tenants_with_different_auth_never_share_a_store_entry() {
     let up = counting().await;
     let store = MemoryStore::default();
-    let a = tenant(&up, &store, Token("Bearer tenant-a")).me().await.unwrap();
-    let b = tenant(&up, &store, Token("Bearer tenant-b")).me().await.unwrap();
+    let a = tenant(&up, &store, Token("Bearer tenant-a"))
+        .me()
+        .await
+        .unwrap();
+    let b = tenant(&up, &store, Token("Bearer tenant-b"))
+        .me()
+        .await
+        .unwrap();
     assert_ne!(a, b, "tenant b was served tenant a's entry");
     assert_eq!(up.hits(), 2);
     // The same credential under the same principal key is the same principal (a fleet).
-    let again = tenant(&up, &store, Token("Bearer tenant-a")).me().await.unwrap();
+    let again = tenant(&up, &store, Token("Bearer tenant-a"))
+        .me()
+        .await
+        .unwrap();
     assert_eq!(again, a);
     assert_eq!(up.hits(), 2);
 }
@@ -173,9 +193,15 @@ async fn a_refresh_retires_the_principal_of_the_old_credentials() {
     assert_eq!(api.me().await.unwrap(), old);
     api.poke().await.unwrap(); // 401, refresh to t1, redo
     let new = api.me().await.unwrap();
-    assert_ne!(new, old, "the new credentials were served the old ones' entry");
+    assert_ne!(
+        new, old,
+        "the new credentials were served the old ones' entry"
+    );
     let seen = up.seen();
-    assert_eq!(seen[seen.len() - 1].header("authorization"), Some("Bearer t1"));
+    assert_eq!(
+        seen[seen.len() - 1].header("authorization"),
+        Some("Bearer t1")
+    );
 }
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -239,7 +265,11 @@ async fn stitches_sharing_a_name_never_share_entries() {
     let n = Arc::new(AtomicUsize::new(0));
     let up = Upstream::start(move |seen| {
         let n = n.fetch_add(1, Ordering::SeqCst) as u64;
-        let scale = if seen.header("x-scale").is_some() { 1000 } else { 1 };
+        let scale = if seen.header("x-scale").is_some() {
+            1000
+        } else {
+            1
+        };
         Reply::json(json!({"a": (10 + n) * scale, "b": 20 + n}))
     })
     .await;
@@ -256,7 +286,49 @@ async fn stitches_sharing_a_name_never_share_entries() {
     assert_eq!(StatsAClient::new(&one).unwrap().stats().await.unwrap(), 10);
     assert_eq!(StatsBClient::new(&one).unwrap().stats().await.unwrap(), 21);
     assert_eq!(StatsBClient::new(&two).unwrap().stats().await.unwrap(), 21);
-    assert_eq!(StatsCClient::new(&two).unwrap().stats().await.unwrap(), 12_000);
+    assert_eq!(
+        StatsCClient::new(&two).unwrap().stats().await.unwrap(),
+        12_000
+    );
     assert_eq!(StatsAClient::new(&two).unwrap().stats().await.unwrap(), 10);
-    assert_eq!(up.hits(), 3, "each stitch read its own entries, and only those");
+    assert_eq!(
+        up.hits(),
+        3,
+        "each stitch read its own entries, and only those"
+    );
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Signed {
+    #[stitch(get, path = "/signed", cache = "1m")]
+    async fn signed(&self, #[header("x-signature", secret)] sig: &str) -> stitch::Result<Hit>;
+
+    #[stitch(get, path = "/plain", cache = "1m")]
+    async fn plain(&self, #[header("x-tenant")] tenant: &str) -> stitch::Result<Hit>;
+}
+
+#[tokio::test]
+async fn a_secret_header_is_keyed_only_under_the_principal_key() {
+    let up = counting().await;
+    let store = MemoryStore::default();
+    let client = |key: u8| {
+        let rt = Runtime::builder()
+            .base_url(up.url())
+            .store(store.clone())
+            .principal_key([key; 32])
+            .build()
+            .unwrap();
+        SignedClient::new(&rt).unwrap()
+    };
+    let (one, two, fleet) = (client(1), client(2), client(1));
+    // A plain header value is keyed as it is: shared by every runtime on the store.
+    let plain = one.plain("acme").await.unwrap();
+    assert_eq!(two.plain("acme").await.unwrap(), plain);
+    assert_eq!(up.hits(), 1);
+    // A secret one is keyed through the principal key: shared only under the same key.
+    let signed = one.signed("s1").await.unwrap();
+    assert_ne!(two.signed("s1").await.unwrap(), signed);
+    assert_eq!(fleet.signed("s1").await.unwrap(), signed);
+    assert_ne!(fleet.signed("s2").await.unwrap(), signed);
+    assert_eq!(up.hits(), 4);
 }

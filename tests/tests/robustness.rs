@@ -194,8 +194,8 @@ trait Headers {
 
 #[tokio::test]
 async fn non_ascii_header_values_are_refused_before_sending() {
-    let up = Upstream::start(|seen| Reply::bytes(seen.header("x-name").unwrap_or("").as_bytes()))
-        .await;
+    let up =
+        Upstream::start(|seen| Reply::bytes(seen.header("x-name").unwrap_or("").as_bytes())).await;
     let runtime = Runtime::builder().base_url(up.url()).build().unwrap();
     let client = HeadersClient::new(&runtime).unwrap();
     for refused in ["café", "日本", "line\nbreak", "nul\0", "del\x7f"] {
@@ -361,6 +361,39 @@ async fn an_endless_chunked_error_body_is_read_only_as_far_as_its_prefix() {
     .await;
 }
 
+#[tokio::test]
+async fn a_short_error_body_is_drained_and_its_connection_reused() {
+    let connections = Arc::<AtomicUsize>::default();
+    let counted = connections.clone();
+    let server = raw_server(move |mut stream| {
+        counted.fetch_add(1, SeqCst);
+        async move {
+            let mut buf = Vec::new();
+            let body = "e".repeat(4000);
+            while read_head(&mut stream, &mut buf).await.is_some() {
+                let reply = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if stream.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let runtime = Runtime::builder().base_url(&server).build().unwrap();
+    let client = BodiesClient::new(&runtime).unwrap();
+    for _ in 0..3 {
+        match client.big().await.unwrap_err() {
+            Error::Status { body, .. } => assert_eq!(body.len(), 1024),
+            other => panic!("expected Status, got {other}"),
+        }
+    }
+    // Read to its end (it is within the drain bound), so the connection went back to the pool.
+    assert_eq!(connections.load(SeqCst), 1);
+}
+
 static DECODES: AtomicUsize = AtomicUsize::new(0);
 
 /// Counts how many times a body is decoded.
@@ -376,18 +409,24 @@ impl<'de> Deserialize<'de> for Counted {
 
 #[tokio::test]
 async fn a_failing_body_is_decoded_at_most_once_more() {
-    let malformed = Upstream::start(|_| {
-        Reply::bytes(b"[1, 2, 3").header("content-type", "application/json")
-    })
-    .await;
-    let runtime = Runtime::builder().base_url(malformed.url()).build().unwrap();
+    let malformed =
+        Upstream::start(|_| Reply::bytes(b"[1, 2, 3").header("content-type", "application/json"))
+            .await;
+    let runtime = Runtime::builder()
+        .base_url(malformed.url())
+        .build()
+        .unwrap();
     let client = BodiesClient::new(&runtime).unwrap();
 
     // Malformed JSON: the error says where (line, column); no second pass over the body.
     let error = client.counted().await.unwrap_err();
     assert!(matches!(error, Error::Decode { .. }), "{error}");
     assert!(error.to_string().contains("column"), "{error}");
-    assert_eq!(DECODES.swap(0, SeqCst), 1, "malformed JSON was decoded again");
+    assert_eq!(
+        DECODES.swap(0, SeqCst),
+        1,
+        "malformed JSON was decoded again"
+    );
 
     // Valid JSON of the wrong shape: one more pass, to name the element.
     let shaped = Upstream::start(|_| {
@@ -459,7 +498,10 @@ async fn a_silent_upstream_times_out_at_the_default_total() {
         other => panic!("expected Timeout, got {other}"),
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(30) && took < Duration::from_secs(31), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(31),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -481,7 +523,10 @@ async fn the_default_total_is_set_on_the_builder() {
         "{error}"
     );
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,7 +545,12 @@ trait Slow {
     #[stitch(get, path = "/w", cache = "1m")]
     async fn unbudgeted(&self) -> stitch::Result<Val>;
 
-    #[stitch(get, path = "/c", timeout = "500ms", circuit(failures = 3, cooldown = "30s"))]
+    #[stitch(
+        get,
+        path = "/c",
+        timeout = "500ms",
+        circuit(failures = 3, cooldown = "30s")
+    )]
     async fn guarded(&self) -> stitch::Result<Val>;
 }
 
@@ -639,7 +689,10 @@ async fn the_cache_write_never_delays_the_waiting_callers() {
     // The write finishes behind the calls, within the store timeout.
     let waited = Instant::now();
     while sets_done.load(SeqCst) == 0 {
-        assert!(waited.elapsed() < Duration::from_secs(8), "the write never completed");
+        assert!(
+            waited.elapsed() < Duration::from_secs(8),
+            "the write never completed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -649,13 +702,27 @@ async fn the_cache_write_never_delays_the_waiting_callers() {
 
 #[stitch::seam(base_url = "http://declared.invalid")]
 trait TwinA {
-    #[stitch(get, path = "/stats", name = "stats", cache = "1m", pick = "a", throttle = "1/s")]
+    #[stitch(
+        get,
+        path = "/stats",
+        name = "stats",
+        cache = "1m",
+        pick = "a",
+        throttle = "1/s"
+    )]
     async fn stats(&self) -> stitch::Result<u32>;
 }
 
 #[stitch::seam(base_url = "http://declared.invalid")]
 trait TwinB {
-    #[stitch(get, path = "/stats", name = "stats", cache = "1m", pick = "b", throttle = "1/s")]
+    #[stitch(
+        get,
+        path = "/stats",
+        name = "stats",
+        cache = "1m",
+        pick = "b",
+        throttle = "1/s"
+    )]
     async fn stats(&self) -> stitch::Result<u32>;
 }
 

@@ -39,8 +39,18 @@ trait Api {
     )]
     async fn fail(&self, #[query] token: &str) -> stitch::Result<Hit>;
 
+    #[stitch(get, path = "/fail/signed?sig=STATIC-SIG&v=1")]
+    async fn fail_signed(&self, #[query] creds: Creds) -> stitch::Result<Hit>;
+
     #[stitch(get, path = "/marked", cache = "1m")]
     async fn marked(&self, #[query("q", secret)] q: &str) -> stitch::Result<Hit>;
+}
+
+/// Credentials as the fields of one `#[query]` struct.
+#[derive(serde::Serialize)]
+struct Creds {
+    access_token: &'static str,
+    page: u32,
 }
 
 /// Every key and value written to, and every key read from, a [`MemoryStore`].
@@ -82,7 +92,7 @@ impl Store for Recording {
 async fn counting() -> Upstream {
     let n = Arc::new(AtomicUsize::new(0));
     Upstream::start(move |seen| {
-        if seen.path == "/fail" {
+        if seen.path.starts_with("/fail") {
             return Reply::status(503, "busy");
         }
         Reply::json(json!({"n": n.fetch_add(1, Ordering::SeqCst) + 1}))
@@ -142,9 +152,11 @@ fn everything(error: &Error) -> String {
 async fn secret_query_values_never_appear_in_errors_or_traces() {
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(capture.clone().with_filter(
-            tracing_subscriber::filter::LevelFilter::TRACE,
-        )),
+        tracing_subscriber::registry().with(
+            capture
+                .clone()
+                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+        ),
     );
     let up = counting().await;
     let rt = Runtime::builder().base_url(up.url()).build().unwrap();
@@ -183,11 +195,17 @@ async fn secret_query_values_never_appear_in_errors_or_traces() {
     };
     assert!(url.contains("api_key=REDACTED"), "{url}");
     let shown = everything(&error);
-    assert!(shown.contains("REDACTED"), "reqwest's error shows the redacted URL: {shown}");
+    assert!(
+        shown.contains("REDACTED"),
+        "reqwest's error shows the redacted URL: {shown}"
+    );
     assert!(!shown.contains("SECRET-KEY-1"), "{shown}");
 
     let traced = capture.0.lock().unwrap().clone();
-    assert!(traced.contains("retrying"), "the capture saw the events: {traced}");
+    assert!(
+        traced.contains("retrying"),
+        "the capture saw the events: {traced}"
+    );
     assert!(traced.contains("REDACTED"), "{traced}");
     for secret in ["SECRET-TOKEN-1", "SECRET-KEY-1"] {
         assert!(!traced.contains(secret), "{secret} traced: {traced}");
@@ -215,13 +233,20 @@ async fn secret_query_values_never_reach_the_store_but_separate_entries() {
     );
     let b = ApiClient::new(&rt()).unwrap();
     let shared = b.search("rust", "SECRET-KEY-2").await.unwrap();
-    assert_eq!(shared.value(), first.value(), "the same key shares the entry");
+    assert_eq!(
+        shared.value(),
+        first.value(),
+        "the same key shares the entry"
+    );
     assert_eq!(up.hits(), 1);
     let other = b.search("rust", "SECRET-KEY-3").await.unwrap();
     assert_ne!(other.value(), first.value(), "another key never reads it");
     assert_eq!(up.hits(), 2);
 
-    assert!(store.all().contains("api_key=REDACTED"), "the record keeps a redacted URL");
+    assert!(
+        store.all().contains("api_key=REDACTED"),
+        "the record keeps a redacted URL"
+    );
     for secret in ["SECRET-KEY-2", "SECRET-KEY-3"] {
         assert!(!store.saw(secret), "{secret} stored: {}", store.all());
     }
@@ -260,4 +285,34 @@ async fn base_url_userinfo_is_never_printed() {
     // The userinfo is still sent (as basic auth) and keeps its own principal.
     api.search("rust", "k").await.unwrap();
     assert!(up.seen()[0].header("authorization").is_some());
+}
+
+#[tokio::test]
+async fn struct_fields_and_static_query_credentials_are_redacted() {
+    let up = counting().await;
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    let error = ApiClient::new(&rt)
+        .unwrap()
+        .fail_signed(Creds {
+            access_token: "SECRET-FIELD-1",
+            page: 2,
+        })
+        .await
+        .unwrap_err();
+    let Error::Status { url, .. } = &error else {
+        panic!("expected a status error, got {error:?}");
+    };
+    assert!(
+        url.ends_with("/fail/signed?sig=REDACTED&v=1&access_token=REDACTED&page=2"),
+        "{url}"
+    );
+    let shown = everything(&error);
+    assert!(
+        !shown.contains("SECRET-FIELD-1") && !shown.contains("STATIC-SIG"),
+        "{shown}"
+    );
+    assert_eq!(
+        up.seen()[0].query.as_deref(),
+        Some("sig=STATIC-SIG&v=1&access_token=SECRET-FIELD-1&page=2")
+    );
 }

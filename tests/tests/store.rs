@@ -156,20 +156,14 @@ struct Down(Arc<AtomicUsize>);
 impl Store for Down {
     fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {
-            Err(StoreError::unavailable("get", "connection refused"))
-        })
+        Box::pin(async { Err(StoreError::unavailable("get", "connection refused")) })
     }
     fn set<'a>(&'a self, _: &'a str, _: bytes::Bytes, _: Duration) -> StoreFuture<'a, ()> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async {
-            Err(StoreError::unavailable("set", "connection refused"))
-        })
+        Box::pin(async { Err(StoreError::unavailable("set", "connection refused")) })
     }
     fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async {
-            Err(StoreError::unavailable("delete", "connection refused"))
-        })
+        Box::pin(async { Err(StoreError::unavailable("delete", "connection refused")) })
     }
 }
 

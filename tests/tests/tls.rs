@@ -85,6 +85,21 @@ async fn a_refused_connection_is_named() {
 }
 
 #[tokio::test]
+async fn a_connection_closed_without_an_answer_is_named() {
+    // Reads the request, then hangs up without a byte of response.
+    let url = stitch_tests::raw_server(|mut stream| async move {
+        use tokio::io::AsyncReadExt;
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await;
+    })
+    .await;
+    let rt = Runtime::builder().base_url(url).build().unwrap();
+    let (cause, message) = transport(AcmeClient::new(&rt).unwrap().user(7).await);
+    assert_eq!(cause, TransportCause::ConnectionClosed);
+    assert!(message.contains("connection closed"), "{message}");
+}
+
+#[tokio::test]
 async fn an_unresolvable_host_is_named_as_dns() {
     // `.invalid` never resolves (RFC 6761).
     let rt = Runtime::builder()

@@ -14,6 +14,7 @@ fn ui() {
         "resilience",
         "roles",
         "seam",
+        "secret",
         "signature",
         "throttle",
         "timeout",

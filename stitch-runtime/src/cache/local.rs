@@ -112,7 +112,11 @@ impl LocalTier {
     }
 
     /// Runs `f` on a stitch's cache without taking a reference count (the hit path).
-    pub(crate) fn peek<R>(&self, endpoint: &Endpoint, f: impl FnOnce(&StitchCache) -> R) -> Option<R> {
+    pub(crate) fn peek<R>(
+        &self,
+        endpoint: &Endpoint,
+        f: impl FnOnce(&StitchCache) -> R,
+    ) -> Option<R> {
         let map = self.stitches.read().unwrap_or_else(|e| e.into_inner());
         map.get(&endpoint.id()).map(|c| f(c))
     }

@@ -1,8 +1,8 @@
 //! Read-through caching and request coalescing.
 //!
-//! A cached stitch's call looks up a derived key ([`key`]) in the in-process tier of decoded values
-//! ([`local`]), then in the attached shared store if any ([`crate::store`]), and on a miss joins or
-//! leads one in-flight upstream request ([`coalesce`]). Only 2xx responses that decoded are stored.
+//! A cached stitch's call looks up a derived key (`key.rs`) in the in-process tier of decoded values
+//! (`local.rs`), then in the attached shared store if any ([`crate::store`]), and on a miss joins or
+//! leads one in-flight upstream request (`coalesce.rs`). Only 2xx responses that decoded are stored.
 //!
 //! Invariants: keys are principal-scoped unless the stitch opted into `scope = "app"`; credentials
 //! are folded in as a keyed hash and never appear in a key; invalidation bumps generations, so

@@ -29,7 +29,10 @@ pub(crate) const HEADER_VALUE_RULE: &str = "a header value must be visible ASCII
 /// itself also lets bytes above 0x7F through (RFC 9110's obsolete `obs-text`), which servers
 /// read as Latin-1 or reject: refused here so what is sent is what the caller wrote.
 pub(crate) fn header_value(text: &str) -> Option<HeaderValue> {
-    if text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+    if text
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
         HeaderValue::from_str(text).ok()
     } else {
         None
@@ -296,12 +299,13 @@ impl RequestParts {
                 text.push('?');
                 text.push_str(q);
             }
-            url::Url::parse(&text)
-                .map_err(|e| {
-                    // The template, not the text: the text may carry secret query values.
-                    let template = crate::http::redact::text(ep.template);
-                    config(format!("`{template}` with this call's values is not a valid URL: {e}"))
-                })?
+            url::Url::parse(&text).map_err(|e| {
+                // The template, not the text: the text may carry secret query values.
+                let template = crate::http::redact::text(ep.template);
+                config(format!(
+                    "`{template}` with this call's values is not a valid URL: {e}"
+                ))
+            })?
         } else {
             let base = runtime
                 .base_url_override()

@@ -20,6 +20,8 @@ use std::marker::PhantomData;
 pub struct RawResponse {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
+    /// The final URL, redacted ([`crate::http::redact::url`]): it is shown by `Response::url`
+    /// and kept in store records.
     pub(crate) url: url::Url,
     pub(crate) body: Bytes,
 }
@@ -211,7 +213,8 @@ impl<T> Response<T> {
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
-    /// The final URL (after redirects).
+    /// The final URL (after redirects), without userinfo and with secret query values (a
+    /// credential key such as `api_key`, or a `#[query(secret)]` argument) shown as `REDACTED`.
     pub fn url(&self) -> &url::Url {
         &self.url
     }

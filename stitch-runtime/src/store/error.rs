@@ -93,7 +93,9 @@ impl fmt::Display for StoreError {
 
 impl StdError for StoreError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -121,4 +123,62 @@ pub(super) fn require(have: super::Verbs, needed: &[Verb]) -> Result<(), StoreEr
              declare that state process-local"
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, OpId, Store, StoreFuture};
+    use bytes::Bytes;
+
+    /// A third-party driver of the first generation: get/set/delete only.
+    struct Basic(MemoryStore);
+
+    impl Store for Basic {
+        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+            self.0.get(key)
+        }
+        fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+            self.0.set(key, value, ttl)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+            self.0.delete(key)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_basic_driver_refuses_what_it_lacks_and_require_names_it() {
+        let s = Basic(MemoryStore::default());
+        let err = s
+            .increment("k", 1, Duration::from_secs(1), OpId::random())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unsupported);
+        assert_eq!(
+            err.to_string(),
+            "store increment failed: this store does not implement `increment`"
+        );
+        assert!(s.require(&[Verb::Get, Verb::Delete]).is_ok());
+        let err = s
+            .require(&[Verb::Get, Verb::Reserve, Verb::Lease])
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unsupported);
+        assert_eq!(
+            err.to_string(),
+            "store require failed: the attached store does not implement `reserve`, `lease`, \
+             which this runtime's fleet-wide state needs: use a driver that implements it \
+             (`MemoryStore`, `RedisStore`), or declare that state process-local"
+        );
+        crate::store::conformance::run(|| Basic(MemoryStore::default())).await;
+    }
+
+    #[test]
+    fn the_source_is_kept() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = StoreError::unavailable("get", "cannot connect").with_source(io);
+        assert_eq!(e.source().unwrap().to_string(), "refused");
+        assert!(StoreError::timeout("get", Duration::from_millis(5))
+            .source()
+            .is_none());
+    }
 }

@@ -112,7 +112,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Takes a lease in the holder set under `key`: expired holders are swept first, then the
     /// holder is added if fewer than `limit` remain (or refreshed if already there).
-    fn lease_acquire<'a>(&'a self, key: &'a str, lease: LeaseRequest) -> StoreFuture<'a, LeaseGrant> {
+    fn lease_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseRequest,
+    ) -> StoreFuture<'a, LeaseGrant> {
         let _ = (key, lease);
         unsupported(Verb::Lease)
     }
@@ -124,8 +128,9 @@ pub trait Store: Send + Sync + 'static {
         unsupported(Verb::Lease)
     }
 
-    /// Gives `holder`'s lease back; returns whether it was held. When it was and `notify` is
-    /// given, `key` is published on that channel in the same atomic step (to wake waiters).
+    /// Gives `holder`'s lease back; returns whether it was held (unexpired). When it was and
+    /// `notify` is given, `key` is published on that channel in the same atomic step (to wake
+    /// waiters). Retrying a release whose outcome is unknown is safe; the retry answers `false`.
     fn lease_release<'a>(
         &'a self,
         key: &'a str,
@@ -167,6 +172,8 @@ pub(crate) mod record {
         let mut out = BytesMut::with_capacity(raw.body.len() + 256);
         out.put_u8(VERSION);
         out.put_u16(raw.status.as_u16());
+        // Already redacted by the pipeline (no userinfo, no secret query values): a record never
+        // holds a secret in clear.
         put_bytes(&mut out, raw.url.as_str().as_bytes());
         out.put_u32(raw.headers.len() as u32);
         for (name, value) in &raw.headers {

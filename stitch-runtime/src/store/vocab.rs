@@ -90,7 +90,8 @@ pub struct Verbs(u16);
 
 impl Verbs {
     /// What every store has: `get`, `set`, `delete`.
-    pub const BASIC: Verbs = Verbs((1 << Verb::Get as u16) | (1 << Verb::Set as u16) | (1 << Verb::Delete as u16));
+    pub const BASIC: Verbs =
+        Verbs((1 << Verb::Get as u16) | (1 << Verb::Set as u16) | (1 << Verb::Delete as u16));
 
     /// Every verb.
     pub fn all() -> Verbs {
@@ -213,8 +214,12 @@ pub struct Gcra {
 /// What a reservation decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Send now.
-    Granted,
+    /// Send now. `at` is the slot's store time (microseconds, at most `store_time`; earlier
+    /// only when a retried reservation's slot has already come).
+    Granted {
+        /// The slot's store time.
+        at: u64,
+    },
     /// Reserved: send at this store time (microseconds).
     WaitUntil(u64),
     /// Not reserved: the grant would have been `wait_us` from now, beyond the maximum wait.

@@ -1,6 +1,6 @@
 // Doc comments and lint attributes are kept wherever Rust allows them: on the trait, its methods,
-// free stitches and arguments; `#![deny(missing_docs)]` holds for the generated items.
-#![deny(missing_docs)]
+// free stitches and arguments; `#![deny(missing_docs, warnings)]` holds for the generated items.
+#![deny(missing_docs, warnings)]
 //! A crate whose every public item is documented.
 
 /// The API.
@@ -12,7 +12,7 @@ pub trait Api {
     #[stitch(get, path = "/things/{id}")]
     #[allow(non_snake_case)]
     #[deny(unused_must_use)]
-    async fn thing(&self, #[allow(non_snake_case)] id: u64, #[query] #[allow(unused)] Verbose: bool) -> stitch::Result<String>;
+    async fn thing(&self, #[allow(non_snake_case)] id: u64, #[query] #[allow(non_snake_case)] Verbose: bool) -> stitch::Result<String>;
 }
 
 /// Checks the status.

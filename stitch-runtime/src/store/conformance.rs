@@ -1,0 +1,620 @@
+//! The store conformance suite: what every driver must do for stitch's fleet protocols to hold.
+//! A third-party driver calls it from its own tests:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn my_store_conforms() {
+//!     stitch::store::conformance::run(|| MyStore::connect_to_test_server()).await;
+//! }
+//! ```
+//!
+//! Every check uses fresh random keys, so the store may be shared and need not be empty. Each
+//! verb the driver declares in [`Store::capabilities`] is checked (round trips, expiry,
+//! concurrency, idempotent retries); each verb it does not declare must fail with
+//! [`StoreErrorKind::Unsupported`], never answer something made up. Failures panic with a
+//! message naming the verb and what was expected. Timing checks use real time with generous
+//! margins (TTLs of a few hundred milliseconds); the suite takes about three seconds.
+
+use super::{
+    Cas, Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreErrorKind, Verb,
+};
+use bytes::Bytes;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+const MS: u64 = 1000;
+
+/// Runs every check on stores made by `make` (called once per check; returning clones of one
+/// store, or new connections to one server, is fine).
+pub async fn run<S: Store>(make: impl Fn() -> S) {
+    let caps = make().capabilities();
+    for verb in [Verb::Get, Verb::Set, Verb::Delete] {
+        assert!(caps.contains(verb), "every store must implement `{verb}`");
+    }
+    round_trips(Arc::new(make())).await;
+    for verb in Verb::ALL {
+        if !caps.contains(verb) {
+            unsupported(&make(), verb).await;
+            continue;
+        }
+        let s = Arc::new(make());
+        match verb {
+            Verb::Time => time(s.as_ref()).await,
+            Verb::Increment => increment(&s).await,
+            Verb::SetIfAbsent => set_if_absent(&s).await,
+            Verb::CompareAndSet => compare_and_set(&s).await,
+            Verb::Reserve => reserve(&s).await,
+            Verb::Lease => lease(&s).await,
+            Verb::Publish if caps.contains(Verb::Subscribe) => pub_sub(&s).await,
+            _ => {}
+        }
+    }
+    let missing: Vec<Verb> = Verb::ALL
+        .into_iter()
+        .filter(|v| !caps.contains(*v))
+        .collect();
+    let err = make().require(&Verb::ALL);
+    match missing.first() {
+        None => assert!(
+            err.is_ok(),
+            "`require` of declared verbs must pass: {err:?}"
+        ),
+        Some(first) => {
+            let err = err.expect_err("`require` must fail for an undeclared verb");
+            assert!(
+                err.to_string().contains(&format!("`{first}`")),
+                "`require` must name the missing verb `{first}`: {err}"
+            );
+        }
+    }
+}
+
+/// A key no other check or run uses (`tag` keeps one check's keys on one cluster slot).
+fn key(tag: &str) -> String {
+    format!("stitch-conformance:{{{}}}:{tag}", OpId::random())
+}
+
+async fn unsupported<S: Store>(s: &S, verb: Verb) {
+    let k = key("unsupported");
+    let id = OpId::random();
+    let ttl = Duration::from_secs(1);
+    let kind = match verb {
+        Verb::Time => s.time().await.map(drop),
+        Verb::Increment => s.increment(&k, 1, ttl, id).await.map(drop),
+        Verb::SetIfAbsent => s.set_if_absent(&k, Bytes::new(), ttl, id).await.map(drop),
+        Verb::CompareAndSet => s
+            .compare_and_set(&k, None, Bytes::new(), ttl, id)
+            .await
+            .map(drop),
+        Verb::Reserve => s.reserve(&k, gcra(1000, 0, None)).await.map(drop),
+        Verb::Lease => s.lease_acquire(&k, lease_of(1, 1000, id)).await.map(drop),
+        Verb::Publish => s.publish(&k, Bytes::new()).await,
+        Verb::Subscribe => s.subscribe(&k).await.map(drop),
+        _ => return,
+    }
+    .map_err(|e| e.kind());
+    assert_eq!(
+        kind,
+        Err(StoreErrorKind::Unsupported),
+        "an undeclared verb `{verb}` must fail as unsupported"
+    );
+}
+
+async fn round_trips<S: Store>(s: Arc<S>) {
+    let k = key("kv");
+    let long = Duration::from_secs(30);
+    assert_eq!(s.get(&k).await.unwrap(), None, "get: a fresh key is absent");
+    s.set(&k, Bytes::from_static(b"\x00one\xff"), long)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&k).await.unwrap().as_deref(),
+        Some(&b"\x00one\xff"[..]),
+        "get returns the bytes set"
+    );
+    s.set(&k, Bytes::from_static(b"two"), long).await.unwrap();
+    assert_eq!(
+        s.get(&k).await.unwrap().as_deref(),
+        Some(&b"two"[..]),
+        "set replaces"
+    );
+    assert!(
+        s.delete(&k).await.unwrap(),
+        "delete of a present key answers true"
+    );
+    assert!(
+        !s.delete(&k).await.unwrap(),
+        "delete of an absent key answers false"
+    );
+    assert_eq!(s.get(&k).await.unwrap(), None, "get after delete");
+
+    s.set(&k, Bytes::from_static(b"brief"), Duration::from_millis(150))
+        .await
+        .unwrap();
+    assert!(
+        s.get(&k).await.unwrap().is_some(),
+        "a value is there before its ttl"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        s.get(&k).await.unwrap(),
+        None,
+        "set: a value is gone after its ttl"
+    );
+}
+
+async fn time<S: Store>(s: &S) {
+    let a = s.time().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = s.time().await.unwrap();
+    assert!(
+        (90 * MS..2000 * MS).contains(&b.saturating_sub(a)),
+        "time: microseconds, advancing with real time (100 ms gave {} µs)",
+        b.saturating_sub(a)
+    );
+}
+
+async fn increment<S: Store>(s: &Arc<S>) {
+    let k = key("counter");
+    let ttl = Duration::from_secs(30);
+    let mut tasks = JoinSet::new();
+    let ids: Vec<OpId> = (0..20).map(|_| OpId::random()).collect();
+    for id in ids.clone() {
+        let (s, k) = (s.clone(), k.clone());
+        tasks.spawn(async move { s.increment(&k, 1, ttl, id).await.unwrap() });
+    }
+    let got: BTreeSet<i64> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(
+        got,
+        (1..=20).collect(),
+        "increment: 20 concurrent increments return exactly 1..=20"
+    );
+    let again = s.increment(&k, 1, ttl, ids[0]).await.unwrap();
+    assert!(
+        (1..=20).contains(&again),
+        "increment: a retry with the same id returns its first value, got {again}"
+    );
+    assert_eq!(
+        s.increment(&k, 5, ttl, OpId::random()).await.unwrap(),
+        25,
+        "increment: a retried id is not counted twice"
+    );
+    assert_eq!(
+        s.get(&k).await.unwrap().as_deref(),
+        Some(&b"25"[..]),
+        "increment: the counter reads back as decimal text"
+    );
+
+    let short = key("window");
+    let window = Duration::from_millis(300);
+    assert_eq!(
+        s.increment(&short, 1, window, OpId::random())
+            .await
+            .unwrap(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        s.increment(&short, 1, window, OpId::random())
+            .await
+            .unwrap(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        s.increment(&short, 1, window, OpId::random())
+            .await
+            .unwrap(),
+        1,
+        "increment: the ttl runs from the counter's creation and later increments do not extend it"
+    );
+
+    let text = key("text");
+    s.set(&text, Bytes::from_static(b"abc"), ttl).await.unwrap();
+    let err = s.increment(&text, 1, ttl, OpId::random()).await;
+    assert_eq!(
+        err.map_err(|e| e.kind()),
+        Err(StoreErrorKind::Protocol),
+        "increment of a non-integer fails as a protocol error"
+    );
+}
+
+async fn set_if_absent<S: Store>(s: &Arc<S>) {
+    let k = key("once");
+    let ttl = Duration::from_millis(400);
+    let first = OpId::random();
+    assert!(s
+        .set_if_absent(&k, Bytes::from_static(b"a"), ttl, first)
+        .await
+        .unwrap());
+    assert!(
+        !s.set_if_absent(&k, Bytes::from_static(b"b"), ttl, OpId::random())
+            .await
+            .unwrap(),
+        "set_if_absent: a present key is not replaced"
+    );
+    assert!(
+        s.set_if_absent(&k, Bytes::from_static(b"a"), ttl, first)
+            .await
+            .unwrap(),
+        "set_if_absent: a retry of the call that wrote answers true"
+    );
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"a"[..]));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        s.set_if_absent(&k, Bytes::from_static(b"c"), ttl, OpId::random())
+            .await
+            .unwrap(),
+        "set_if_absent: an expired key is absent"
+    );
+
+    let race = key("race");
+    let mut tasks = JoinSet::new();
+    for i in 0..20u8 {
+        let (s, race) = (s.clone(), race.clone());
+        tasks.spawn(async move {
+            s.set_if_absent(
+                &race,
+                Bytes::from(vec![i]),
+                Duration::from_secs(30),
+                OpId::random(),
+            )
+            .await
+            .unwrap()
+        });
+    }
+    let winners = tasks.join_all().await.into_iter().filter(|w| *w).count();
+    assert_eq!(winners, 1, "set_if_absent: exactly one of 20 racers writes");
+}
+
+async fn compare_and_set<S: Store>(s: &Arc<S>) {
+    let k = key("cas");
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        s.compare_and_set(
+            &k,
+            Some(b"x"),
+            Bytes::from_static(b"y"),
+            ttl,
+            OpId::random()
+        )
+        .await
+        .unwrap(),
+        Cas::Conflict { current: None },
+        "compare_and_set: expecting a value on an absent key conflicts"
+    );
+    assert_eq!(
+        s.compare_and_set(&k, None, Bytes::from_static(b"v0"), ttl, OpId::random())
+            .await
+            .unwrap(),
+        Cas::Swapped,
+        "compare_and_set: expecting absence on an absent key writes"
+    );
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let (s, k) = (s.clone(), k.clone());
+        tasks.spawn(async move {
+            let id = OpId::random();
+            let new = Bytes::from(format!("v{}", i + 1));
+            let outcome = s
+                .compare_and_set(&k, Some(b"v0"), new.clone(), ttl, id)
+                .await
+                .unwrap();
+            (outcome, new, id)
+        });
+    }
+    let results = tasks.join_all().await;
+    let winners: Vec<_> = results.iter().filter(|r| r.0 == Cas::Swapped).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "compare_and_set: exactly one of 20 racers wins"
+    );
+    let (_, won, id) = winners[0].clone();
+    for (outcome, _, _) in &results {
+        if *outcome != Cas::Swapped {
+            assert_eq!(
+                *outcome,
+                Cas::Conflict {
+                    current: Some(won.clone())
+                },
+                "compare_and_set: a loser sees the winner's value"
+            );
+        }
+    }
+    assert_eq!(
+        s.compare_and_set(&k, Some(b"v0"), won.clone(), ttl, id)
+            .await
+            .unwrap(),
+        Cas::Swapped,
+        "compare_and_set: a retry of the winning call answers swapped"
+    );
+    assert_eq!(s.get(&k).await.unwrap(), Some(won));
+}
+
+fn gcra(interval_ms: u64, burst: u64, max_wait_ms: Option<u64>) -> Gcra {
+    Gcra {
+        interval_us: interval_ms * MS,
+        tolerance_us: burst * interval_ms * MS,
+        max_wait_us: max_wait_ms.map(|m| m * MS),
+        id: OpId::random(),
+    }
+}
+
+fn now(r: &super::Reservation) -> bool {
+    matches!(r.decision, Decision::Granted { .. })
+}
+
+/// The grant time of a reservation that was not refused.
+fn grant_of(r: super::Reservation) -> u64 {
+    match r.decision {
+        Decision::Granted { at } => {
+            assert!(
+                at <= r.store_time,
+                "reserve: `Granted` lies in the past: {r:?}"
+            );
+            at
+        }
+        Decision::WaitUntil(at) => {
+            assert!(
+                at > r.store_time,
+                "reserve: `WaitUntil` lies in the future: {r:?}"
+            );
+            at
+        }
+        Decision::Refused { .. } => panic!("reserve: refused without a maximum wait: {r:?}"),
+    }
+}
+
+async fn reserve<S: Store>(s: &Arc<S>) {
+    // Spacing: 20 concurrent reservations at 10/s get 20 distinct grants exactly 100 ms apart,
+    // the first one now (nothing is slept: a reservation only books a slot).
+    let k = key("tat");
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (s, k) = (s.clone(), k.clone());
+        tasks.spawn(async move { s.reserve(&k, gcra(100, 0, None)).await.unwrap() });
+    }
+    let results = tasks.join_all().await;
+    let granted_now = results.iter().filter(|r| now(r)).count();
+    assert_eq!(
+        granted_now, 1,
+        "reserve: without burst, one of 20 is granted now"
+    );
+    let grants: BTreeSet<u64> = results.iter().map(|r| grant_of(*r)).collect();
+    assert_eq!(grants.len(), 20, "reserve: 20 distinct slots");
+    let grants: Vec<u64> = grants.into_iter().collect();
+    for pair in grants.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            100 * MS,
+            "reserve: slots are exactly one interval apart: {grants:?}"
+        );
+    }
+
+    // Burst: `burst` extra grants now, then spacing; a maximum wait refuses without reserving.
+    let k = key("burst");
+    let mut now_count = 0;
+    let mut last = 0;
+    for _ in 0..5 {
+        let r = s.reserve(&k, gcra(100, 2, None)).await.unwrap();
+        now_count += usize::from(now(&r));
+        last = grant_of(r);
+    }
+    assert_eq!(now_count, 3, "reserve: burst 2 grants 3 at once");
+    let refused = s.reserve(&k, gcra(100, 2, Some(150))).await.unwrap();
+    let wait = match refused.decision {
+        Decision::Refused { wait_us } => wait_us,
+        other => panic!("reserve: a grant beyond the maximum wait is refused, got {other:?}"),
+    };
+    assert!(
+        (150 * MS..=300 * MS).contains(&wait),
+        "reserve: the refusal says how long the wait would be: {wait}"
+    );
+    let next = grant_of(s.reserve(&k, gcra(100, 2, None)).await.unwrap());
+    assert_eq!(next - last, 100 * MS, "reserve: a refusal reserves nothing");
+
+    // Idempotency: a retried reservation gets its first slot and moves nothing.
+    let k = key("retry");
+    let first = gcra(100, 0, None);
+    let a = grant_of(s.reserve(&k, first).await.unwrap());
+    let a_again = grant_of(s.reserve(&k, first).await.unwrap());
+    assert_eq!(
+        a, a_again,
+        "reserve: a retry with the same id gets the same slot"
+    );
+    let b = grant_of(s.reserve(&k, gcra(100, 0, None)).await.unwrap());
+    assert_eq!(b - a, 100 * MS, "reserve: a retry takes no second slot");
+
+    // Expiry of idle state: after the budget has been idle, the next grant is now again.
+    let k = key("idle");
+    s.reserve(&k, gcra(50, 0, None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = s.reserve(&k, gcra(50, 0, None)).await.unwrap();
+    assert!(now(&r), "reserve: an idle budget grants now: {r:?}");
+}
+
+fn lease_of(limit: u32, ttl_ms: u64, holder: OpId) -> LeaseRequest {
+    LeaseRequest {
+        limit,
+        ttl_us: ttl_ms * MS,
+        holder,
+    }
+}
+
+fn acquired(g: super::LeaseGrant) -> bool {
+    match g.decision {
+        LeaseDecision::Acquired { expires_at } => {
+            assert!(
+                expires_at > g.store_time,
+                "lease: expiry in the future: {g:?}"
+            );
+            true
+        }
+        LeaseDecision::Full { next_expiry } => {
+            assert!(
+                next_expiry > g.store_time,
+                "lease: next expiry in the future: {g:?}"
+            );
+            false
+        }
+    }
+}
+
+async fn lease<S: Store>(s: &Arc<S>) {
+    // Limits under concurrency: 20 racers for 4 slots, exactly 4 win.
+    let k = key("leases");
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (s, k) = (s.clone(), k.clone());
+        tasks.spawn(async move {
+            let id = OpId::random();
+            (
+                acquired(s.lease_acquire(&k, lease_of(4, 30_000, id)).await.unwrap()),
+                id,
+            )
+        });
+    }
+    let results = tasks.join_all().await;
+    let holders: Vec<OpId> = results.iter().filter(|r| r.0).map(|r| r.1).collect();
+    assert_eq!(
+        holders.len(),
+        4,
+        "lease: exactly `limit` of 20 racers hold a lease"
+    );
+    assert!(
+        acquired(
+            s.lease_acquire(&k, lease_of(4, 30_000, holders[0]))
+                .await
+                .unwrap()
+        ),
+        "lease: acquiring again as a holder refreshes (a retry is idempotent)"
+    );
+    let outsider = OpId::random();
+    assert!(!acquired(
+        s.lease_acquire(&k, lease_of(4, 30_000, outsider))
+            .await
+            .unwrap()
+    ));
+
+    // Release wakes: the key is published on the notify channel, in the same step.
+    let channel = key("wake");
+    let mut sub = s.subscribe(&channel).await.ok();
+    assert!(
+        s.lease_release(&k, holders[0], Some(&channel))
+            .await
+            .unwrap(),
+        "lease_release: a holder's release answers true"
+    );
+    if let Some(sub) = &mut sub {
+        assert_eq!(
+            next_event(sub).await,
+            Some(Event::Message(Bytes::from(k.clone()))),
+            "lease_release: notifies with the lease set's key"
+        );
+    }
+    assert!(
+        !s.lease_release(&k, holders[0], Some(&channel))
+            .await
+            .unwrap(),
+        "lease_release: releasing twice answers false"
+    );
+    assert!(
+        acquired(
+            s.lease_acquire(&k, lease_of(4, 30_000, outsider))
+                .await
+                .unwrap()
+        ),
+        "lease: a released slot is free"
+    );
+
+    // Expiry: a holder that stops renewing loses its slot within its ttl.
+    let k = key("expiry");
+    let gone = OpId::random();
+    assert!(acquired(
+        s.lease_acquire(&k, lease_of(1, 200, gone)).await.unwrap()
+    ));
+    let waiter = OpId::random();
+    let full = s.lease_acquire(&k, lease_of(1, 200, waiter)).await.unwrap();
+    match full.decision {
+        LeaseDecision::Full { next_expiry } => assert!(
+            next_expiry - full.store_time <= 200 * MS,
+            "lease: `Full` names the earliest expiry: {full:?}"
+        ),
+        other => panic!("lease: the limit is 1, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        acquired(s.lease_acquire(&k, lease_of(1, 200, waiter)).await.unwrap()),
+        "lease: an expired holder is swept on acquire"
+    );
+    assert!(
+        !s.lease_renew(&k, gone, 200 * MS).await.unwrap(),
+        "lease_renew: an expired holder cannot renew"
+    );
+
+    // Renewal: a renewed lease outlives its first ttl.
+    let k = key("renew");
+    let keeper = OpId::random();
+    assert!(acquired(
+        s.lease_acquire(&k, lease_of(1, 400, keeper)).await.unwrap()
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        s.lease_renew(&k, keeper, 400 * MS).await.unwrap(),
+        "lease_renew: a holder renews"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        !acquired(
+            s.lease_acquire(&k, lease_of(1, 400, OpId::random()))
+                .await
+                .unwrap()
+        ),
+        "lease: a renewed lease still holds past its first ttl"
+    );
+    assert!(!s.lease_renew(&k, OpId::random(), 400 * MS).await.unwrap());
+}
+
+async fn next_event(sub: &mut super::Subscription) -> Option<Event> {
+    tokio::time::timeout(Duration::from_secs(2), sub.next())
+        .await
+        .unwrap_or_else(|_| panic!("subscribe: no event within 2 s"))
+}
+
+async fn pub_sub<S: Store>(s: &Arc<S>) {
+    let ch = key("events");
+    let other = key("other");
+    let mut a = s.subscribe(&ch).await.unwrap();
+    let mut b = s.subscribe(&ch).await.unwrap();
+    let mut c = s.subscribe(&other).await.unwrap();
+    for m in ["one", "two", "three"] {
+        s.publish(&ch, Bytes::from(m)).await.unwrap();
+    }
+    for sub in [&mut a, &mut b] {
+        for m in ["one", "two", "three"] {
+            assert_eq!(
+                next_event(sub).await,
+                Some(Event::Message(Bytes::from(m))),
+                "subscribe: every subscriber gets every message, in order"
+            );
+        }
+    }
+    s.publish(&other, Bytes::from_static(b"mark"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut c).await,
+        Some(Event::Message(Bytes::from_static(b"mark"))),
+        "subscribe: a channel gets only its own messages"
+    );
+    drop(a);
+    s.publish(&ch, Bytes::from_static(b"after")).await.unwrap();
+    assert_eq!(
+        next_event(&mut b).await,
+        Some(Event::Message(Bytes::from_static(b"after"))),
+        "subscribe: dropping one subscription leaves the others"
+    );
+}

@@ -1,0 +1,251 @@
+//! Every key stitch writes to a shared store is made here, so the layout is one page to read.
+//!
+//! ```text
+//! stitch:<prefix>:{b:<budget>}:tat      GCRA theoretical arrival time (µs, store clock)
+//! stitch:<prefix>:{b:<budget>}:leases   holders of a concurrency budget, scored by expiry
+//! stitch:<prefix>:{k:<circuit>}:state   a circuit's atomic state
+//! stitch:<prefix>:{c:<digest>}:v|:l|:g  a cache entry: value, fill lease, generation
+//! stitch:<prefix>:{t:<client>}:tok      a shared token
+//! stitch:<prefix>:{s:<account>}:jar|:ver  a shared session and its version
+//! stitch:<prefix>:ev                    the fleet's event channel
+//! <key>:op:<id>  (same hash tag)       an idempotency marker (see `companion`)
+//! ```
+//!
+//! The `{...}` part is a Redis Cluster hash tag: only it decides a key's slot, so every key a
+//! script touches for one budget, entry or account lands on one slot (no `CROSSSLOT`). User
+//! names are escaped so they cannot close the tag early or inject a tag of their own.
+
+use std::fmt::Write as _;
+
+/// The namespace every stitch key starts with.
+pub const NAMESPACE: &str = "stitch";
+
+/// The key layout of one fleet: the namespace and the user's `key_prefix` (two fleets on one
+/// store with different prefixes never see each other's keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    /// `stitch:` or `stitch:<prefix>:`.
+    base: String,
+}
+
+impl Default for KeyLayout {
+    fn default() -> Self {
+        KeyLayout::new(None)
+    }
+}
+
+impl KeyLayout {
+    /// The layout under `key_prefix` (`None`: no prefix).
+    pub fn new(key_prefix: Option<&str>) -> Self {
+        let mut base = format!("{NAMESPACE}:");
+        if let Some(p) = key_prefix {
+            escape_into(&mut base, p);
+            base.push(':');
+        }
+        KeyLayout { base }
+    }
+
+    fn tagged(&self, kind: &str, name: &str, suffix: &str) -> String {
+        let mut k = String::with_capacity(self.base.len() + name.len() + suffix.len() + 8);
+        k.push_str(&self.base);
+        k.push('{');
+        k.push_str(kind);
+        k.push(':');
+        escape_into(&mut k, name);
+        k.push_str("}:");
+        k.push_str(suffix);
+        k
+    }
+
+    /// The GCRA state of budget `name`.
+    pub fn budget_tat(&self, name: &str) -> String {
+        self.tagged("b", name, "tat")
+    }
+
+    /// The lease holders of budget `name` (same slot as its `tat`).
+    pub fn budget_leases(&self, name: &str) -> String {
+        self.tagged("b", name, "leases")
+    }
+
+    /// The state of circuit `name`.
+    pub fn circuit(&self, name: &str) -> String {
+        self.tagged("k", name, "state")
+    }
+
+    /// A cache entry's value (`digest` is the hex cache key digest).
+    pub fn entry_value(&self, digest: &str) -> String {
+        self.tagged("c", digest, "v")
+    }
+
+    /// A cache entry's fill lease.
+    pub fn entry_lease(&self, digest: &str) -> String {
+        self.tagged("c", digest, "l")
+    }
+
+    /// A cache entry's generation (bumped by invalidation).
+    pub fn entry_generation(&self, digest: &str) -> String {
+        self.tagged("c", digest, "g")
+    }
+
+    /// A shared token of `client`.
+    pub fn token(&self, client: &str) -> String {
+        self.tagged("t", client, "tok")
+    }
+
+    /// A shared session (cookie jar) of `account`.
+    pub fn session(&self, account: &str) -> String {
+        self.tagged("s", account, "jar")
+    }
+
+    /// The version of `account`'s session.
+    pub fn session_version(&self, account: &str) -> String {
+        self.tagged("s", account, "ver")
+    }
+
+    /// The fleet's event channel (releases, invalidations).
+    pub fn events(&self) -> String {
+        format!("{}ev", self.base)
+    }
+}
+
+/// A key on the same cluster slot as `key`, for state kept beside it (idempotency markers): when
+/// `key` has a hash tag, `key` + `:` + `suffix` keeps it; when it has none, its whole text
+/// becomes the tag, which hashes like the untagged key.
+pub fn companion(key: &str, suffix: &str) -> String {
+    if hash_tag(key).is_some() || key.is_empty() || key.contains('}') {
+        // Keys with a tag keep it. A key without a tag that contains `}` cannot be wrapped
+        // (the tag would end early); appending keeps it on a deterministic slot, which is all a
+        // single-node store needs, and stitch's own keys always carry a tag.
+        format!("{key}:{suffix}")
+    } else {
+        format!("{{{key}}}:{suffix}")
+    }
+}
+
+/// The idempotency marker of operation `op` on `key`.
+pub(crate) fn marker(key: &str, op: super::OpId) -> String {
+    companion(key, &format!("op:{op}"))
+}
+
+/// The part of `key` Redis Cluster hashes: the text between the first `{` and the next `}` when
+/// non-empty.
+pub fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let rest = &key[open + 1..];
+    let close = rest.find('}')?;
+    (close > 0).then(|| &rest[..close])
+}
+
+/// The Redis Cluster slot of `key` (CRC16/XMODEM of its hash tag or whole text, mod 16384).
+pub fn slot(key: &str) -> u16 {
+    let hashed = hash_tag(key).unwrap_or(key);
+    crc16(hashed.as_bytes()) % 16384
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Appends `name` with `{`, `}`, `%` and `:` percent-escaped, so a name can neither end or open a
+/// hash tag nor fake a key segment, and two different names never give one key.
+fn escape_into(out: &mut String, name: &str) {
+    for c in name.chars() {
+        match c {
+            '{' | '}' | '%' | ':' => {
+                let _ = write!(out, "%{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::OpId;
+
+    #[test]
+    fn layout_with_and_without_prefix() {
+        let plain = KeyLayout::default();
+        assert_eq!(plain.budget_tat("github"), "stitch:{b:github}:tat");
+        assert_eq!(plain.events(), "stitch:ev");
+        let fleet = KeyLayout::new(Some("prod"));
+        assert_eq!(fleet.budget_tat("github"), "stitch:prod:{b:github}:tat");
+        assert_eq!(
+            fleet.budget_leases("github"),
+            "stitch:prod:{b:github}:leases"
+        );
+        assert_eq!(fleet.circuit("github"), "stitch:prod:{k:github}:state");
+        assert_eq!(fleet.entry_value("ab12"), "stitch:prod:{c:ab12}:v");
+        assert_eq!(fleet.entry_lease("ab12"), "stitch:prod:{c:ab12}:l");
+        assert_eq!(fleet.entry_generation("ab12"), "stitch:prod:{c:ab12}:g");
+        assert_eq!(fleet.token("app"), "stitch:prod:{t:app}:tok");
+        assert_eq!(fleet.session("me"), "stitch:prod:{s:me}:jar");
+        assert_eq!(fleet.session_version("me"), "stitch:prod:{s:me}:ver");
+        assert_eq!(fleet.events(), "stitch:prod:ev");
+    }
+
+    #[test]
+    fn one_concern_is_one_slot_and_budgets_spread() {
+        let l = KeyLayout::new(Some("p"));
+        let tat = l.budget_tat("users");
+        assert_eq!(hash_tag(&tat), Some("b:users"));
+        assert_eq!(slot(&tat), slot(&l.budget_leases("users")));
+        assert_eq!(slot(&tat), slot(&marker(&tat, OpId::from_u128(7))));
+        assert_eq!(slot(&l.session("a")), slot(&l.session_version("a")));
+        let slots: std::collections::HashSet<u16> = (0..50)
+            .map(|i| slot(&l.budget_tat(&format!("api{i}"))))
+            .collect();
+        assert!(
+            slots.len() > 40,
+            "budgets spread over the cluster: {slots:?}"
+        );
+    }
+
+    #[test]
+    fn crc16_matches_redis_cluster() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot("foo"), 12182);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(
+            slot("foo{}{bar}"),
+            slot("foo{}{bar}"),
+            "empty tag: whole key"
+        );
+        assert_eq!(hash_tag("foo{}{bar}"), None);
+        assert_eq!(hash_tag("foo{{bar}}zap"), Some("{bar"));
+    }
+
+    #[test]
+    fn names_cannot_break_out_of_their_tag() {
+        let l = KeyLayout::new(Some("a}b{c"));
+        let k = l.budget_tat("x}y:z");
+        assert_eq!(k, "stitch:a%7Db%7Bc:{b:x%7Dy%3Az}:tat");
+        assert_eq!(hash_tag(&k), Some("b:x%7Dy%3Az"));
+        assert_ne!(
+            KeyLayout::new(Some("a:b")).budget_tat("c"),
+            KeyLayout::new(Some("a")).budget_tat("b:c"),
+            "a prefix and a name never run together"
+        );
+    }
+
+    #[test]
+    fn companion_keeps_the_slot_of_untagged_keys() {
+        assert_eq!(companion("plain", "op:1"), "{plain}:op:1");
+        assert_eq!(slot("plain"), slot(&companion("plain", "op:1")));
+        assert_eq!(companion("x{t}y", "m"), "x{t}y:m");
+        assert_eq!(slot("x{t}y"), slot(&companion("x{t}y", "m")));
+    }
+}

@@ -1,0 +1,648 @@
+//! The fleet store on Redis (feature `redis`): every verb of the vocabulary as one Lua script (or
+//! one command), one round trip each, decided on the server's clock.
+//!
+//! - **Connections**: redis-rs `ConnectionManager` (reconnects in the background) or the cluster
+//!   client; scripts are sent as `EVALSHA` and reloaded on `NOSCRIPT` (after a restart or a
+//!   failover). Publish/subscribe uses a dedicated connection per subscription.
+//! - **Time**: `TIME` inside the scripts, as integer microseconds (seconds × 10⁶ + µs; exact in
+//!   Lua's doubles until the year 2255). Expiries of leases and GCRA state are store times, so
+//!   clock skew between processes cannot shift a grant or an expiry.
+//! - **Rate bound**: `reserve` is GCRA as in the in-process pacer. With
+//!   `tolerance = burst × interval`, at most `burst + ⌈T / interval⌉` grants fall in any window of
+//!   length `T` of **server** time, whatever the number of processes. After a failover to a replica
+//!   that had not yet received the last writes, up to one more burst plus
+//!   `rate × replication lag` can be admitted (Redis replication is asynchronous).
+//! - **Cluster**: a script's keys are one key plus its idempotency marker
+//!   ([`keys::companion`](super::keys::companion)), which share a hash slot, so no script is ever
+//!   `CROSSSLOT`; stitch's own keys (`keys::KeyLayout`) carry one hash tag per concern.
+//! - **Timeouts and retries**: every operation is bounded by the store's timeout
+//!   ([`RedisStore::with_timeout`], default 200 ms) and fails with `StoreErrorKind::Timeout` past
+//!   it. A mutating verb whose outcome is unknown can be retried once with the same `OpId`: the
+//!   scripts remember ids for [`RETRY_WINDOW`].
+//! - **Pub/sub**: `PUBLISH` / `SUBSCRIBE` (global channels; in a cluster a message published on any
+//!   node reaches subscribers on every node). A subscription whose connection drops reconnects
+//!   (50 ms, doubling to 1 s) and, once subscribed again, yields `Event::Gap`; a `PING` every
+//!   second with a 2 s deadline detects a half-open connection the same way.
+
+use super::vocab::RETRY_WINDOW;
+use super::{
+    keys, Cas, Decision, Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation,
+    Store, StoreError, StoreErrorKind, StoreFuture, Subscription, Verbs,
+};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Value};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often a subscription's connection is checked (and it is given twice that to answer).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The default bound on one store operation.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A [`Store`] on Redis or Redis Cluster. Clones share connections.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    /// For subscriptions (one connection each); in a cluster, a client of the first node.
+    pubsub: redis::Client,
+    timeout: Duration,
+    scripts: Arc<Scripts>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Connects to one Redis server (`redis://host:port[/db]`, `rediss://` with TLS features).
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| map("connect", e))?;
+        // stitch bounds every operation itself; the manager's own response timeout is off so
+        // there is one timeout to reason about. Few, quick reconnect attempts: a refused
+        // connection is reported as such within the connect bound, and a later command that
+        // finds the connection still down triggers the next attempt (recovery needs no timer).
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(DEFAULT_TIMEOUT * 5))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = bounded(
+            "connect",
+            DEFAULT_TIMEOUT * 5,
+            client.get_connection_manager_with_config(config),
+        )
+        .await?;
+        Ok(RedisStore::with_conn(Conn::Single(manager), client))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each).
+    pub async fn connect_cluster(urls: &[&str]) -> Result<RedisStore, StoreError> {
+        let first = urls
+            .first()
+            .ok_or_else(|| StoreError::protocol("connect", "no cluster node given"))?;
+        let pubsub = redis::Client::open(*first).map_err(|e| map("connect", e))?;
+        let client = redis::cluster::ClusterClient::builder(urls.iter().copied())
+            .connection_timeout(DEFAULT_TIMEOUT * 5)
+            .build()
+            .map_err(|e| map("connect", e))?;
+        let conn = bounded(
+            "connect",
+            DEFAULT_TIMEOUT * 5,
+            client.get_async_connection(),
+        )
+        .await?;
+        Ok(RedisStore::with_conn(Conn::Cluster(conn), pubsub))
+    }
+
+    fn with_conn(conn: Conn, pubsub: redis::Client) -> RedisStore {
+        RedisStore {
+            conn,
+            pubsub,
+            timeout: DEFAULT_TIMEOUT,
+            scripts: Arc::new(Scripts::new()),
+        }
+    }
+
+    /// Bounds every operation by `timeout` (default 200 ms).
+    pub fn with_timeout(mut self, timeout: Duration) -> RedisStore {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn run<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        bounded(op, self.timeout, inv.invoke_async(&mut conn)).await
+    }
+
+    async fn cmd<T: FromRedisValue>(&self, op: &'static str, cmd: Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(op, self.timeout, cmd.query_async(&mut conn)).await
+    }
+}
+
+async fn bounded<T>(
+    op: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| map(op, e)),
+        Err(_) => Err(StoreError::timeout(op, limit)),
+    }
+}
+
+fn map(op: &'static str, e: RedisError) -> StoreError {
+    let kind = if e.is_timeout() {
+        StoreErrorKind::Timeout
+    } else if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+    {
+        StoreErrorKind::Unavailable
+    } else {
+        StoreErrorKind::Protocol
+    };
+    StoreError::new(op, kind, e.to_string()).with_source(e)
+}
+
+/// Milliseconds for `PX`, rounded up so that state never expires before its time.
+fn ms(d: Duration) -> Vec<u8> {
+    d.as_micros().div_ceil(1000).max(1).to_string().into_bytes()
+}
+
+fn num(n: impl ToString) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+fn retry_ms() -> Vec<u8> {
+    ms(RETRY_WINDOW)
+}
+
+fn int_at(op: &'static str, v: &[Value], i: usize) -> Result<i64, StoreError> {
+    v.get(i)
+        .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+        .ok_or_else(|| StoreError::protocol(op, format!("unexpected script reply {v:?}")))
+}
+
+/// The scripts. Each reads `TIME` (when it needs a clock) and writes only its `KEYS`, which share
+/// one hash slot. Numbers cross the Lua boundary as decimal strings (`%d`), never as floats
+/// formatted by `tostring`.
+struct Scripts {
+    increment: Script,
+    set_if_absent: Script,
+    compare_and_set: Script,
+    reserve: Script,
+    lease_acquire: Script,
+    lease_renew: Script,
+    lease_release: Script,
+}
+
+/// `TIME` as integer microseconds, in a local `now`.
+const NOW: &str =
+    "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
+
+impl Scripts {
+    fn new() -> Scripts {
+        let with_now = |body: &str| Script::new(&format!("{NOW}{body}"));
+        Scripts {
+            // KEYS: counter, marker. ARGV: by, ttl ms, retry ms.
+            increment: Script::new(
+                r"
+local done = redis.call('GET', KEYS[2])
+if done then return tonumber(done) end
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('SET', KEYS[2], v, 'PX', ARGV[3])
+return v",
+            ),
+            // KEYS: key, marker. ARGV: value, ttl ms, retry ms.
+            set_if_absent: Script::new(
+                r"
+if redis.call('GET', KEYS[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+  return 1
+end
+return 0",
+            ),
+            // KEYS: key, marker. ARGV: '0' expect absent | '1' expect ARGV[2], new, ttl ms, retry ms.
+            compare_and_set: Script::new(
+                r"
+if redis.call('GET', KEYS[2]) then return {1} end
+local cur = redis.call('GET', KEYS[1])
+local ok
+if ARGV[1] == '0' then ok = (cur == false) else ok = (cur == ARGV[2]) end
+if ok then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[5])
+  return {1}
+end
+if cur then return {0, cur} end
+return {0}",
+            ),
+            // KEYS: tat, marker. ARGV: interval µs, tolerance µs, max wait µs (-1: none),
+            // retry ms. Returns {1, grant, now} or {0, wait, now}.
+            reserve: with_now(
+                r"
+local done = redis.call('GET', KEYS[2])
+if done then return {1, tonumber(done), now} end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local interval = tonumber(ARGV[1])
+local grant = math.max(now, tat - tonumber(ARGV[2]))
+local maxw = tonumber(ARGV[3])
+if maxw >= 0 and grant - now > maxw then return {0, grant - now, now} end
+local nxt = math.max(tat, grant) + interval
+redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000))
+redis.call('SET', KEYS[2], string.format('%d', grant), 'PX',
+  tonumber(ARGV[4]) + math.ceil((grant - now) / 1000))
+return {1, grant, now}",
+            ),
+            // KEYS: holders. ARGV: holder, limit, ttl µs. Returns {1, expiry, now} or
+            // {0, earliest expiry, now}.
+            lease_acquire: with_now(
+                r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local exp = now + tonumber(ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], string.format('%d', exp), ARGV[1])
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) / 1000))
+  return {1, exp, now}
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(first[2]), now}",
+            ),
+            // KEYS: holders. ARGV: holder, ttl µs.
+            lease_renew: with_now(
+                r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) <= now then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+local exp = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%d', exp), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) / 1000))
+return 1",
+            ),
+            // KEYS: holders. ARGV: holder, notify channel ('' for none).
+            lease_release: with_now(
+                r"
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(s) <= now then return 0 end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], KEYS[1]) end
+return 1",
+            ),
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        Box::pin(async move {
+            let v: Option<Vec<u8>> = self.cmd("get", redis::cmd("GET").arg(key).clone()).await?;
+            Ok(v.map(Bytes::from))
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut c = redis::cmd("SET");
+            c.arg(key).arg(value.as_ref()).arg("PX").arg(ms(ttl));
+            self.cmd::<()>("set", c).await
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let n: i64 = self
+                .cmd("delete", redis::cmd("DEL").arg(key).clone())
+                .await?;
+            Ok(n > 0)
+        })
+    }
+
+    fn capabilities(&self) -> Verbs {
+        Verbs::all()
+    }
+
+    fn time(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let (s, us): (u64, u64) = self.cmd("time", redis::cmd("TIME")).await?;
+            Ok(s * 1_000_000 + us)
+        })
+    }
+
+    fn increment<'a>(
+        &'a self,
+        key: &'a str,
+        by: i64,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(async move {
+            let marker = keys::marker(key, op);
+            self.run(
+                "increment",
+                &self.scripts.increment,
+                &[key, &marker],
+                &[&num(by), &ms(ttl), &retry_ms()],
+            )
+            .await
+        })
+    }
+
+    fn set_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        value: Bytes,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let marker = keys::marker(key, op);
+            let n: i64 = self
+                .run(
+                    "set_if_absent",
+                    &self.scripts.set_if_absent,
+                    &[key, &marker],
+                    &[&value, &ms(ttl), &retry_ms()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<&'a [u8]>,
+        new: Bytes,
+        ttl: Duration,
+        op: OpId,
+    ) -> StoreFuture<'a, Cas> {
+        Box::pin(async move {
+            let marker = keys::marker(key, op);
+            let mode: &[u8] = if expected.is_some() { b"1" } else { b"0" };
+            let v: Vec<Value> = self
+                .run(
+                    "compare_and_set",
+                    &self.scripts.compare_and_set,
+                    &[key, &marker],
+                    &[
+                        mode,
+                        expected.unwrap_or_default(),
+                        &new,
+                        &ms(ttl),
+                        &retry_ms(),
+                    ],
+                )
+                .await?;
+            if int_at("compare_and_set", &v, 0)? == 1 {
+                return Ok(Cas::Swapped);
+            }
+            let current = match v.get(1) {
+                Some(v) => Some(Bytes::from(
+                    redis::from_redis_value_ref::<Vec<u8>>(v)
+                        .map_err(|e| StoreError::protocol("compare_and_set", e.to_string()))?,
+                )),
+                None => None,
+            };
+            Ok(Cas::Conflict { current })
+        })
+    }
+
+    fn reserve<'a>(&'a self, key: &'a str, gcra: Gcra) -> StoreFuture<'a, Reservation> {
+        Box::pin(async move {
+            let marker = keys::marker(key, gcra.id);
+            let max_wait = gcra
+                .max_wait_us
+                .map_or_else(|| num(-1), |m| num(m.min(i64::MAX as u64)));
+            let v: Vec<Value> = self
+                .run(
+                    "reserve",
+                    &self.scripts.reserve,
+                    &[key, &marker],
+                    &[
+                        &num(gcra.interval_us.max(1)),
+                        &num(gcra.tolerance_us),
+                        &max_wait,
+                        &retry_ms(),
+                    ],
+                )
+                .await?;
+            let (flag, t, now) = (
+                int_at("reserve", &v, 0)?,
+                int_at("reserve", &v, 1)? as u64,
+                int_at("reserve", &v, 2)? as u64,
+            );
+            let decision = match flag {
+                0 => Decision::Refused { wait_us: t },
+                _ if t <= now => Decision::Granted { at: t },
+                _ => Decision::WaitUntil(t),
+            };
+            Ok(Reservation {
+                decision,
+                store_time: now,
+            })
+        })
+    }
+
+    fn lease_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        lease: LeaseRequest,
+    ) -> StoreFuture<'a, LeaseGrant> {
+        Box::pin(async move {
+            let holder = lease.holder.to_string();
+            let v: Vec<Value> = self
+                .run(
+                    "lease_acquire",
+                    &self.scripts.lease_acquire,
+                    &[key],
+                    &[
+                        holder.as_bytes(),
+                        &num(lease.limit),
+                        &num(lease.ttl_us.max(1)),
+                    ],
+                )
+                .await?;
+            let (flag, t, now) = (
+                int_at("lease_acquire", &v, 0)?,
+                int_at("lease_acquire", &v, 1)? as u64,
+                int_at("lease_acquire", &v, 2)? as u64,
+            );
+            let decision = if flag == 1 {
+                LeaseDecision::Acquired { expires_at: t }
+            } else {
+                LeaseDecision::Full { next_expiry: t }
+            };
+            Ok(LeaseGrant {
+                decision,
+                store_time: now,
+            })
+        })
+    }
+
+    fn lease_renew<'a>(&'a self, key: &'a str, holder: OpId, ttl_us: u64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let holder = holder.to_string();
+            let n: i64 = self
+                .run(
+                    "lease_renew",
+                    &self.scripts.lease_renew,
+                    &[key],
+                    &[holder.as_bytes(), &num(ttl_us.max(1))],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn lease_release<'a>(
+        &'a self,
+        key: &'a str,
+        holder: OpId,
+        notify: Option<&'a str>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let holder = holder.to_string();
+            let n: i64 = self
+                .run(
+                    "lease_release",
+                    &self.scripts.lease_release,
+                    &[key],
+                    &[holder.as_bytes(), notify.unwrap_or_default().as_bytes()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut c = redis::cmd("PUBLISH");
+            c.arg(channel).arg(message.as_ref());
+            self.cmd::<i64>("publish", c).await.map(drop)
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        Box::pin(async move {
+            let ps = bounded("subscribe", self.timeout, subscribed(&self.pubsub, channel)).await?;
+            let (tx, rx) = mpsc::channel(256);
+            tokio::spawn(forward(self.pubsub.clone(), channel.to_owned(), ps, tx));
+            Ok(Subscription::from_receiver(rx))
+        })
+    }
+}
+
+async fn subscribed(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, RedisError> {
+    let mut ps = client.get_async_pubsub().await?;
+    ps.subscribe(channel).await?;
+    Ok(ps)
+}
+
+/// Forwards a subscription's messages until its receiver is dropped; reconnects when the
+/// connection ends and then reports the gap.
+async fn forward(
+    client: redis::Client,
+    channel: String,
+    mut ps: redis::aio::PubSub,
+    tx: mpsc::Sender<Event>,
+) {
+    loop {
+        let (mut sink, mut stream) = ps.split();
+        // A half-open connection (peer gone without a FIN) delivers nothing and reports nothing:
+        // a PING every second with a two-second deadline detects it.
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(m) => {
+                        let payload = Bytes::copy_from_slice(m.get_payload_bytes());
+                        if tx.send(Event::Message(payload)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                _ = beat.tick() => {
+                    let pong = tokio::time::timeout(HEARTBEAT * 2, sink.ping::<Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+        drop((sink, stream));
+        let mut delay = Duration::from_millis(50);
+        ps = loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match tokio::time::timeout(Duration::from_secs(1), subscribed(&client, &channel)).await
+            {
+                Ok(Ok(ps)) => break ps,
+                _ => delay = (delay * 2).min(Duration::from_secs(1)),
+            }
+        };
+        // Subscribed again: from here on nothing is missed, but what was published while
+        // disconnected is lost, so the reader re-reads the state it derives from events.
+        tracing::warn!(
+            channel,
+            "store subscription reconnected; events may have been missed"
+        );
+        if tx.send(Event::Gap).await.is_err() {
+            return;
+        }
+    }
+}
