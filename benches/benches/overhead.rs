@@ -23,6 +23,9 @@
 //! cargo bench -p stitch-benches --bench overhead
 //! cargo run -p stitch-benches --bin ratio      # medians and the stitch/hand ratio
 //! ```
+//!
+//! With `STITCH_BENCH_RECORDER=1` a `metrics` recorder (an exporter's atomic registry) is
+//! installed first, so the `stitch` side also pays for recording its per-call metrics.
 
 use axum::extract::Path;
 use axum::routing::get;
@@ -149,7 +152,13 @@ async fn alternate(iters: u64, client: &BenchClient, http: &reqwest::Client, bas
     pair
 }
 
+#[path = "support/recorder.rs"]
+mod recorder;
+
 fn overhead(c: &mut Criterion) {
+    if std::env::var_os("STITCH_BENCH_RECORDER").is_some_and(|v| v == "1") {
+        recorder::AtomicRecorder::install();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -32,50 +32,8 @@ trait Bench {
     #[stitch(get, path = "/users/{id}", pick = "data")]
     async fn user(&self, id: u64) -> stitch::Result<User>;
 }
-/// An exporter's recording core: a registry of atomic counters, gauges and histogram buckets.
-struct Registry(
-    metrics_util::registry::Registry<metrics::Key, metrics_util::registry::AtomicStorage>,
-);
-
-impl metrics::Recorder for Registry {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        self.0
-            .get_or_create_counter(key, |c| metrics::Counter::from_arc(c.clone()))
-    }
-    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        self.0
-            .get_or_create_gauge(key, |g| metrics::Gauge::from_arc(g.clone()))
-    }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        self.0
-            .get_or_create_histogram(key, |h| metrics::Histogram::from_arc(h.clone()))
-    }
-}
+#[path = "../benches/support/recorder.rs"]
+mod recorder;
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -84,8 +42,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     if mode == "stitch-metrics" {
-        metrics::set_global_recorder(Registry(metrics_util::registry::Registry::atomic()))
-            .expect("the only recorder");
+        recorder::AtomicRecorder::install();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -407,7 +407,7 @@ async fn fetch(
     let admission = match &endpoint.circuit {
         Some(policy) => {
             shared_circuit(runtime, endpoint, budget).await?;
-            Some(runtime.circuits().admit(endpoint.name, policy)?)
+            Some(runtime.circuits().admit(endpoint, policy)?)
         }
         None => None,
     };
@@ -535,7 +535,7 @@ async fn attempts(
 ) -> Result<RawResponse> {
     let span = tracing::Span::current();
     if endpoint.retry.is_some() {
-        runtime.retry_budgets().deposit(endpoint.name);
+        runtime.retry_budgets().deposit(endpoint);
     }
     let mut attempt = 1u32;
     let mut refreshed = false;
@@ -584,7 +584,7 @@ async fn attempts(
                 return Err(error);
             }
         }
-        if !runtime.retry_budgets().withdraw(endpoint.name) {
+        if !runtime.retry_budgets().withdraw(endpoint) {
             tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
             meter::degraded(endpoint, "retry_budget_exhausted");
             return Err(error);

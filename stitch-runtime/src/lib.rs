@@ -59,3 +59,9 @@ pub use stitch_macros::{seam, stitch, Fingerprint};
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
+
+/// The README's code blocks, compiled (and run, unless `no_run`) by `cargo test --doc`, so the
+/// front page never shows syntax that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

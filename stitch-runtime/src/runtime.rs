@@ -179,7 +179,7 @@ impl Runtime {
 
     /// A stitch's circuit state: `"closed"`, `"open"` or `"half-open"`.
     pub fn circuit_state(&self, endpoint: &Endpoint) -> &'static str {
-        self.inner.circuits.state(endpoint.name)
+        self.inner.circuits.state(endpoint)
     }
 
     /// Throttle pools currently held in memory (idle ones are dropped as new ones are created).

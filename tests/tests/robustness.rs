@@ -762,3 +762,39 @@ async fn stitches_sharing_a_name_keep_their_own_cache_and_throttle() {
     assert!(std::ptr::eq(TwinAClient::ENDPOINTS[0], ea));
     assert!(!std::ptr::eq(ea, eb));
 }
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait CircuitTwinA {
+    #[stitch(get, path = "/fail", name = "twin", circuit(failures = 1, cooldown = "1m"))]
+    async fn call(&self) -> stitch::Result<()>;
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait CircuitTwinB {
+    #[stitch(get, path = "/ok", name = "twin", circuit(failures = 1, cooldown = "1m"))]
+    async fn call(&self) -> stitch::Result<()>;
+}
+
+#[tokio::test]
+async fn stitches_sharing_a_name_keep_their_own_circuit() {
+    let up = Upstream::start(|seen| {
+        if seen.path == "/fail" {
+            Reply::status(503, "down")
+        } else {
+            Reply::json(serde_json::json!(null))
+        }
+    })
+    .await;
+    let runtime = Runtime::builder().base_url(up.url()).build().unwrap();
+    let (a, b) = (
+        CircuitTwinAClient::new(&runtime).unwrap(),
+        CircuitTwinBClient::new(&runtime).unwrap(),
+    );
+    assert!(a.call().await.is_err());
+    assert_eq!(runtime.circuit_state(CircuitTwinAClient::ENDPOINTS[0]), "open");
+    assert!(matches!(a.call().await, Err(stitch::Error::CircuitOpen { .. })));
+    // The other stitch of the same name is healthy: its circuit is its own.
+    assert_eq!(runtime.circuit_state(CircuitTwinBClient::ENDPOINTS[0]), "closed");
+    b.call().await.expect("the healthy twin is not failed fast");
+    assert_eq!(up.hits(), 2);
+}

@@ -316,3 +316,24 @@ async fn struct_fields_and_static_query_credentials_are_redacted() {
         Some("sig=STATIC-SIG&v=1&access_token=SECRET-FIELD-1&page=2")
     );
 }
+
+#[tokio::test]
+async fn session_cookies_in_cached_responses_never_reach_the_store() {
+    let up = Upstream::start(|_| {
+        Reply::json(json!({"n": 1})).header("set-cookie", "session=SECRET-COOKIE-1; Path=/; HttpOnly")
+    })
+    .await;
+    let store = Recording::default();
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let api = ApiClient::new(&rt).unwrap();
+    let first = api.search("rust", "k").await.unwrap();
+    // The caller that made the request sees the upstream's cookie ...
+    assert!(first.headers().get("set-cookie").is_some());
+    // ... but the shared record does not keep it.
+    assert!(store.all().contains("application/json"), "{}", store.all());
+    assert!(!store.saw("SECRET-COOKIE-1"), "{}", store.all());
+}

@@ -141,7 +141,7 @@ pub(crate) fn static_digest(
     }
     let static_query = endpoint.static_query.unwrap_or("");
     let pairs = url::form_urlencoded::parse(static_query.as_bytes());
-    f.tag(4).u64(pairs.clone().count() as u64);
+    f.tag(4).u64(pairs.count() as u64);
     for (k, v) in pairs {
         if is_credential_query_key(&k) {
             f.tag(2).str(&k);

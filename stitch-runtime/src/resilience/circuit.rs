@@ -40,7 +40,9 @@ enum State {
 /// The circuits of one runtime.
 #[derive(Default)]
 pub(crate) struct Circuits {
-    states: Mutex<HashMap<&'static str, Arc<Mutex<State>>>>,
+    /// Keyed by the descriptor's identity, not its name: two stitches sharing a `name` keep their
+    /// own circuits.
+    states: Mutex<HashMap<usize, Arc<Mutex<State>>>>,
 }
 
 /// Admission to one call; reports the outcome (or, dropped unreported, frees the trial slot).
@@ -53,12 +55,17 @@ pub(crate) struct Admission {
 
 impl Circuits {
     /// Admits a call, or fails fast with [`Error::CircuitOpen`].
-    pub(crate) fn admit(&self, stitch: &'static str, policy: &CircuitPolicy) -> Result<Admission> {
+    pub(crate) fn admit(
+        &self,
+        endpoint: &'static crate::endpoint::Endpoint,
+        policy: &CircuitPolicy,
+    ) -> Result<Admission> {
+        let stitch = endpoint.name;
         let state = self
             .states
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(stitch)
+            .entry(endpoint.id())
             .or_insert_with(|| Arc::new(Mutex::new(State::Closed { failures: 0 })))
             .clone();
         let now = Instant::now();
@@ -94,10 +101,10 @@ impl Circuits {
     }
 
     /// The circuit's state name (for tests and metrics): `closed`, `open` or `half-open`.
-    pub(crate) fn state(&self, stitch: &str) -> &'static str {
+    pub(crate) fn state(&self, endpoint: &crate::endpoint::Endpoint) -> &'static str {
         let states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         match states
-            .get(stitch)
+            .get(&endpoint.id())
             .map(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
         {
             None | Some(State::Closed { .. }) => "closed",

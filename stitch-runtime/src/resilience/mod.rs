@@ -1,5 +1,5 @@
 //! Resilience policies of the call pipeline: retries with backoff and `Retry-After`, a per-stitch
-//! retry budget, the circuit breaker ([`circuit`]), and idempotency keys for retried writes.
+//! retry budget, the circuit breaker (`circuit.rs`), and idempotency keys for retried writes.
 //!
 //! Invariants: a retry is only ever a new attempt of the same logical call (same idempotency key,
 //! throttle acquired again); a caller's cancellation is never retried (the future is gone); waits
@@ -175,7 +175,8 @@ impl IdempotencyPolicy {
 #[derive(Default)]
 pub(crate) struct RetryBudgets {
     /// Balances in thousandths of a retry (exact arithmetic).
-    balances: Mutex<HashMap<&'static str, u32>>,
+    /// Keyed by the descriptor's identity (two stitches sharing a `name` keep their own budgets).
+    balances: Mutex<HashMap<usize, u32>>,
 }
 
 /// Each call earns a fifth of a retry.
@@ -186,15 +187,15 @@ const CEILING: u32 = 100_000;
 const ONE: u32 = 1_000;
 
 impl RetryBudgets {
-    pub(crate) fn deposit(&self, stitch: &'static str) {
+    pub(crate) fn deposit(&self, endpoint: &crate::endpoint::Endpoint) {
         let mut b = self.balances.lock().unwrap_or_else(|e| e.into_inner());
-        let balance = b.entry(stitch).or_insert(FLOOR);
+        let balance = b.entry(endpoint.id()).or_insert(FLOOR);
         *balance = (*balance + RATIO).min(CEILING);
     }
 
-    pub(crate) fn withdraw(&self, stitch: &'static str) -> bool {
+    pub(crate) fn withdraw(&self, endpoint: &crate::endpoint::Endpoint) -> bool {
         let mut b = self.balances.lock().unwrap_or_else(|e| e.into_inner());
-        let balance = b.entry(stitch).or_insert(FLOOR);
+        let balance = b.entry(endpoint.id()).or_insert(FLOOR);
         if *balance >= ONE {
             *balance -= ONE;
             true
@@ -262,16 +263,22 @@ mod tests {
 
     #[test]
     fn the_budget_caps_retries() {
+        static STITCH: crate::endpoint::Endpoint =
+            crate::endpoint::Endpoint::get("s", "/s", &["/s"]);
+        static OTHER: crate::endpoint::Endpoint =
+            crate::endpoint::Endpoint::get("s", "/o", &["/o"]);
         let b = RetryBudgets::default();
-        let granted = (0..100).filter(|_| b.withdraw("s")).count();
+        let granted = (0..100).filter(|_| b.withdraw(&STITCH)).count();
         assert_eq!(granted, 10, "the floor");
         for _ in 0..50 {
-            b.deposit("s");
+            b.deposit(&STITCH);
         }
         assert_eq!(
-            (0..100).filter(|_| b.withdraw("s")).count(),
+            (0..100).filter(|_| b.withdraw(&STITCH)).count(),
             10,
             "20% of 50 calls"
         );
+        // A stitch sharing the name has its own budget (the floor, untouched by the above).
+        assert_eq!((0..100).filter(|_| b.withdraw(&OTHER)).count(), 10);
     }
 }

@@ -175,13 +175,28 @@ pub(crate) mod record {
         // Already redacted by the pipeline (no userinfo, no secret query values): a record never
         // holds a secret in clear.
         put_bytes(&mut out, raw.url.as_str().as_bytes());
-        out.put_u32(raw.headers.len() as u32);
-        for (name, value) in &raw.headers {
+        // Response headers that hand out credentials (a session cookie) are not written to a
+        // shared store: it may be read by every process of the fleet and holds them at rest.
+        let kept = || {
+            raw.headers
+                .iter()
+                .filter(|(name, _)| !is_credential_response_header(name.as_str()))
+        };
+        out.put_u32(kept().count() as u32);
+        for (name, value) in kept() {
             put_bytes(&mut out, name.as_str().as_bytes());
             put_bytes(&mut out, value.as_bytes());
         }
         put_bytes(&mut out, &raw.body);
         out.freeze()
+    }
+
+    /// Response headers whose values are credentials.
+    fn is_credential_response_header(name: &str) -> bool {
+        name.eq_ignore_ascii_case("set-cookie")
+            || name.eq_ignore_ascii_case("set-cookie2")
+            || name.eq_ignore_ascii_case("authentication-info")
+            || name.eq_ignore_ascii_case("proxy-authentication-info")
     }
 
     fn put_bytes(out: &mut BytesMut, b: &[u8]) {
