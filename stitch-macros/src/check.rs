@@ -236,7 +236,8 @@ fn requests(stitch: &Stitch, target: &Target, errors: &mut Errors) {
                 ),
             ),
             // Header names are case-insensitive, so two arguments naming one header in different
-            // cases would each overwrite the other.
+            // cases would each overwrite the other. (An argument naming a static header is fine:
+            // the argument wins, as the README's header precedence says.)
             Some(Role::Header { name, .. }) => {
                 match headers.iter().find(|(n, _)| n == name) {
                     Some((_, first)) => errors.at(

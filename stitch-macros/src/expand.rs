@@ -660,14 +660,17 @@ fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) 
     let cached = s.cache.is_some() && s.sensitive.is_none();
     // Spanned at the output type: an unmet bound of the cached call is reported there.
     let t = s.output.ty();
+    // The alias too, here and in the decoder: a path whose first token sits on the attribute
+    // reported the unmet bound there, away from the type it is about.
+    let pv_t = Ident::new("__s", Span::mixed_site().located_at(t.span()));
     let call = match (client, cached) {
         (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
         (Some(client), true) => {
-            quote_spanned!(t.span()=> #pv::call_cached::<#decoder>(#client, #req).await)
+            quote_spanned!(t.span()=> #pv_t::call_cached::<#decoder>(#client, #req).await)
         }
         (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
         (None, true) => {
-            quote_spanned!(t.span()=> #pv::call_global_cached::<#decoder>(#req).await)
+            quote_spanned!(t.span()=> #pv_t::call_global_cached::<#decoder>(#req).await)
         }
     };
     let body = quote! {
@@ -703,7 +706,10 @@ fn fingerprint(output: &Output) -> TokenStream {
 fn decoder(output: &Output) -> TokenStream {
     let pv = private();
     match output {
-        Output::Json(t) => quote_spanned!(t.span()=> #pv::Json<#t>),
+        Output::Json(t) => {
+            let pv = Ident::new("__s", Span::mixed_site().located_at(t.span()));
+            quote_spanned!(t.span()=> #pv::Json<#t>)
+        }
         Output::Text(_) => quote!(#pv::Text),
         Output::Bytes(_) => quote!(#pv::RawBytes),
         Output::Unit(_) => quote!(#pv::Unit),

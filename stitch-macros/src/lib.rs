@@ -22,8 +22,8 @@ mod snapshot;
 
 use proc_macro::TokenStream;
 
-/// Turns a body-less `async fn` into a typed HTTP call; see the `stitch` crate docs for the
-/// argument reference.
+/// Turns a body-less `async fn` into a typed HTTP call; the attribute reference is in the README
+/// of `stitch-runtime`.
 #[proc_macro_attribute]
 pub fn stitch(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::stitch(args.into(), item.into()).into()

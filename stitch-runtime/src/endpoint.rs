@@ -91,8 +91,24 @@ pub struct SchemaSet {
     pub output: Option<serde_json::Value>,
 }
 
-/// A stitch's static descriptor. Obtain one from a generated client (`AcmeClient::ENDPOINTS`) or a
-/// free stitch (`my_fn::ENDPOINT`) and call [`Endpoint::describe`].
+/// A stitch's static descriptor. Obtain one from a generated client (`AcmeClient::USER` for the
+/// method `user`, `AcmeClient::ENDPOINTS` for all) or a free stitch (`my_fn::ENDPOINT`), then
+/// [`describe`](Endpoint::describe) it or pass it to [`Runtime::invalidate_stitch`](crate::Runtime::invalidate_stitch).
+///
+/// ```
+/// #[stitch::seam(base_url = "https://api.example.com")]
+/// trait Acme {
+///     #[stitch(get, path = "/users/{id}", cache = "5m")]
+///     async fn user(&self, id: u64) -> stitch::Result<String>;
+/// }
+///
+/// # fn main() {
+/// let user = AcmeClient::USER;
+/// assert_eq!(user.method(), stitch::Method::Get);
+/// assert_eq!(user.template(), "/users/{id}");
+/// println!("{}", stitch::describe_table(AcmeClient::ENDPOINTS));
+/// # }
+/// ```
 ///
 /// A descriptor is its stitch's identity: the runtime keeps per-stitch state (the in-process
 /// cache, throttle pools) under its address. Generated descriptors are `static`s, so that address

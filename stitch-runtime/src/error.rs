@@ -33,7 +33,28 @@ impl std::fmt::Display for TimeoutBound {
 /// Everything that can go wrong in a stitch call.
 ///
 /// `Clone`, because coalesced callers all receive the outcome of the one upstream request they
-/// shared (sources are reference-counted).
+/// shared (sources are reference-counted). Match the variants you handle and pass the rest on:
+///
+/// ```no_run
+/// #[stitch::seam(base_url = "https://api.example.com")]
+/// trait Acme {
+///     #[stitch(get, path = "/users/{id}", throttle(delegate))]
+///     async fn user(&self, id: u64) -> stitch::Result<String>;
+/// }
+///
+/// # async fn run(acme: AcmeClient) -> stitch::Result<()> {
+/// match acme.user(7).await {
+///     Ok(user) => println!("{user}"),
+///     Err(stitch::Error::Status { status, .. }) if status == stitch::StatusCode::NOT_FOUND => {
+///         println!("no user 7")
+///     }
+///     // `throttle(delegate)`: the upstream's 429, with its `Retry-After`.
+///     Err(e @ stitch::Error::RateLimited { .. }) => println!("retry in {:?}", e.retry_after()),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -96,6 +117,17 @@ pub enum Error {
         would_wait: Option<Duration>,
         /// The bound that was exceeded.
         limit: Duration,
+    },
+    /// A fleet-wide throttle could not reach its store (or got no answer within the store
+    /// timeout) and the runtime's outage policy is [`ThrottleOutage::Fail`](crate::throttle::ThrottleOutage::Fail)
+    /// (the default): nothing was sent, so the fleet never exceeds its budget.
+    #[error("{stitch}: the throttle's store is unreachable, so nothing was sent (`throttle_outage(ThrottleOutage::local(share))` paces in-process instead): {source}")]
+    ThrottleUnavailable {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// The store's failure.
+        #[source]
+        source: crate::store::StoreError,
     },
     /// The upstream said to slow down (`throttle(delegate)`: a 429 or a configured status).
     #[error("{stitch}: rate limited by the upstream ({status}){}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
@@ -190,6 +222,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Decode { .. } => "decode",
             Error::Throttled { .. } => "throttled",
+            Error::ThrottleUnavailable { .. } => "throttle_unavailable",
             Error::RateLimited { .. } => "rate_limited",
             Error::CircuitOpen { .. } => "circuit_open",
             Error::BodyTooLarge { .. } => "body_too_large",

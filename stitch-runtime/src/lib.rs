@@ -54,7 +54,52 @@ pub use crate::http::response::Response;
 pub use crate::runtime::{Client, Runtime, RuntimeBuilder, DEFAULT_STORE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use ::http::{HeaderMap, StatusCode};
 pub use bytes::Bytes;
-pub use stitch_macros::{seam, stitch, Fingerprint};
+pub use stitch_macros::Fingerprint;
+
+/// On a trait: every method carrying `#[stitch(...)]` becomes a typed HTTP call, implemented by a
+/// generated client (`<Trait>Client`, or `client = "Name"`) with one descriptor per method
+/// (`AcmeClient::USER`) and `AcmeClient::ENDPOINTS`. The seam's own keys (`base_url`,
+/// `headers(...)`, `timeout`, `throttle`, `client`) apply to every method. The full attribute
+/// reference, with each key's exact spelling, is in the README.
+///
+/// ```
+/// #[stitch::seam(base_url = "https://api.example.com", headers("accept" = "application/json"))]
+/// trait Acme {
+///     #[stitch(get, path = "/users/{id}", cache = "5m")]
+///     async fn user(&self, id: u64) -> stitch::Result<String>;
+///
+///     #[stitch(post, path = "/users/{id}/notes", retry = 3, idempotency)]
+///     async fn note(&self, id: u64, #[body] text: &str, #[header("x-trace")] trace: &str) -> stitch::Result<()>;
+/// }
+///
+/// # async fn run() -> stitch::Result<()> {
+/// let acme = AcmeClient::new(&stitch::Runtime::new()?)?;
+/// let name = acme.user(7).await?;
+/// acme.note(7, &name, "t-1").await?;
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
+pub use stitch_macros::seam;
+
+/// On a body-less `async fn` (or a method of a `#[stitch::seam]` trait): a typed HTTP call. A
+/// free stitch needs a complete `url`, runs on the process-wide runtime
+/// ([`Runtime::install_global`]) and has a descriptor `<fn>::ENDPOINT`. The full attribute
+/// reference, with each key's exact spelling, is in the README.
+///
+/// ```
+/// #[stitch::stitch(get, url = "https://api.example.com/repos/{owner}/{repo}", timeout = "5s")]
+/// async fn repo(owner: &str, repo: &str, #[query] verbose: bool) -> stitch::Result<String>;
+///
+/// # async fn run() -> stitch::Result<()> {
+/// let text = repo("rust-lang", "rust", false).await?;
+/// # let _ = text;
+/// # Ok(()) }
+/// # fn main() {
+/// // The descriptor, for `describe()` and invalidation.
+/// assert_eq!(repo::ENDPOINT.template(), "https://api.example.com/repos/{owner}/{repo}");
+/// # }
+/// ```
+pub use stitch_macros::stitch;
 
 #[doc(hidden)]
 #[path = "private.rs"]

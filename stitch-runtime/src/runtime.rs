@@ -14,6 +14,7 @@ use crate::resilience::circuit::Circuits;
 use crate::resilience::RetryBudgets;
 use crate::store::Store;
 use crate::throttle::limiter::{Limiters, PacingClock};
+use crate::throttle::{fleet, ThrottleOutage, Throttles};
 use http::header::{HeaderMap, HeaderName};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -38,7 +39,7 @@ struct Inner {
     store: Option<Arc<dyn Store>>,
     local: LocalTier,
     flights: Arc<Flights>,
-    limiters: Limiters,
+    limiters: Throttles,
     /// The `auth` provider as the pipeline calls it: the same object as `provider`.
     auth: Option<Arc<dyn Auth>>,
     provider: Option<Arc<Provider>>,
@@ -81,6 +82,17 @@ impl Runtime {
 
     /// Makes `self` the runtime free stitches use. Succeeds once per process; later calls (or a
     /// call after a free stitch already created the default runtime) return the runtime back.
+    ///
+    /// ```
+    /// #[stitch::stitch(get, url = "https://status.example.com/health")]
+    /// async fn health() -> stitch::Result<String>;
+    ///
+    /// # fn main() -> stitch::Result<()> {
+    /// // At start-up, before the first free stitch is called.
+    /// let runtime = stitch::Runtime::builder().build()?;
+    /// runtime.install_global().expect("the first runtime installed");
+    /// # Ok(()) }
+    /// ```
     pub fn install_global(self) -> std::result::Result<(), Runtime> {
         let mut installed = false;
         GLOBAL.get_or_init(|| {
@@ -158,7 +170,7 @@ impl Runtime {
     pub(crate) fn flights(&self) -> &Arc<Flights> {
         &self.inner.flights
     }
-    pub(crate) fn limiters(&self) -> &Limiters {
+    pub(crate) fn limiters(&self) -> &Throttles {
         &self.inner.limiters
     }
     pub(crate) fn auth(&self) -> Option<&Arc<dyn Auth>> {
@@ -187,7 +199,23 @@ impl Runtime {
         self.inner.limiters.len()
     }
 
-    /// Forgets every cached entry of one stitch (bumps its generation; nothing is enumerated).
+    /// Forgets every cached entry of one stitch, for every principal (bumps its generation;
+    /// nothing is enumerated). Other runtimes on a shared store keep their entries until their
+    /// `ttl`; [`invalidate`](crate::invalidate) deletes one entry everywhere.
+    ///
+    /// ```
+    /// #[stitch::seam(base_url = "https://api.example.com")]
+    /// trait Acme {
+    ///     #[stitch(get, path = "/users/{id}", cache = "5m")]
+    ///     async fn user(&self, id: u64) -> stitch::Result<String>;
+    /// }
+    ///
+    /// # fn main() -> stitch::Result<()> {
+    /// let runtime = stitch::Runtime::new()?;
+    /// runtime.invalidate_stitch(AcmeClient::USER); // every `user(..)` entry
+    /// assert_eq!(runtime.cached_entries(AcmeClient::USER), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn invalidate_stitch(&self, endpoint: &Endpoint) {
         if let Some(cache) = self.inner.local.existing(endpoint) {
             cache.bump();
@@ -210,7 +238,22 @@ impl Runtime {
     }
 }
 
-/// Configures a [`Runtime`].
+/// Configures a [`Runtime`]. Every setting has a default, so `Runtime::builder().build()` (or
+/// [`Runtime::new`]) is a working runtime.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # fn main() -> stitch::Result<()> {
+/// let runtime = stitch::Runtime::builder()
+///     .base_url("https://staging.example.com") // instead of every seam's declared base_url
+///     .default_header("x-api-key", "k-123") // a credential: keyed as a hash, never shown
+///     .timeout(Duration::from_secs(10)) // for stitches that declare no timeout
+///     .store(stitch::store::MemoryStore::new(10_000))
+///     .build()?;
+/// # let _ = runtime;
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 #[must_use]
 pub struct RuntimeBuilder {
@@ -228,6 +271,9 @@ pub struct RuntimeBuilder {
     auth: Option<Arc<dyn Auth>>,
     max_response_bytes: Option<usize>,
     pacing_clock: PacingClock,
+    local_throttles: bool,
+    throttle_outage: ThrottleOutage,
+    throttle_lease_ttl: Option<Duration>,
 }
 
 /// Parsed base URLs of one runtime.
@@ -313,10 +359,38 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Attaches a shared store: cache entries (and, with later policies, throttle budgets and
-    /// sessions) are shared by every runtime attached to the same store.
+    /// Attaches a shared store: cache entries and throttle budgets (rate and concurrency) are
+    /// shared by every runtime attached to the same store, so N processes declaring `"10/s"`
+    /// send 10/s together. `build` fails if the store lacks a verb the fleet throttles need
+    /// (`reserve`, `lease`, `subscribe`), unless [`Self::local_throttles`] keeps them in-process.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Keeps every throttle process-local even with a store attached: each process enforces the
+    /// declared budgets alone (N processes send N times the rate). Needed for a store that
+    /// implements only `get`/`set`/`delete`.
+    pub fn local_throttles(mut self) -> Self {
+        self.local_throttles = true;
+        self
+    }
+
+    /// What fleet throttles do when the store is unreachable or does not answer within the
+    /// store timeout: fail the attempt with [`Error::ThrottleUnavailable`] (the default,
+    /// [`ThrottleOutage::Fail`]), or pace in-process at a share of each declared budget
+    /// ([`ThrottleOutage::local`], e.g. `1 / fleet size`). Never unthrottled. After a failure the
+    /// store is asked again within half a second, so recovery is automatic.
+    pub fn throttle_outage(mut self, policy: ThrottleOutage) -> Self {
+        self.throttle_outage = policy;
+        self
+    }
+
+    /// How long a fleet concurrency lease lives without renewal (default
+    /// [`DEFAULT_LEASE_TTL`](crate::throttle::DEFAULT_LEASE_TTL), 10 s). Held leases are renewed
+    /// every third of it, so it bounds only how long the slots of a crashed process stay taken.
+    pub fn throttle_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.throttle_lease_ttl = Some(ttl);
         self
     }
 
@@ -339,6 +413,16 @@ impl RuntimeBuilder {
 
     /// The clock throttles pace on: the CPU's time-stamp counter by default (cheapest), or
     /// tokio's clock, so that tests under `tokio::time::pause` see exact pacing timelines.
+    ///
+    /// ```
+    /// # fn main() -> stitch::Result<()> {
+    /// // In a `#[tokio::test(start_paused = true)]` test of throttled stitches:
+    /// let runtime = stitch::Runtime::builder()
+    ///     .pacing_clock(stitch::throttle::PacingClock::Tokio)
+    ///     .build()?;
+    /// # let _ = runtime;
+    /// # Ok(()) }
+    /// ```
     pub fn pacing_clock(mut self, clock: PacingClock) -> Self {
         self.pacing_clock = clock;
         self
@@ -421,6 +505,35 @@ impl RuntimeBuilder {
                     .map_err(|e| config(format!("cannot build the HTTP client: {e}")))?
             }
         };
+        let store_timeout = self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT);
+        let limiters = match &self.store {
+            Some(store) if !self.local_throttles => {
+                let have = store.capabilities();
+                let missing: Vec<String> = fleet::NEEDED
+                    .iter()
+                    .filter(|v| !have.contains(**v))
+                    .map(|v| format!("`{v}`"))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(config(format!(
+                        "the attached store does not implement {}, which fleet-wide throttles need: \
+                         implement it in the store's driver (`MemoryStore` and `RedisStore` do), or keep \
+                         throttles process-local with `Runtime::builder().local_throttles()`",
+                        missing.join(", ")
+                    )));
+                }
+                Throttles::Fleet(fleet::Fleet::new(
+                    store.clone(),
+                    fleet::Settings {
+                        store_timeout,
+                        lease_ttl: self.throttle_lease_ttl.unwrap_or(fleet::DEFAULT_LEASE_TTL),
+                        outage: self.throttle_outage,
+                        clock: self.pacing_clock,
+                    },
+                ))
+            }
+            _ => Throttles::Local(Limiters::new(self.pacing_clock)),
+        };
         let provider = self
             .auth
             .map(|auth| Arc::new(Provider::new(auth, principal_key)));
@@ -438,7 +551,7 @@ impl RuntimeBuilder {
                 store: self.store,
                 local: LocalTier::default(),
                 flights: Arc::default(),
-                limiters: Limiters::new(self.pacing_clock),
+                limiters,
                 auth: provider.clone().map(|p| p as Arc<dyn Auth>),
                 provider,
                 circuits: Circuits::default(),
@@ -446,7 +559,7 @@ impl RuntimeBuilder {
                 max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
                 bases: Bases::default(),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-                store_timeout: self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT),
+                store_timeout,
                 error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),
         })
@@ -574,6 +687,26 @@ impl ClientCore {
 }
 
 /// Operations every generated client has. Bring it into scope with `use stitch::Client;`.
+///
+/// ```no_run
+/// use stitch::Client;
+///
+/// #[stitch::seam(base_url = "https://api.example.com")]
+/// trait Acme {
+///     #[stitch(get, path = "/me", cache = "1m")]
+///     async fn me(&self) -> stitch::Result<String>;
+/// }
+///
+/// # async fn run(runtime: stitch::Runtime) -> stitch::Result<()> {
+/// let acme = AcmeClient::new(&runtime)?;
+/// // Calls made for alice: her cached entries are never served to anyone else.
+/// let alice = acme.as_principal("alice");
+/// println!("{}", alice.me().await?);
+/// // Forget every cached entry of `Acme`'s stitches, for every principal.
+/// acme.invalidate_all();
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
 pub trait Client: Clone + Sized {
     /// The client's stitches.
     const STITCHES: &'static [&'static Endpoint];

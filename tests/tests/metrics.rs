@@ -153,6 +153,7 @@ async fn calls_cache_attempts_throttle_circuit_and_store_are_measured() {
     let degraded = Runtime::builder()
         .base_url(up.url())
         .store(Down)
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .build()
         .unwrap();
     ApiClient::new(&degraded).unwrap().cached().await.unwrap();

@@ -611,6 +611,7 @@ async fn a_slow_store_is_cut_off_at_the_store_timeout() {
     let runtime = Runtime::builder()
         .base_url(up.url())
         .store(store)
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .build()
         .unwrap();
     let client = SlowClient::new(&runtime).unwrap();
@@ -640,6 +641,7 @@ async fn store_reads_count_against_the_calls_total() {
     let runtime = Runtime::builder()
         .base_url(up.url())
         .store(store)
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .store_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -665,6 +667,7 @@ async fn the_cache_write_never_delays_the_waiting_callers() {
     let runtime = Runtime::builder()
         .base_url(up.url())
         .store(store)
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .store_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -765,13 +768,23 @@ async fn stitches_sharing_a_name_keep_their_own_cache_and_throttle() {
 
 #[stitch::seam(base_url = "http://declared.invalid")]
 trait CircuitTwinA {
-    #[stitch(get, path = "/fail", name = "twin", circuit(failures = 1, cooldown = "1m"))]
+    #[stitch(
+        get,
+        path = "/fail",
+        name = "twin",
+        circuit(failures = 1, cooldown = "1m")
+    )]
     async fn call(&self) -> stitch::Result<()>;
 }
 
 #[stitch::seam(base_url = "http://declared.invalid")]
 trait CircuitTwinB {
-    #[stitch(get, path = "/ok", name = "twin", circuit(failures = 1, cooldown = "1m"))]
+    #[stitch(
+        get,
+        path = "/ok",
+        name = "twin",
+        circuit(failures = 1, cooldown = "1m")
+    )]
     async fn call(&self) -> stitch::Result<()>;
 }
 
@@ -791,10 +804,19 @@ async fn stitches_sharing_a_name_keep_their_own_circuit() {
         CircuitTwinBClient::new(&runtime).unwrap(),
     );
     assert!(a.call().await.is_err());
-    assert_eq!(runtime.circuit_state(CircuitTwinAClient::ENDPOINTS[0]), "open");
-    assert!(matches!(a.call().await, Err(stitch::Error::CircuitOpen { .. })));
+    assert_eq!(
+        runtime.circuit_state(CircuitTwinAClient::ENDPOINTS[0]),
+        "open"
+    );
+    assert!(matches!(
+        a.call().await,
+        Err(stitch::Error::CircuitOpen { .. })
+    ));
     // The other stitch of the same name is healthy: its circuit is its own.
-    assert_eq!(runtime.circuit_state(CircuitTwinBClient::ENDPOINTS[0]), "closed");
+    assert_eq!(
+        runtime.circuit_state(CircuitTwinBClient::ENDPOINTS[0]),
+        "closed"
+    );
     b.call().await.expect("the healthy twin is not failed fast");
     assert_eq!(up.hits(), 2);
 }

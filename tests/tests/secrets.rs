@@ -220,6 +220,7 @@ async fn secret_query_values_never_reach_the_store_but_separate_entries() {
         Runtime::builder()
             .base_url(up.url())
             .store(store.clone())
+            .local_throttles() // a get/set/delete store: no fleet throttle verbs
             .principal_key([3; 32])
             .build()
             .unwrap()
@@ -259,6 +260,7 @@ async fn a_query_marked_secret_is_redacted_and_keyed() {
     let rt = Runtime::builder()
         .base_url(up.url())
         .store(store.clone())
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .build()
         .unwrap();
     let api = ApiClient::new(&rt).unwrap();
@@ -320,13 +322,15 @@ async fn struct_fields_and_static_query_credentials_are_redacted() {
 #[tokio::test]
 async fn session_cookies_in_cached_responses_never_reach_the_store() {
     let up = Upstream::start(|_| {
-        Reply::json(json!({"n": 1})).header("set-cookie", "session=SECRET-COOKIE-1; Path=/; HttpOnly")
+        Reply::json(json!({"n": 1}))
+            .header("set-cookie", "session=SECRET-COOKIE-1; Path=/; HttpOnly")
     })
     .await;
     let store = Recording::default();
     let rt = Runtime::builder()
         .base_url(up.url())
         .store(store.clone())
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .build()
         .unwrap();
     let api = ApiClient::new(&rt).unwrap();

@@ -174,6 +174,7 @@ async fn a_failing_store_never_fails_a_call() {
     let rt = Runtime::builder()
         .base_url(up.url())
         .store(Down(attempts.clone()))
+        .local_throttles() // a get/set/delete store: no fleet throttle verbs
         .build()
         .unwrap();
     let api = OldDeployClient::new(&rt).unwrap();

@@ -22,6 +22,37 @@ pub type AuthFuture<'a, T> = Pin<Box<dyn Future<Output = crate::Result<T>> + Sen
 ///
 /// The pipeline calls [`Auth::apply`] on every attempt, and after a `401` calls [`Auth::refresh`]
 /// once and redoes the attempt (the redo is not counted as a retry).
+///
+/// ```
+/// use stitch::auth::{Auth, AuthFuture};
+/// use stitch::HeaderMap;
+///
+/// /// A fixed API key, sent as `x-api-key`.
+/// struct ApiKey(&'static str);
+///
+/// impl Auth for ApiKey {
+///     fn apply<'a>(&'a self, headers: &'a mut HeaderMap) -> AuthFuture<'a, ()> {
+///         Box::pin(async move {
+///             headers.insert("x-api-key", self.0.parse().map_err(|_| stitch::Error::Config {
+///                 stitch: "auth",
+///                 reason: "the API key is not a valid header value".into(),
+///             })?);
+///             Ok(())
+///         })
+///     }
+///
+///     fn refresh(&self) -> AuthFuture<'_, ()> {
+///         Box::pin(async { Ok(()) }) // a fixed key has nothing to refresh
+///     }
+///
+///     // `principal` left as `None`: the principal is a keyed hash of the key itself.
+/// }
+///
+/// # fn main() -> stitch::Result<()> {
+/// let runtime = stitch::Runtime::builder().auth(ApiKey("k-123")).build()?;
+/// # let _ = runtime;
+/// # Ok(()) }
+/// ```
 pub trait Auth: Send + Sync + 'static {
     /// Adds credentials to a request about to be sent.
     fn apply<'a>(&'a self, headers: &'a mut HeaderMap) -> AuthFuture<'a, ()>;

@@ -109,6 +109,22 @@ tokio::task_local! {
 ///
 /// Returns whether an entry existed, in this process or in the attached shared store (both are
 /// deleted). A call of an uncached stitch does nothing and returns `false`; nothing is ever sent.
+///
+/// ```
+/// #[stitch::seam(base_url = "https://api.example.com")]
+/// trait Acme {
+///     #[stitch(get, path = "/users/{id}", cache = "5m")]
+///     async fn user(&self, id: u64) -> stitch::Result<String>;
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> stitch::Result<()> {
+/// let acme = AcmeClient::new(&stitch::Runtime::new()?)?;
+/// // After user 7 changed upstream: forget the cached copy, without a request.
+/// let existed = stitch::invalidate(acme.user(7)).await;
+/// assert!(!existed, "nothing was cached yet");
+/// # Ok(()) }
+/// ```
 pub async fn invalidate<T>(call: impl Future<Output = Result<T>>) -> bool {
     INVALIDATING
         .scope(std::cell::Cell::new(false), async move {

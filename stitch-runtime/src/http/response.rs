@@ -196,6 +196,23 @@ impl<D: Decode> Decode for WithMeta<D> {
 
 /// A decoded value with the response's status, headers and final URL. Return
 /// `stitch::Result<stitch::Response<T>>` from a stitch to get it.
+///
+/// ```no_run
+/// #[stitch::seam(base_url = "https://api.example.com")]
+/// trait Acme {
+///     #[stitch(get, path = "/users")]
+///     async fn users(&self) -> stitch::Result<stitch::Response<Vec<String>>>;
+/// }
+///
+/// # async fn run(acme: AcmeClient) -> stitch::Result<()> {
+/// let page = acme.users().await?;
+/// let total = page.headers().get("x-total-count").cloned();
+/// println!("{} of {total:?} from {}", page.value().len(), page.url());
+/// let users: Vec<String> = page.into_value();
+/// # let _ = users;
+/// # Ok(()) }
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone)]
 pub struct Response<T> {
     status: StatusCode,

@@ -33,7 +33,19 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 
 /// Shared key-value storage with expiry. Keys are ASCII; values are opaque bytes.
 ///
-/// Implementations must be safe to call concurrently from many tasks and processes.
+/// Implementations must be safe to call concurrently from many tasks and processes. Attach one
+/// with [`RuntimeBuilder::store`](crate::RuntimeBuilder::store); runtimes attached to the same
+/// store share cache entries (principal-scoped ones only under the same `principal_key`):
+///
+/// ```
+/// # fn main() -> stitch::Result<()> {
+/// let store = stitch::store::MemoryStore::new(10_000); // clones share the data
+/// let key = [7; 32]; // a secret, the same in every runtime that should share entries
+/// let a = stitch::Runtime::builder().store(store.clone()).principal_key(key).build()?;
+/// let b = stitch::Runtime::builder().store(store).principal_key(key).build()?;
+/// # let _ = (a, b);
+/// # Ok(()) }
+/// ```
 pub trait Store: Send + Sync + 'static {
     /// The value under `key`, or `None` when absent or expired.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>>;

@@ -29,12 +29,23 @@ struct Limiter {
 }
 
 impl Limiter {
-    fn new(spec: &ThrottleSpec) -> Self {
+    /// The limiter of `spec` at `share` of its rate and concurrency (1.0: as declared; less when it
+    /// stands in for a fleet budget during a store outage).
+    fn new(spec: &ThrottleSpec, share: f64) -> Self {
+        let (interval, concurrency) = if share >= 1.0 {
+            (spec.rate.map(|r| r.interval()), spec.concurrency)
+        } else {
+            (
+                spec.rate
+                    .map(|r| Duration::from_secs_f64(r.interval().as_secs_f64() / share)),
+                // At least one slot: a share must slow calls down, never stop them.
+                spec.concurrency
+                    .map(|n| ((f64::from(n) * share).floor() as u32).max(1)),
+            )
+        };
         Limiter {
-            pacer: spec.rate.map(|r| Pacer::new(r.interval(), spec.burst)),
-            permits: spec
-                .concurrency
-                .map(|n| (Arc::new(Semaphore::new(n as usize)), n)),
+            pacer: interval.map(|i| Pacer::new(i, spec.burst)),
+            permits: concurrency.map(|n| (Arc::new(Semaphore::new(n as usize)), n)),
         }
     }
 
@@ -114,6 +125,9 @@ pub struct Limiters {
     /// host: the hot path finds them with one probe instead of one per pool.
     by_endpoint: RwLock<FastMap<usize, Resolved>>,
     clock: Clock,
+    /// The share of each declared rate and concurrency these limiters enforce (1.0 but for the
+    /// stand-in of a fleet budget whose store is unreachable).
+    share: f64,
 }
 
 impl Default for Limiters {
@@ -126,8 +140,11 @@ impl Default for Limiters {
 /// Held for the duration of one attempt: concurrency permits are released on drop.
 #[doc(hidden)]
 pub struct ThrottlePermit {
-    _permits: [Option<OwnedSemaphorePermit>; MAX_THROTTLES],
+    pub(super) _permits: [Option<OwnedSemaphorePermit>; MAX_THROTTLES],
     pub(crate) waited: Duration,
+    /// Fleet leases (store-backed concurrency), released on drop; `None` for in-process limiters
+    /// (boxed: the local permit stays small and allocation-free).
+    pub(crate) _fleet: Option<Box<super::fleet::Held>>,
 }
 
 /// What [`Limiters::try_acquire`] got.
@@ -165,6 +182,7 @@ impl Later<'_> {
         ThrottlePermit {
             _permits: [None, None],
             waited: Duration::from_nanos(self.grant_at - self.now),
+            _fleet: None,
         }
     }
 }
@@ -207,12 +225,19 @@ const MAX_THROTTLES: usize = 2;
 impl Limiters {
     /// Limiters pacing on `clock`.
     pub fn new(clock: PacingClock) -> Self {
+        Self::with_share(clock, 1.0)
+    }
+
+    /// Limiters enforcing `share` (in `(0, 1]`) of every declared rate and concurrency: the
+    /// in-process stand-in for fleet budgets while their store is unreachable.
+    pub(crate) fn with_share(clock: PacingClock, share: f64) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Limiters {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             map: RwLock::default(),
             by_endpoint: RwLock::default(),
             clock: Clock::new(clock),
+            share,
         }
     }
 
@@ -240,7 +265,7 @@ impl Limiters {
             map.retain(|_, l| Arc::strong_count(l) > 1 || !l.idle(now));
         }
         map.entry(key)
-            .or_insert_with(|| Arc::new(Limiter::new(spec)))
+            .or_insert_with(|| Arc::new(Limiter::new(spec, self.share)))
             .clone()
     }
 
@@ -312,6 +337,7 @@ impl Limiters {
             None => Acquired::Now(ThrottlePermit {
                 _permits: [None, None],
                 waited: Duration::ZERO,
+                _fleet: None,
             }),
             Some((pending, grant_at)) => Acquired::Later(Box::new(Later {
                 clock: &self.clock,
@@ -381,6 +407,7 @@ impl Limiters {
         Ok(ThrottlePermit {
             _permits: permits,
             waited: Duration::from_nanos(self.clock.now() - started),
+            _fleet: None,
         })
     }
 
@@ -438,7 +465,7 @@ impl Limiters {
     }
 }
 
-fn bound(max_wait: Option<Duration>, remaining: Option<Duration>) -> Option<Duration> {
+pub(crate) fn bound(max_wait: Option<Duration>, remaining: Option<Duration>) -> Option<Duration> {
     match (max_wait, remaining) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -15,13 +15,67 @@
 //! cancellation, waits bounded by `max_wait` and the call's remaining budget with the would-be wait
 //! reported, FIFO grants, and the same algorithm as the fleet-wide store version.
 
+pub(crate) mod fleet;
 pub(crate) mod gcra;
 #[doc(hidden)]
 pub mod limiter;
 
+pub use fleet::{ThrottleOutage, DEFAULT_LEASE_TTL};
 pub use limiter::PacingClock;
 
+use crate::endpoint::Endpoint;
+use limiter::{Acquired, Limiters, ThrottlePermit};
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The throttle state of one runtime, chosen when the runtime is built: in-process limiters, or
+/// budgets shared by every runtime attached to the same store ([`fleet`]). The call pipeline asks
+/// this seam and never knows which one it has.
+#[doc(hidden)]
+pub enum Throttles {
+    /// Process-local: no store, or `RuntimeBuilder::local_throttles`.
+    Local(Limiters),
+    /// Fleet-wide, on the attached store.
+    Fleet(fleet::Fleet),
+}
+
+impl Throttles {
+    /// The uncontended path without a future (see [`Limiters::try_acquire`]); fleet budgets always
+    /// answer `Contended`, since they need a store round trip.
+    #[inline]
+    pub fn try_acquire(
+        &self,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> crate::Result<Acquired<'_>> {
+        match self {
+            Throttles::Local(l) => l.try_acquire(endpoint, host, deadline),
+            Throttles::Fleet(_) => Ok(Acquired::Contended),
+        }
+    }
+
+    /// Acquires every throttle of `endpoint` for one attempt (see [`Limiters::acquire`]).
+    pub async fn acquire(
+        &self,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> crate::Result<ThrottlePermit> {
+        match self {
+            Throttles::Local(l) => l.acquire(endpoint, host, deadline).await,
+            Throttles::Fleet(f) => f.acquire(endpoint, host, deadline).await,
+        }
+    }
+
+    /// Pools (local) or budgets (fleet) currently held in memory.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Throttles::Local(l) => l.len(),
+            Throttles::Fleet(f) => f.len(),
+        }
+    }
+}
 
 /// A pacing rate: `count` grants per `window`, spaced evenly (`window / count` apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,835 @@
+//! Fleet throttles: one budget per pool for every runtime attached to the same store.
+//!
+//! - **Pacing** is the store's GCRA reservation ([`Store::reserve`]) decided on the store's clock:
+//!   one round trip per acquire, and the local wait is `grant − store time`, so clock skew between
+//!   processes cannot shift a grant. In any window of length `T` at most `burst + 1 + ⌊T /
+//!   interval⌋` grants fall, whatever the number of processes.
+//! - **Concurrency** is a lease per attempt in the budget's holder set ([`Store::lease_acquire`]):
+//!   a random holder id, a TTL renewed every TTL/3 while the attempt runs, released when the permit
+//!   is dropped (however the attempt ends, cancellation included). A crashed process's leases
+//!   expire within the TTL. A waiting instance re-asks when the fleet's event channel says a lease
+//!   of that budget was released, and in any case after [`RECHECK`] or at the earliest holder's
+//!   expiry: a lost message only delays a waiter, never strands it. Within an instance waiters
+//!   queue FIFO and only the head of the queue asks the store.
+//! - **Outage**: every store operation is bounded by the runtime's store timeout and retried once
+//!   when its outcome is unknown (the holder or reservation id makes that safe). A failure then
+//!   follows the builder's [`ThrottleOutage`]: fail the attempt with
+//!   [`Error::ThrottleUnavailable`] (default), or pace it with an in-process limiter at a share of
+//!   the declared budget. Never unthrottled. After a failure the store is skipped for
+//!   [`PROBE_AFTER`] (so an outage does not cost every call a store timeout), then asked again:
+//!   recovery is automatic.
+//!
+//! Across processes a budget is identified by name (the descriptor's address means nothing in
+//! another process): a stitch's own budget by the stitch's `name`, host pools by `host:port`, seam
+//! and named pools by their name. Processes must declare the same rate for the same budget.
+//! A pacing reservation cannot be handed back to the store: a caller dropped while waiting for its
+//! slot leaves it unused (the fleet sends less, never more).
+
+use super::limiter::{bound, Limiters, PacingClock, ThrottlePermit};
+use super::{Pool, ThrottleSpec};
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::fasthash::FastMap;
+use crate::meter;
+use crate::store::keys::KeyLayout;
+use crate::store::{
+    Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreError, StoreErrorKind,
+    StoreFuture, Verb,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+/// The verbs a store must implement for fleet throttles (checked when the runtime is built).
+pub(crate) const NEEDED: [Verb; 3] = [Verb::Reserve, Verb::Lease, Verb::Subscribe];
+
+/// A waiting instance asks the store again at least this often, even without a release event.
+pub(crate) const RECHECK: Duration = Duration::from_millis(250);
+
+/// After a store failure, throttles follow the outage policy without asking the store for this
+/// long; the first acquire after it probes the store again.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(500);
+
+/// How long a fleet lease lives unless renewed (default of `RuntimeBuilder::throttle_lease_ttl`).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// What a fleet throttle does when its store cannot be reached (or does not answer within the
+/// store timeout). Chosen with `Runtime::builder().throttle_outage(..)`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum ThrottleOutage {
+    /// The attempt fails with [`Error::ThrottleUnavailable`] and nothing is sent (the default:
+    /// an outage of the store never lets the fleet exceed its budget).
+    #[default]
+    Fail,
+    /// The attempt is throttled by an in-process limiter enforcing `share` (in `(0, 1]`) of each
+    /// declared rate and concurrency (at least one slot); e.g. `1 / fleet size`.
+    Local {
+        /// The share of each declared budget one process may use alone.
+        share: f64,
+    },
+}
+
+impl ThrottleOutage {
+    /// Pace locally at `share` of each declared budget (clamped to `(0, 1]`).
+    pub fn local(share: f64) -> Self {
+        let share = if share.is_finite() && share > 0.0 {
+            share.min(1.0)
+        } else {
+            // A zero, negative or NaN share would stop every call: the smallest useful one.
+            f64::MIN_POSITIVE
+        };
+        ThrottleOutage::Local { share }
+    }
+}
+
+/// Settings of the fleet throttles (from the runtime builder).
+pub(crate) struct Settings {
+    pub(crate) store_timeout: Duration,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) outage: ThrottleOutage,
+    pub(crate) clock: PacingClock,
+}
+
+/// The fleet throttles of one runtime.
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    layout: KeyLayout,
+    channel: String,
+    store_timeout: Duration,
+    lease_ttl: Duration,
+    /// The in-process stand-in used during an outage with [`ThrottleOutage::Local`].
+    fallback: Option<Limiters>,
+    /// Per budget (by its lease key), the instance-local queue and wake-up.
+    budgets: RwLock<FastMap<String, Arc<Budget>>>,
+    /// The event listener, started lazily (it needs a tokio runtime) and again if the tokio
+    /// runtime it ran on has gone.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Dropped with the runtime, which ends the event listener.
+    stop: watch::Sender<()>,
+    /// Until when (ms since `origin`) the store is considered down; 0 when up.
+    down_until: AtomicU64,
+    origin: Instant,
+}
+
+struct Budget {
+    tat: String,
+    leases: String,
+    /// One contender per instance, FIFO.
+    turn: Semaphore,
+    /// A lease of this budget was released somewhere in the fleet.
+    released: Notify,
+}
+
+/// Fleet leases held by one attempt.
+pub(crate) struct Held {
+    _leases: [Option<Lease>; 2],
+}
+
+/// A held lease: dropping it stops the renewals and releases the lease.
+struct Lease {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Why a store-backed acquire did not succeed.
+enum Failure {
+    /// The budget refused (wait too long): the caller's error.
+    Throttle(Error),
+    /// The store failed: the outage policy decides.
+    Store(StoreError),
+}
+
+impl Fleet {
+    pub(crate) fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        let layout = KeyLayout::default();
+        Fleet {
+            inner: Arc::new(Inner {
+                store,
+                channel: layout.events(),
+                layout,
+                store_timeout: settings.store_timeout,
+                lease_ttl: settings.lease_ttl.max(Duration::from_millis(30)),
+                fallback: match settings.outage {
+                    ThrottleOutage::Local { share } => {
+                        Some(Limiters::with_share(settings.clock, share))
+                    }
+                    ThrottleOutage::Fail => None,
+                },
+                budgets: RwLock::default(),
+                listener: Mutex::new(None),
+                stop: watch::channel(()).0,
+                down_until: AtomicU64::new(0),
+                origin: Instant::now(),
+            }),
+        }
+    }
+
+    /// Budgets currently known to this instance.
+    pub(crate) fn len(&self) -> usize {
+        self.inner
+            .budgets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Acquires every throttle of `endpoint` for one attempt on the fleet budgets: leases first,
+    /// then pacing, like the in-process limiters; waits bounded by `max_wait` and `deadline`.
+    pub(crate) async fn acquire(
+        &self,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> crate::Result<ThrottlePermit> {
+        let inner = &self.inner;
+        let failure = if inner.is_down() {
+            None
+        } else {
+            match inner.acquire(endpoint, host, deadline).await {
+                Ok(permit) => return Ok(permit),
+                Err(Failure::Throttle(e)) => return Err(e),
+                Err(Failure::Store(e)) => {
+                    inner.mark_down();
+                    Some(e)
+                }
+            }
+        };
+        let decision = match inner.fallback {
+            Some(_) => "throttle_local_share",
+            None => "throttle_failed",
+        };
+        // Every degraded decision is counted: an outage is never silent.
+        match &failure {
+            Some(e) => meter::store_error(endpoint, e.operation, decision),
+            None => meter::degraded(endpoint, decision),
+        }
+        match (&inner.fallback, failure) {
+            (Some(local), failure) => {
+                if let Some(e) = &failure {
+                    tracing::warn!(stitch = endpoint.name, error = %e, "throttle store unreachable; pacing with the in-process share");
+                }
+                local.acquire(endpoint, host, deadline).await
+            }
+            (None, failure) => {
+                let source = failure.unwrap_or_else(|| {
+                    StoreError::new(
+                        "reserve",
+                        StoreErrorKind::Unavailable,
+                        format!(
+                            "the store failed less than {PROBE_AFTER:?} ago and is not asked again yet"
+                        ),
+                    )
+                });
+                tracing::warn!(stitch = endpoint.name, error = %source, "throttle store unreachable; the attempt fails");
+                Err(Error::ThrottleUnavailable {
+                    stitch: endpoint.name,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64 + 1
+    }
+
+    fn is_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        until != 0 && self.now_ms() < until
+    }
+
+    fn mark_down(&self) {
+        self.down_until.store(
+            self.now_ms() + PROBE_AFTER.as_millis() as u64,
+            Ordering::Release,
+        );
+    }
+
+    /// The budget of `spec` at `level` of `endpoint`, by its fleet-wide name.
+    fn budget(
+        &self,
+        endpoint: &Endpoint,
+        level: usize,
+        spec: &ThrottleSpec,
+        host: &str,
+    ) -> Arc<Budget> {
+        let name = match spec.pool {
+            Pool::Stitch => format!("stitch:{}#{level}", endpoint.name),
+            Pool::Host => format!("host:{host}"),
+            Pool::Seam(name) => format!("seam:{name}"),
+            Pool::Named(name) => format!("pool:{name}"),
+        };
+        let leases = self.layout.budget_leases(&name);
+        if let Some(b) = self
+            .budgets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&leases)
+        {
+            return b.clone();
+        }
+        let mut budgets = self.budgets.write().unwrap_or_else(|e| e.into_inner());
+        if budgets.len() >= 256 {
+            // Many hosts must not grow memory without bound: a budget nobody holds keeps nothing
+            // (its state is in the store).
+            budgets.retain(|_, b| Arc::strong_count(b) > 1);
+        }
+        budgets
+            .entry(leases.clone())
+            .or_insert_with(|| {
+                Arc::new(Budget {
+                    tat: self.layout.budget_tat(&name),
+                    leases,
+                    turn: Semaphore::new(1),
+                    released: Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    /// One store operation, bounded by the store timeout; retried once when its outcome is unknown
+    /// (a timeout or a dropped connection), which the operation's id makes safe.
+    async fn op<'a, T>(
+        &'a self,
+        name: &'static str,
+        f: impl Fn() -> StoreFuture<'a, T>,
+    ) -> Result<T, Failure> {
+        let mut last = None;
+        for _ in 0..2 {
+            let e = match tokio::time::timeout(self.store_timeout, f()).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_) => StoreError::timeout(name, self.store_timeout),
+            };
+            let unknown = matches!(
+                e.kind(),
+                StoreErrorKind::Timeout | StoreErrorKind::Unavailable
+            );
+            last = Some(e);
+            if !unknown {
+                break;
+            }
+        }
+        Err(Failure::Store(last.unwrap_or_else(|| {
+            StoreError::timeout(name, self.store_timeout)
+        })))
+    }
+
+    async fn acquire(
+        self: &Arc<Self>,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> Result<ThrottlePermit, Failure> {
+        let started = Instant::now();
+        let specs = &endpoint.throttles[..endpoint.throttles.len().min(2)];
+        let limit = |spec: &ThrottleSpec| {
+            bound(
+                spec.max_wait,
+                deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            )
+        };
+        let mut leases: [Option<Lease>; 2] = [None, None];
+        for (level, spec) in specs.iter().enumerate() {
+            let Some(n) = spec.concurrency else { continue };
+            let budget = self.budget(endpoint, level, spec, host);
+            leases[level] = Some(self.lease(endpoint, &budget, n, limit(spec)).await?);
+        }
+        let mut wait = Duration::ZERO;
+        for (level, spec) in specs.iter().enumerate() {
+            let Some(rate) = spec.rate else { continue };
+            let budget = self.budget(endpoint, level, spec, host);
+            let limit = limit(spec);
+            let interval_us = (rate.interval().as_micros() as u64).max(1);
+            let gcra = Gcra {
+                interval_us,
+                tolerance_us: interval_us.saturating_mul(u64::from(spec.burst)),
+                max_wait_us: limit.map(|l| l.as_micros() as u64),
+                id: OpId::random(),
+            };
+            let reserved = self
+                .op("reserve", || self.store.reserve(&budget.tat, gcra))
+                .await?;
+            match reserved.decision {
+                Decision::Granted { .. } => {}
+                Decision::WaitUntil(at) => {
+                    wait = wait.max(Duration::from_micros(
+                        at.saturating_sub(reserved.store_time),
+                    ))
+                }
+                Decision::Refused { wait_us } => {
+                    return Err(Failure::Throttle(Error::Throttled {
+                        stitch: endpoint.name,
+                        would_wait: Some(Duration::from_micros(wait_us)),
+                        limit: limit.unwrap_or_default(),
+                    }))
+                }
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let held = leases.iter().any(Option::is_some);
+        Ok(ThrottlePermit {
+            _permits: Default::default(),
+            waited: started.elapsed(),
+            _fleet: held.then(|| Box::new(Held { _leases: leases })),
+        })
+    }
+
+    /// Takes a lease of `budget` (at most `limit` holders fleet-wide), waiting at most `bound`.
+    async fn lease(
+        self: &Arc<Self>,
+        endpoint: &'static Endpoint,
+        budget: &Arc<Budget>,
+        limit: u32,
+        bound: Option<Duration>,
+    ) -> Result<Lease, Failure> {
+        self.listen();
+        let deadline = bound.map(|b| Instant::now() + b);
+        let refused = || {
+            Failure::Throttle(Error::Throttled {
+                stitch: endpoint.name,
+                would_wait: None,
+                limit: bound.unwrap_or_default(),
+            })
+        };
+        // FIFO within the instance, and one contender per instance: a release wakes at most one
+        // task per instance, not every waiting task.
+        let turn = match deadline {
+            Some(d) => tokio::time::timeout_at(d, budget.turn.acquire())
+                .await
+                .map_err(|_| refused())?,
+            None => budget.turn.acquire().await,
+        };
+        // The semaphore is never closed.
+        let _turn = turn.ok();
+        let holder = OpId::random();
+        let ttl_us = self.lease_ttl.as_micros() as u64;
+        // Until the lease is handed over, dropping this future (or failing) gives back whatever
+        // the store may have granted under `holder` (an answer lost in a timeout included).
+        let mut pending = Pending {
+            inner: None,
+            budget: budget.clone(),
+            holder,
+        };
+        loop {
+            // Registered before asking, so a release between the answer and the wait is not lost.
+            let released = budget.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let request = LeaseRequest {
+                limit,
+                ttl_us,
+                holder,
+            };
+            // Armed while an answer is outstanding: it may grant the lease and be lost.
+            pending.inner = Some(self.clone());
+            let grant = self
+                .op("lease_acquire", || {
+                    self.store.lease_acquire(&budget.leases, request)
+                })
+                .await?;
+            pending.inner = None;
+            let next_expiry = match grant.decision {
+                LeaseDecision::Acquired { .. } => break,
+                LeaseDecision::Full { next_expiry } => next_expiry,
+            };
+            let expiry = Duration::from_micros(next_expiry.saturating_sub(grant.store_time));
+            let mut wake = Instant::now() + expiry.clamp(Duration::from_millis(1), RECHECK);
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(refused());
+                }
+                wake = wake.min(d);
+            }
+            tokio::select! {
+                () = &mut released => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        Ok(Lease::hold(self.clone(), budget.clone(), holder))
+    }
+
+    /// Starts the listener of the fleet's event channel (once): a released lease wakes the head
+    /// of that budget's queue; a gap (lost messages) wakes every queue.
+    fn listen(self: &Arc<Self>) {
+        let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if listener.as_ref().is_some_and(|l| !l.is_finished()) {
+            return;
+        }
+        let mut stopped = self.stop.subscribe();
+        let weak = Arc::downgrade(self);
+        let (store, channel, limit) =
+            (self.store.clone(), self.channel.clone(), self.store_timeout);
+        *listener = Some(tokio::spawn(async move {
+            loop {
+                let subscribed = tokio::time::timeout(limit, store.subscribe(&channel)).await;
+                if let Ok(Ok(mut events)) = subscribed {
+                    // Releases while not subscribed were missed: everyone asks again.
+                    match weak.upgrade() {
+                        Some(inner) => inner.wake_all(),
+                        None => return,
+                    }
+                    loop {
+                        let event = tokio::select! {
+                            _ = stopped.changed() => return,
+                            event = events.next() => event,
+                        };
+                        let Some(inner) = weak.upgrade() else { return };
+                        match event {
+                            Some(Event::Message(key)) => inner.wake(&key),
+                            Some(Event::Gap) => inner.wake_all(),
+                            None => break,
+                        }
+                    }
+                }
+                // No subscription: waiters still re-check every `RECHECK`; try again shortly.
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }));
+    }
+
+    fn wake(&self, key: &[u8]) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        if let Some(b) = self
+            .budgets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            b.released.notify_one();
+        }
+    }
+
+    fn wake_all(&self) {
+        for b in self
+            .budgets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            b.released.notify_one();
+        }
+    }
+
+    /// Gives `holder`'s lease back (bounded, retried once), waking waiters fleet-wide.
+    async fn release(&self, budget: &Budget, holder: OpId) {
+        let released = self
+            .op("lease_release", || {
+                self.store
+                    .lease_release(&budget.leases, holder, Some(&self.channel))
+            })
+            .await;
+        if let Err(Failure::Store(e)) = released {
+            tracing::warn!(error = %e, "could not release a fleet lease; it expires within its TTL");
+        }
+    }
+}
+
+/// A lease being acquired: released if the acquisition does not complete.
+struct Pending {
+    inner: Option<Arc<Inner>>,
+    budget: Arc<Budget>,
+    holder: OpId,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            let (budget, holder) = (self.budget.clone(), self.holder);
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { inner.release(&budget, holder).await });
+            }
+        }
+    }
+}
+
+impl Lease {
+    /// Keeps `holder`'s lease alive (renewed every TTL/3) until the returned handle is dropped,
+    /// then releases it.
+    fn hold(inner: Arc<Inner>, budget: Arc<Budget>, holder: OpId) -> Lease {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let every = inner.lease_ttl / 3;
+            let ttl_us = inner.lease_ttl.as_micros() as u64;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(every) => {
+                        let renewed = inner
+                            .op("lease_renew", || inner.store.lease_renew(&budget.leases, holder, ttl_us))
+                            .await;
+                        match renewed {
+                            Ok(true) => {}
+                            // Expired (the store was unreachable for a whole TTL): the slot may
+                            // already be someone else's; nothing to renew any more.
+                            Ok(false) => {
+                                tracing::warn!("a fleet lease expired while its attempt was running");
+                                let _ = stopped.await;
+                                return;
+                            }
+                            Err(Failure::Store(e)) => {
+                                tracing::warn!(error = %e, "could not renew a fleet lease");
+                            }
+                            Err(Failure::Throttle(_)) => {}
+                        }
+                    }
+                }
+            }
+            inner.release(&budget, holder).await;
+        });
+        Lease { _stop: stop }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{Endpoint, Method};
+    use crate::store::MemoryStore;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Mutex as StdMutex;
+
+    const fn endpoint(name: &'static str, throttles: &'static [ThrottleSpec]) -> Endpoint {
+        Endpoint::new(name, Method::Get, "/", &[]).throttles(throttles)
+    }
+
+    fn fleet(store: &MemoryStore, outage: ThrottleOutage) -> Fleet {
+        Fleet::new(
+            Arc::new(store.clone()),
+            Settings {
+                store_timeout: Duration::from_millis(250),
+                lease_ttl: Duration::from_secs(3),
+                outage,
+                clock: PacingClock::Tokio,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_instances_share_one_pacing_budget() {
+        static EP: Endpoint = endpoint(
+            "shared",
+            &[ThrottleSpec::new(Pool::Stitch).rate(2, Duration::from_secs(1))],
+        );
+        let store = MemoryStore::default();
+        let (a, b) = (
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+        );
+        let t0 = Instant::now();
+        let grants = Arc::new(StdMutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let f = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let g = grants.clone();
+            tasks.push(tokio::spawn(async move {
+                let _p = f.acquire(&EP, "h:1", None).await.unwrap();
+                g.lock().unwrap().push((Instant::now() - t0).as_millis());
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut g = grants.lock().unwrap().clone();
+        g.sort();
+        assert_eq!(g, [0, 500, 1000, 1500, 2000, 2500]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_lease_wakes_the_other_instance_at_once() {
+        static EP: Endpoint = endpoint("one", &[ThrottleSpec::new(Pool::Stitch).concurrency(1)]);
+        let store = MemoryStore::default();
+        let (a, b) = (
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+        );
+        let t0 = Instant::now();
+        let held = a.acquire(&EP, "h:1", None).await.unwrap();
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let _p = b.acquire(&EP, "h:1", None).await.unwrap();
+                Instant::now() - t0
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        assert!(!waiter.is_finished(), "the cap is fleet-wide");
+        drop(held);
+        // Woken by the release event, not by the periodic re-check (250 ms) nor the TTL (3 s).
+        let granted = waiter.await.unwrap();
+        assert_eq!(granted.as_millis(), 110, "{granted:?}");
+    }
+
+    /// A `MemoryStore` that can be switched off (every verb then fails as unreachable).
+    #[derive(Clone)]
+    struct Switchable {
+        store: MemoryStore,
+        down: Arc<AtomicBool>,
+    }
+
+    impl Switchable {
+        fn check(&self, op: &'static str) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StoreError::unavailable(op, "connection refused"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Store for Switchable {
+        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
+            self.store.get(key)
+        }
+        fn set<'a>(&'a self, key: &'a str, v: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+            self.store.set(key, v, ttl)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+            self.store.delete(key)
+        }
+        fn capabilities(&self) -> crate::store::Verbs {
+            self.store.capabilities()
+        }
+        fn reserve<'a>(
+            &'a self,
+            key: &'a str,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::Reservation> {
+            match self.check("reserve") {
+                Ok(()) => self.store.reserve(key, gcra),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        }
+        fn lease_acquire<'a>(
+            &'a self,
+            key: &'a str,
+            l: LeaseRequest,
+        ) -> StoreFuture<'a, crate::store::LeaseGrant> {
+            match self.check("lease_acquire") {
+                Ok(()) => self.store.lease_acquire(key, l),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        }
+        fn subscribe<'a>(
+            &'a self,
+            channel: &'a str,
+        ) -> StoreFuture<'a, crate::store::Subscription> {
+            self.store.subscribe(channel)
+        }
+    }
+
+    fn on(store: &Switchable, outage: ThrottleOutage) -> Fleet {
+        Fleet::new(
+            Arc::new(store.clone()),
+            Settings {
+                store_timeout: Duration::from_millis(250),
+                lease_ttl: Duration::from_secs(3),
+                outage,
+                clock: PacingClock::Tokio,
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_store_fails_the_attempt_then_recovers() {
+        static EP: Endpoint = endpoint(
+            "outage",
+            &[ThrottleSpec::new(Pool::Stitch).rate(100, Duration::from_secs(1))],
+        );
+        let store = Switchable {
+            store: MemoryStore::default(),
+            down: Arc::default(),
+        };
+        let f = on(&store, ThrottleOutage::Fail);
+        f.acquire(&EP, "h:1", None).await.unwrap();
+        store.down.store(true, Ordering::SeqCst);
+        let t = Instant::now();
+        match f.acquire(&EP, "h:1", None).await {
+            Err(Error::ThrottleUnavailable { source, .. }) => {
+                assert_eq!(source.kind(), StoreErrorKind::Unavailable)
+            }
+            other => panic!("expected ThrottleUnavailable, got {:?}", other.map(|_| ())),
+        }
+        // Within the probe delay the store is not asked: still failing, even once it is back.
+        store.down.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            f.acquire(&EP, "h:1", None).await,
+            Err(Error::ThrottleUnavailable { .. })
+        ));
+        assert_eq!(Instant::now(), t, "failing costs no wait");
+        tokio::time::sleep(PROBE_AFTER).await;
+        f.acquire(&EP, "h:1", None).await.expect("recovered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_store_falls_back_to_the_local_share() {
+        static EP: Endpoint = endpoint(
+            "fallback",
+            &[ThrottleSpec::new(Pool::Stitch).rate(2, Duration::from_secs(1))],
+        );
+        let store = Switchable {
+            store: MemoryStore::default(),
+            down: Arc::new(AtomicBool::new(true)),
+        };
+        let f = on(&store, ThrottleOutage::local(0.5));
+        let t0 = Instant::now();
+        let mut grants = Vec::new();
+        for _ in 0..3 {
+            f.acquire(&EP, "h:1", None).await.unwrap();
+            grants.push((Instant::now() - t0).as_millis());
+        }
+        assert_eq!(
+            grants,
+            [0, 1000, 2000],
+            "half of 2/s: paced, never unthrottled"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_budget_refuses_within_the_bound_and_leases_are_renewed() {
+        static EP: Endpoint = endpoint(
+            "bounded",
+            &[ThrottleSpec::new(Pool::Stitch)
+                .concurrency(1)
+                .max_wait(Duration::from_millis(400))],
+        );
+        let store = MemoryStore::default();
+        let (a, b) = (
+            fleet(&store, ThrottleOutage::Fail),
+            fleet(&store, ThrottleOutage::Fail),
+        );
+        let held = a.acquire(&EP, "h:1", None).await.unwrap();
+        // Held for 4 TTLs: renewals keep the slot (an expiry would let `b` in).
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let t = Instant::now();
+        match b.acquire(&EP, "h:1", None).await {
+            Err(Error::Throttled {
+                would_wait: None,
+                limit,
+                ..
+            }) => {
+                assert_eq!(limit, Duration::from_millis(400))
+            }
+            other => panic!("expected Throttled, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!((Instant::now() - t).as_millis(), 400);
+        drop(held);
+        tokio::task::yield_now().await;
+        b.acquire(&EP, "h:1", None).await.unwrap();
+    }
+}

@@ -1,0 +1,472 @@
+//! Fleet throttles: runtimes attached to one store share one budget, against a real loopback
+//! upstream counting what it receives. In one process on a `MemoryStore`, and across separate OS
+//! processes (this test binary re-executed as workers) on a real `redis-server` with nginx's
+//! `limit_req` as the referee.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use stitch::store::{MemoryStore, Store, StoreFuture};
+use stitch::{Error, Runtime};
+use stitch_tests::{saturate, Nginx, Reply, Upstream};
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Fleet {
+    #[stitch(get, path = "/paced", throttle = "10/s")]
+    async fn paced(&self) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/capped", throttle(concurrency = 2))]
+    async fn capped(&self) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/one", throttle(concurrency = 1, max_wait = "300ms"))]
+    async fn one(&self) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/metered", throttle(rate = "20/s", concurrency = 4))]
+    async fn metered(&self) -> stitch::Result<()>;
+}
+
+fn client(base: &str, store: &MemoryStore) -> FleetClient {
+    let rt = Runtime::builder()
+        .base_url(base)
+        .store(store.clone())
+        .build()
+        .unwrap();
+    FleetClient::new(&rt).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runtimes_on_one_store_share_one_rate_budget() {
+    let up = Upstream::start(|_| Reply::status(200, "")).await;
+    let store = MemoryStore::default();
+    let (a, b) = (client(&up.url(), &store), client(&up.url(), &store));
+    let run = |api: FleetClient| {
+        saturate(4, Duration::from_secs(3), move || {
+            let api = api.clone();
+            async move { api.paced().await }
+        })
+    };
+    // One start for both: a grant of either run counts from it.
+    let started = Instant::now();
+    let (ra, rb) = tokio::join!(run(a), run(b));
+    let seconds = started.elapsed().as_secs_f64();
+    let hits = up.hits() as f64;
+    println!(
+        "two runtimes: {hits} requests in {seconds:.2}s = {:.2}/s (declared 10/s)",
+        hits / seconds
+    );
+    assert_eq!(f64::from(ra.accepted + rb.accepted), hits);
+    // GCRA with burst 0: grants are 100 ms apart on the store's clock, all within the run, so at
+    // most `burst + 1 + ⌊rate × T⌋` of them. Two independent limiters would send about twice that.
+    assert!(
+        hits <= 1.0 + (10.0 * seconds).floor(),
+        "{hits} requests in {seconds:.2}s exceed one 10/s budget"
+    );
+    assert!(
+        hits >= 0.9 * 10.0 * seconds,
+        "{hits} requests in {seconds:.2}s: below 90% of the budget"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_capped_across_runtimes() {
+    let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_millis(40))).await;
+    let store = MemoryStore::default();
+    let clients = [client(&up.url(), &store), client(&up.url(), &store)];
+    let mut tasks: tokio::task::JoinSet<stitch::Result<()>> = tokio::task::JoinSet::new();
+    for api in clients {
+        for _ in 0..8 {
+            let api = api.clone();
+            tasks.spawn(async move {
+                for _ in 0..3 {
+                    api.capped().await?;
+                }
+                Ok(())
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(up.hits(), 48);
+    let peak = up.peak_in_flight();
+    assert!(
+        peak <= 2,
+        "{peak} requests in flight across runtimes, cap 2"
+    );
+    assert_eq!(peak, 2, "the cap is reached under load");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_releases_its_fleet_lease() {
+    let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_secs(20))).await;
+    let store = MemoryStore::default();
+    let (a, b) = (client(&up.url(), &store), client(&up.url(), &store));
+    let held = tokio::spawn(async move { a.one().await });
+    while up.hits() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another runtime cannot get the single slot while the call runs...
+    match b.one().await {
+        Err(Error::Throttled {
+            would_wait: None, ..
+        }) => {}
+        other => panic!("expected Throttled (the fleet slot is taken), got {other:?}"),
+    }
+    // ...and gets it as soon as the call is dropped: the lease (TTL 10 s) is released, not left
+    // to expire.
+    held.abort();
+    let _ = held.await;
+    let t = Instant::now();
+    let second = tokio::spawn(async move { b.one().await });
+    while up.hits() < 2 {
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "the dropped call's lease was not released"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    second.abort();
+}
+
+/// A store of the first generation: `get`/`set`/`delete` only.
+struct Basic(MemoryStore);
+
+impl Store for Basic {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
+        self.0.get(key)
+    }
+    fn set<'a>(&'a self, key: &'a str, value: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.0.set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.0.delete(key)
+    }
+}
+
+#[test]
+fn a_store_without_the_fleet_verbs_fails_the_build_unless_throttles_stay_local() {
+    match Runtime::builder()
+        .store(Basic(MemoryStore::default()))
+        .build()
+    {
+        Err(Error::Config { stitch, reason }) => {
+            assert_eq!(stitch, "runtime");
+            assert_eq!(
+                reason,
+                "the attached store does not implement `reserve`, `lease`, `subscribe`, which \
+                 fleet-wide throttles need: implement it in the store's driver (`MemoryStore` and \
+                 `RedisStore` do), or keep throttles process-local with \
+                 `Runtime::builder().local_throttles()`"
+            );
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    Runtime::builder()
+        .store(Basic(MemoryStore::default()))
+        .local_throttles()
+        .build()
+        .expect("process-local throttles need no store verb");
+}
+
+// --- Across OS processes, on Redis -------------------------------------------------------------
+
+/// Set in the environment of a worker process: `redis url|base url|start (unix ms)|seconds`.
+const WORKER: &str = "STITCH_FLEET_WORKER";
+const PROCESSES: usize = 4;
+const RUN: Duration = Duration::from_secs(5);
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("stitch-fleet-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child, dir }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The worker's side: saturate the shared stitch from 8 tasks, report what happened.
+async fn worker(spec: &str) {
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (redis, base, start, seconds) = (parts[0], parts[1], parts[2], parts[3]);
+    let store = stitch::store::RedisStore::connect(redis).await.unwrap();
+    let rt = Runtime::builder()
+        .base_url(base)
+        .store(store)
+        .build()
+        .unwrap();
+    let api = FleetClient::new(&rt).unwrap();
+    let start: u64 = start.parse().unwrap();
+    tokio::time::sleep(Duration::from_millis(start.saturating_sub(unix_ms()))).await;
+    let run = saturate(
+        8,
+        Duration::from_secs(seconds.parse().unwrap()),
+        move || {
+            let api = api.clone();
+            async move { api.metered().await }
+        },
+    )
+    .await;
+    // The end on the wall clock: the coordinator measures every worker from the common start.
+    println!(
+        "FLEET_RESULT {} {} {}",
+        run.accepted,
+        run.rejected,
+        unix_ms()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_on_redis_share_one_budget_under_an_nginx_referee() {
+    if let Ok(spec) = std::env::var(WORKER) {
+        return worker(&spec).await;
+    }
+    let redis = Redis::start();
+    let up = Upstream::start(|_| Reply::status(200, "")).await;
+    let nginx = Nginx::rate_limited(&up.url(), 20).expect("start nginx");
+    let start = unix_ms() + 1500;
+    let spec = format!(
+        "redis://127.0.0.1:{}|{}|{start}|{}",
+        redis.port,
+        nginx.url(),
+        RUN.as_secs()
+    );
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "separate_processes_on_redis_share_one_budget_under_an_nginx_referee",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(WORKER, &spec)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn a worker")
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("worker output"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let (mut accepted, mut rejected, mut end) = (0u32, 0u32, 0u64);
+    for out in &outputs {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "a worker failed: {text}");
+        let line = text
+            .lines()
+            .find_map(|l| l.split_once("FLEET_RESULT ").map(|(_, r)| r))
+            .unwrap_or_else(|| panic!("no result from a worker: {text}"));
+        let f: Vec<&str> = line.split(' ').collect();
+        accepted += f[0].parse::<u32>().unwrap();
+        rejected += f[1].parse::<u32>().unwrap();
+        end = end.max(f[2].parse().unwrap());
+    }
+    // Every grant falls between the common start (workers sleep until then) and the last end.
+    let seconds = end.saturating_sub(start) as f64 / 1e3;
+    let rate = f64::from(accepted) / seconds;
+    println!(
+        "{PROCESSES} processes: {accepted} accepted, {rejected} rejected in {seconds:.2}s = \
+         {rate:.2}/s (declared 20/s for the fleet)"
+    );
+    assert_eq!(
+        rejected, 0,
+        "nginx rejected {rejected}: the fleet exceeded 20/s"
+    );
+    assert_eq!(up.hits() as u32, accepted);
+    assert!(
+        f64::from(accepted) <= 1.0 + (20.0 * seconds).floor(),
+        "{accepted} in {seconds:.2}s exceed one 20/s budget"
+    );
+    assert!(rate >= 0.95 * 20.0, "{rate:.2}/s: below 95% of 20/s");
+}
+
+/// Set in the environment of a lease-holding worker: `redis url|base url`.
+const HOLDER: &str = "STITCH_FLEET_HOLDER";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_gives_its_slot_back_within_the_lease_ttl() {
+    if let Ok(spec) = std::env::var(HOLDER) {
+        // The worker: hold the single fleet slot (a 1 s lease, renewed) until killed.
+        let (redis, base) = spec.split_once('|').unwrap();
+        let store = stitch::store::RedisStore::connect(redis).await.unwrap();
+        let rt = Runtime::builder()
+            .base_url(base)
+            .store(store)
+            .throttle_lease_ttl(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let _ = FleetClient::new(&rt).unwrap().one().await;
+        return;
+    }
+    let redis = Redis::start();
+    let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_secs(30))).await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_killed_process_gives_its_slot_back_within_the_lease_ttl",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env(HOLDER, format!("{url}|{}", up.url()))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the holder");
+    let started = Instant::now();
+    while up.hits() < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the holder never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = stitch::store::RedisStore::connect(&url).await.unwrap();
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(store)
+        .build()
+        .unwrap();
+    let api = FleetClient::new(&rt).unwrap();
+    // Held past several renewals (every 333 ms): still taken.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        matches!(api.one().await, Err(Error::Throttled { .. })),
+        "the other process holds the only slot"
+    );
+    holder.kill().expect("SIGKILL the holder");
+    holder.wait().unwrap();
+    let killed = Instant::now();
+    let waiting = tokio::spawn(async move {
+        loop {
+            match api.one().await {
+                Err(Error::Throttled { .. }) => continue,
+                other => return other,
+            }
+        }
+    });
+    while up.hits() < 2 {
+        assert!(
+            killed.elapsed() < Duration::from_millis(2000),
+            "the killed process's slot did not come back within its 1 s lease (+ re-check)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("slot back {:?} after the kill", killed.elapsed());
+    waiting.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_fails_throttled_calls_fast_and_recovery_is_automatic() {
+    let mut redis = Redis::start();
+    let up = Upstream::start(|_| Reply::status(200, "")).await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let store = stitch::store::RedisStore::connect(&url).await.unwrap();
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(store)
+        .store_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let api = FleetClient::new(&rt).unwrap();
+    api.paced().await.unwrap();
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let t = Instant::now();
+    match api.paced().await {
+        Err(Error::ThrottleUnavailable { .. }) => {}
+        other => panic!("expected ThrottleUnavailable, got {other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "bounded by the store timeout (one retry): {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    assert!(matches!(
+        api.paced().await,
+        Err(Error::ThrottleUnavailable { .. })
+    ));
+    assert!(
+        t.elapsed() < Duration::from_millis(50),
+        "right after a failure the store is not asked: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(up.hits(), 1, "never unthrottled: nothing was sent");
+    // The same port, an empty server (scripts reloaded on NOSCRIPT).
+    redis.child = Command::new("redis-server")
+        .args(["--port", &redis.port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&redis.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", redis.port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let back = Instant::now();
+    loop {
+        match api.paced().await {
+            Ok(()) => break,
+            Err(Error::ThrottleUnavailable { .. }) => {
+                assert!(
+                    back.elapsed() < Duration::from_millis(1500),
+                    "not recovered {:?} after Redis returned",
+                    back.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    println!("recovered {:?} after Redis returned", back.elapsed());
+}
