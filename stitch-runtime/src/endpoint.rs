@@ -137,6 +137,9 @@ pub struct Endpoint {
     pub(crate) each: Option<Duration>,
     pub(crate) circuit: Option<CircuitPolicy>,
     pub(crate) idempotency: Option<IdempotencyPolicy>,
+    /// The auth strategy named by `auth = "..."` (the method's, else the seam's): resolved against
+    /// `Runtime::builder().auth_strategy(..)`; `"none"` opts out of the runtime's `auth` provider.
+    pub(crate) auth: Option<&'static str>,
 }
 
 #[doc(hidden)]
@@ -181,6 +184,7 @@ impl Endpoint {
             each: None,
             circuit: None,
             idempotency: None,
+            auth: None,
         }
     }
     pub const fn absolute(mut self) -> Self {
@@ -247,6 +251,11 @@ impl Endpoint {
         self.delegate = Some(statuses);
         self
     }
+    /// `auth = "name"`: the registered strategy this stitch authenticates with (`"none"`: none).
+    pub const fn auth(mut self, strategy: &'static str) -> Self {
+        self.auth = Some(strategy);
+        self
+    }
 }
 
 impl Endpoint {
@@ -268,6 +277,12 @@ impl Endpoint {
     /// The path or URL template as written, e.g. `/users/{id}`.
     pub fn template(&self) -> &'static str {
         self.template
+    }
+
+    /// The auth strategy the stitch declares (`auth = "name"`; `"none"` when it opted out), or
+    /// `None` when it declares none (the runtime's `auth` provider, if any, applies).
+    pub fn auth_strategy(&self) -> Option<&'static str> {
+        self.auth
     }
 
     /// The throttles the stitch acquires on every attempt (the seam's first, then its own).

@@ -173,6 +173,21 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// An auth strategy could not obtain credentials: a token request or login failed (with the
+    /// upstream's status and a prefix of its body, credentials in it redacted), or a transport
+    /// error reached the token endpoint; or the call was refused because sending it would leak
+    /// a credential (a redirect to another origin).
+    #[error("auth strategy `{strategy}`: {reason}{}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Auth {
+        /// The strategy's registered name (`Runtime::builder().auth_strategy(name, ..)`).
+        strategy: String,
+        /// The token endpoint's or login's status, when it answered.
+        status: Option<http::StatusCode>,
+        /// What failed.
+        reason: String,
+        /// The first bytes of the upstream's answer, credentials replaced by `REDACTED`.
+        body: String,
+    },
     /// The runtime or a stitch is configured in a way that cannot produce a request
     /// (no base URL, an unparsable URL, ...).
     #[error("{stitch}: configuration error: {reason}")]
@@ -229,6 +244,7 @@ impl Error {
             Error::UnexpectedContentType { .. } => "unexpected_content_type",
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::Config { .. } => "config",
+            Error::Auth { .. } => "auth",
         })
     }
 

@@ -315,6 +315,8 @@ impl RuntimeBuilder {
     /// 250 ms). A read that takes longer is a miss, a write that takes longer is skipped (both
     /// traced at `warn`); reads also never outlast the call's own total timeout, and cache writes
     /// run after the callers have their value, so a slow store never delays a call by more.
+    /// Fleet throttles retry an operation that timed out once, then follow
+    /// [`Self::throttle_outage`].
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = Some(timeout);
         self

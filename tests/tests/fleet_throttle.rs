@@ -169,7 +169,7 @@ fn a_store_without_the_fleet_verbs_fails_the_build_unless_throttles_stay_local()
 
 // --- Across OS processes, on Redis -------------------------------------------------------------
 
-/// Set in the environment of a worker process: `redis url|base url|start (unix ms)|seconds`.
+/// Set in the environment of a worker process: `redis url|base url|start (unix µs)|seconds`.
 const WORKER: &str = "STITCH_FLEET_WORKER";
 const PROCESSES: usize = 4;
 const RUN: Duration = Duration::from_secs(5);
@@ -219,11 +219,11 @@ impl Drop for Redis {
     }
 }
 
-fn unix_ms() -> u64 {
+fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64
+        .as_micros() as u64
 }
 
 /// The worker's side: saturate the shared stitch from 8 tasks, report what happened.
@@ -238,7 +238,7 @@ async fn worker(spec: &str) {
         .unwrap();
     let api = FleetClient::new(&rt).unwrap();
     let start: u64 = start.parse().unwrap();
-    tokio::time::sleep(Duration::from_millis(start.saturating_sub(unix_ms()))).await;
+    tokio::time::sleep(Duration::from_micros(start.saturating_sub(unix_us()))).await;
     let run = saturate(
         8,
         Duration::from_secs(seconds.parse().unwrap()),
@@ -253,7 +253,7 @@ async fn worker(spec: &str) {
         "FLEET_RESULT {} {} {}",
         run.accepted,
         run.rejected,
-        unix_ms()
+        unix_us()
     );
 }
 
@@ -265,7 +265,7 @@ async fn separate_processes_on_redis_share_one_budget_under_an_nginx_referee() {
     let redis = Redis::start();
     let up = Upstream::start(|_| Reply::status(200, "")).await;
     let nginx = Nginx::rate_limited(&up.url(), 20).expect("start nginx");
-    let start = unix_ms() + 1500;
+    let start = unix_us() + 1_500_000;
     let spec = format!(
         "redis://127.0.0.1:{}|{}|{start}|{}",
         redis.port,
@@ -311,7 +311,7 @@ async fn separate_processes_on_redis_share_one_budget_under_an_nginx_referee() {
         end = end.max(f[2].parse().unwrap());
     }
     // Every grant falls between the common start (workers sleep until then) and the last end.
-    let seconds = end.saturating_sub(start) as f64 / 1e3;
+    let seconds = end.saturating_sub(start) as f64 / 1e6;
     let rate = f64::from(accepted) / seconds;
     println!(
         "{PROCESSES} processes: {accepted} accepted, {rejected} rejected in {seconds:.2}s = \

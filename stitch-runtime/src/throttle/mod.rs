@@ -11,6 +11,12 @@
 //! is synchronous: no future, no lock (a per-thread cache of the stitch's limiters), one clock read
 //! and one compare-and-swap per declared rate.
 //!
+//! Where the state lives is chosen when the runtime is built ([`Throttles`]): in-process limiters
+//! (`limiter`, the default, and with `RuntimeBuilder::local_throttles`), or, when a store is
+//! attached, fleet budgets on the store (`fleet`: GCRA reservations on the store's clock and
+//! renewed leases), shared by every runtime attached to it. The pipeline asks the seam the same
+//! way in both cases; the store's outage policy is [`ThrottleOutage`].
+//!
 //! Why our own pacer rather than governor: we need reservations that can be handed back on
 //! cancellation, waits bounded by `max_wait` and the call's remaining budget with the would-be wait
 //! reported, FIFO grants, and the same algorithm as the fleet-wide store version.
