@@ -24,7 +24,8 @@ use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
 use crate::meter::{self, CacheOutcome};
 use crate::resilience::circuit::{self, Transition};
-use crate::runtime::{ClientCore, Runtime};
+use crate::auth::{AuthRequest, Credential};
+use crate::runtime::{ClientCore, Credentials, Runtime};
 use crate::store::{record, StoreError, StoreFuture};
 use crate::throttle::limiter::Acquired;
 use std::sync::Arc;
@@ -110,10 +111,12 @@ where
     let runtime = client.runtime();
     // No path skips the app-scope refusal (free stitches run on an unchecked global client).
     runtime.check_app_scope(endpoint)?;
-    let auth = match runtime.provider() {
+    let auth = match (runtime.credentials_for(endpoint)?, runtime.provider()) {
+        _ if policy.scope != cache::Scope::Principal => None,
+        (Credentials::Strategy(strategy), _) => Some(strategy.principal(runtime.principal_key())),
         // Known after the first call (one read lock); deriving it asks the provider, boxed so
         // the common future stays small.
-        Some(provider) if policy.scope == cache::Scope::Principal => Some(match provider.known() {
+        (Credentials::Provider(_), Some(provider)) => Some(match provider.known() {
             Some(digest) => digest,
             None => Box::pin(provider.derive()).await?,
         }),
@@ -537,6 +540,7 @@ async fn attempts(
     if endpoint.retry.is_some() {
         runtime.retry_budgets().deposit(endpoint);
     }
+    let credentials = runtime.credentials_for(endpoint)?;
     let mut attempt = 1u32;
     let mut refreshed = false;
     let mut spare = Some(prepared);
@@ -545,7 +549,7 @@ async fn attempts(
         meter::attempt(endpoint);
         // Only a call that may run again keeps a copy of its request.
         let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
-            || (runtime.auth().is_some() && !refreshed);
+            || (!matches!(credentials, Credentials::None) && !refreshed);
         let request = if again { spare.clone() } else { spare.take() };
         // The loop only comes back after an attempt that kept a copy.
         let Some(request) = request else {
@@ -554,15 +558,36 @@ async fn attempts(
                 reason: "internal: attempt without a request".into(),
             });
         };
-        let error = match one_attempt(runtime, endpoint, request, deadline).await {
+        let mut sent_with = None;
+        let outcome = one_attempt(
+            runtime,
+            endpoint,
+            request,
+            deadline,
+            &credentials,
+            &mut sent_with,
+        );
+        let error = match outcome.await {
             Ok(raw) => return Ok(raw),
             Err(e) => e,
         };
         let unauthorized = error.status().is_some_and(|s| s.as_u16() == 401);
-        if let (Some(auth), false, true) = (runtime.auth(), refreshed, unauthorized) {
-            refreshed = true;
-            auth.refresh().await?;
-            continue;
+        if unauthorized && !refreshed {
+            match (&credentials, sent_with) {
+                (Credentials::Provider(auth), _) => {
+                    refreshed = true;
+                    auth.refresh().await?;
+                    continue;
+                }
+                // Single-flight per credential: concurrent 401s on one credential share one
+                // refresh; a refresh for a credential already replaced does nothing.
+                (Credentials::Strategy(strategy), Some(failed)) => {
+                    refreshed = true;
+                    Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
+                    continue;
+                }
+                _ => {}
+            }
         }
         let Some(policy) = &endpoint.retry else {
             return Err(error);
@@ -610,6 +635,8 @@ async fn one_attempt(
     endpoint: &'static Endpoint,
     mut prepared: Prepared,
     deadline: Option<tokio::time::Instant>,
+    credentials: &Credentials<'_>,
+    sent_with: &mut Option<Credential>,
 ) -> Result<RawResponse> {
     let _permit = if endpoint.throttles.is_empty() {
         None
@@ -628,8 +655,26 @@ async fn one_attempt(
         meter::throttle_wait(endpoint, permit.waited);
         Some(permit)
     };
-    if let Some(auth) = runtime.auth() {
-        auth.apply(&mut prepared.headers).await?;
+    match credentials {
+        Credentials::None => {}
+        Credentials::Provider(auth) => auth.apply(&mut prepared.headers).await?,
+        Credentials::Strategy(strategy) => {
+            let method = endpoint.method.to_http();
+            let Prepared {
+                url,
+                headers,
+                body,
+                secrets,
+            } = &mut prepared;
+            let mut request = AuthRequest {
+                method: &method,
+                url,
+                headers,
+                body: body.as_deref(),
+                secrets,
+            };
+            *sent_with = Some(strategy.apply(&mut request, runtime.auth_context()).await?);
+        }
     }
     match endpoint.each {
         None => send(runtime, endpoint, prepared).await,

@@ -4,7 +4,8 @@
 //! Free stitches use the process-wide runtime: [`Runtime::install_global`] once at start-up, or a
 //! default runtime is created on first use.
 
-use crate::auth::{is_credential_header, Auth, Principal, Provider};
+use crate::auth::strategy::Registered;
+use crate::auth::{is_credential_header, Auth, AuthContext, Principal, Provider, Strategy};
 use crate::cache::coalesce::Flights;
 use crate::cache::local::LocalTier;
 use crate::cache::Scope;
@@ -43,6 +44,9 @@ struct Inner {
     /// The `auth` provider as the pipeline calls it: the same object as `provider`.
     auth: Option<Arc<dyn Auth>>,
     provider: Option<Arc<Provider>>,
+    /// Strategies registered by name (`auth_strategy`), for stitches declaring `auth = "name"`.
+    strategies: crate::fasthash::FastMap<String, Arc<Registered>>,
+    auth_context: AuthContext,
     circuits: Circuits,
     retry_budgets: RetryBudgets,
     max_response_bytes: usize,
@@ -173,11 +177,42 @@ impl Runtime {
     pub(crate) fn limiters(&self) -> &Throttles {
         &self.inner.limiters
     }
-    pub(crate) fn auth(&self) -> Option<&Arc<dyn Auth>> {
-        self.inner.auth.as_ref()
-    }
     pub(crate) fn provider(&self) -> Option<&Provider> {
         self.inner.provider.as_deref()
+    }
+    pub(crate) fn auth_context(&self) -> &AuthContext {
+        &self.inner.auth_context
+    }
+
+    /// How `endpoint` authenticates on this runtime: its declared strategy, none (`"none"`), or
+    /// the runtime-wide provider; a declared strategy that is not registered is an error.
+    pub(crate) fn credentials_for(&self, endpoint: &Endpoint) -> Result<Credentials<'_>> {
+        match endpoint.auth {
+            Some("none") => Ok(Credentials::None),
+            Some(name) => match self.inner.strategies.get(name) {
+                Some(registered) => Ok(Credentials::Strategy(registered)),
+                None => Err(Error::Config {
+                    stitch: endpoint.name,
+                    reason: format!(
+                        "the stitch declares `auth = \"{name}\"`, but no strategy of that name is registered: \
+                         add `Runtime::builder().auth_strategy(\"{name}\", strategy)`{}",
+                        if self.inner.strategies.is_empty() {
+                            String::new()
+                        } else {
+                            let mut names: Vec<&str> =
+                                self.inner.strategies.keys().map(String::as_str).collect();
+                            names.sort_unstable();
+                            format!(" (registered: `{}`)", names.join("`, `"))
+                        }
+                    ),
+                }),
+            },
+            None => Ok(self
+                .inner
+                .auth
+                .as_ref()
+                .map_or(Credentials::None, Credentials::Provider)),
+        }
     }
     pub(crate) fn circuits(&self) -> &Circuits {
         &self.inner.circuits
@@ -269,6 +304,7 @@ pub struct RuntimeBuilder {
     principal_key: Option<[u8; 32]>,
     store: Option<Arc<dyn Store>>,
     auth: Option<Arc<dyn Auth>>,
+    strategies: Vec<(String, Box<dyn Strategy>)>,
     max_response_bytes: Option<usize>,
     pacing_clock: PacingClock,
     local_throttles: bool,
@@ -406,6 +442,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Registers an auth strategy under `name`, for the stitches declaring `auth = "name"` (on
+    /// the seam or the method). `build` fails on a duplicate name or the reserved `"none"`.
+    ///
+    /// ```
+    /// use stitch::auth::{ApiKey, Bearer, Secret};
+    ///
+    /// # fn main() -> stitch::Result<()> {
+    /// let runtime = stitch::Runtime::builder()
+    ///     .auth_strategy("acme", Bearer::new(Secret::new("t-1")))
+    ///     .auth_strategy("maps", ApiKey::query("key", Secret::new("k-1")))
+    ///     .build()?;
+    /// # let _ = runtime;
+    /// # Ok(()) }
+    /// ```
+    pub fn auth_strategy(mut self, name: impl Into<String>, strategy: impl Strategy) -> Self {
+        self.strategies.push((name.into(), Box::new(strategy)));
+        self
+    }
+
     /// The largest response body accepted (default 64 MiB); a larger one fails the call with
     /// [`Error::BodyTooLarge`] without being read to the end.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
@@ -487,7 +542,9 @@ impl RuntimeBuilder {
                 // TLS (rustls by default) verifies against the platform's roots; reqwest uses
                 // its own crypto provider unless the process installed one, and installs none.
                 let mut builder = reqwest::Client::builder()
-                    .user_agent(concat!("stitch/", env!("CARGO_PKG_VERSION")));
+                    .user_agent(concat!("stitch/", env!("CARGO_PKG_VERSION")))
+                    // Never carry a credential to another origin (see `auth`'s module doc).
+                    .redirect(crate::auth::same_origin_redirects());
                 if let Some(t) = self.connect_timeout {
                     builder = builder.connect_timeout(t);
                 }
@@ -539,6 +596,25 @@ impl RuntimeBuilder {
         let provider = self
             .auth
             .map(|auth| Arc::new(Provider::new(auth, principal_key)));
+        let mut strategies = crate::fasthash::FastMap::default();
+        for (name, strategy) in self.strategies {
+            if name == "none" {
+                return Err(config(
+                    "`none` is reserved (`auth = \"none\"` opts a stitch out of auth): register the strategy under another name".into(),
+                ));
+            }
+            if strategies.contains_key(&name) {
+                return Err(config(format!(
+                    "auth strategy `{name}` is registered twice: give each strategy its own name"
+                )));
+            }
+            strategies.insert(name.clone(), Arc::new(Registered::new(name, strategy)));
+        }
+        let auth_context = AuthContext {
+            http: http.clone(),
+            store: self.store.clone(),
+            error_body_limit: self.error_body_limit.unwrap_or(1024),
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 http,
@@ -556,6 +632,8 @@ impl RuntimeBuilder {
                 limiters,
                 auth: provider.clone().map(|p| p as Arc<dyn Auth>),
                 provider,
+                strategies,
+                auth_context,
                 circuits: Circuits::default(),
                 retry_budgets: RetryBudgets::default(),
                 max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
@@ -579,12 +657,13 @@ impl Runtime {
             Some(policy)
                 if policy.scope == Scope::App
                     && !policy.shared_acknowledged
-                    && self.sends_credentials() =>
+                    && (self.sends_credentials()
+                        || endpoint.auth.is_some_and(|name| name != "none")) =>
             {
                 Err(Error::Config {
                     stitch: endpoint.name,
-                    reason: "`cache(scope = \"app\")` shares entries across principals, but this runtime sends credentials \
-                             (an `auth` provider, a default credential header such as `authorization`, `cookie` or `x-api-key`, or a base URL with userinfo), \
+                    reason: "`cache(scope = \"app\")` shares entries across principals, but this stitch is sent with credentials \
+                             (an `auth` strategy or provider, a default credential header such as `authorization`, `cookie` or `x-api-key`, or a base URL with userinfo), \
                              so one principal's response could be served to another; \
                              use the default `scope = \"principal\"`, or add `same_for_every_principal` to the stitch's `cache(...)` if the response really is identical for everyone"
                         .into(),
@@ -632,6 +711,13 @@ fn default_credentials(
     any.then(|| *h.finalize().as_bytes())
 }
 
+/// How a stitch's requests get their credentials on a given runtime.
+pub(crate) enum Credentials<'r> {
+    None,
+    Provider(&'r Arc<dyn Auth>),
+    Strategy(&'r Arc<Registered>),
+}
+
 /// The total timeout of a call whose stitch declares none and whose runtime sets none
 /// ([`RuntimeBuilder::timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -661,6 +747,7 @@ impl ClientCore {
     pub fn new(runtime: &Runtime, endpoints: &'static [&'static Endpoint]) -> Result<Self> {
         for endpoint in endpoints {
             runtime.check_app_scope(endpoint)?;
+            runtime.credentials_for(endpoint)?;
         }
         Ok(Self::unchecked(runtime.clone()))
     }

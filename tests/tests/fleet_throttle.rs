@@ -470,3 +470,75 @@ async fn a_dead_redis_fails_throttled_calls_fast_and_recovery_is_automatic() {
     }
     println!("recovered {:?} after Redis returned", back.elapsed());
 }
+
+/// Set in the environment of a concurrency worker: `redis url|base url|start (unix µs)`.
+const CAPPED: &str = "STITCH_FLEET_CAPPED";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_processes_on_redis_never_exceed_the_concurrency_cap() {
+    if let Ok(spec) = std::env::var(CAPPED) {
+        let f: Vec<&str> = spec.split('|').collect();
+        let store = stitch::store::RedisStore::connect(f[0]).await.unwrap();
+        let rt = Runtime::builder()
+            .base_url(f[1])
+            .store(store)
+            .build()
+            .unwrap();
+        let api = FleetClient::new(&rt).unwrap();
+        let start: u64 = f[2].parse().unwrap();
+        tokio::time::sleep(Duration::from_micros(start.saturating_sub(unix_us()))).await;
+        let mut tasks: tokio::task::JoinSet<stitch::Result<()>> = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let api = api.clone();
+            tasks.spawn(async move {
+                for _ in 0..4 {
+                    api.capped().await?;
+                }
+                Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        return;
+    }
+    let redis = Redis::start();
+    let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_millis(30))).await;
+    let spec = format!(
+        "redis://127.0.0.1:{}|{}|{}",
+        redis.port,
+        up.url(),
+        unix_us() + 1_000_000
+    );
+    let children: Vec<Child> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "separate_processes_on_redis_never_exceed_the_concurrency_cap",
+                    "--exact",
+                    "--test-threads=1",
+                ])
+                .env(CAPPED, &spec)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn a worker")
+        })
+        .collect();
+    let statuses = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|mut c| c.wait().expect("worker status"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(statuses.iter().all(|s| s.success()), "a worker failed");
+    assert_eq!(up.hits(), PROCESSES * 16);
+    let peak = up.peak_in_flight();
+    println!("{PROCESSES} processes x 4 tasks: peak {peak} in flight (cap 2)");
+    assert!(
+        peak <= 2,
+        "{peak} requests in flight across processes, cap 2"
+    );
+    assert_eq!(peak, 2, "the cap is reached under load");
+}

@@ -1,13 +1,88 @@
-//! Who a call is made as. The principal scopes cache entries (one principal's response is never
-//! served to another) and is made of every source of credentials a call can have: an explicit
-//! binding on the client (`client.as_principal("alice")`), the runtime's `auth` provider (the
-//! identity it states, or else a keyed hash of the credentials it applies), the runtime's default
-//! credential headers and base-URL userinfo, and the call's own secret headers and query values
-//! (keyed hashes of their values — never the secret itself). A call with none is anonymous.
+//! Who a call is made as, and how its credentials get onto the request.
+//!
+//! # Strategies
+//!
+//! A stitch names its auth strategy where the reader expects it: `#[stitch::seam(auth = "acme")]`
+//! for every method, `#[stitch(auth = "acme")]` on one (the method's wins; `auth = "none"` opts a
+//! method out). The name is resolved against the strategies registered on the builder,
+//! `Runtime::builder().auth_strategy("acme", strategy)`; a client whose stitches name a strategy
+//! the runtime lacks fails at `Client::new` with [`Error::Config`](crate::Error::Config) naming it
+//! (a free stitch, on its call). Stitches that name none use the runtime-wide
+//! [`Auth`] provider (`Runtime::builder().auth(..)`), if any.
+//!
+//! A [`Strategy`] sees the whole request ([`AuthRequest`]: method, URL with query, headers, body),
+//! so it can put a key in the query or sign the request, and gets an [`AuthContext`] (the runtime's
+//! HTTP client, its store, the clock). Built in: [`Bearer`], [`ApiKey`] (header, query or cookie),
+//! [`Basic`] and OAuth2 [`ClientCredentials`]. Credentials come as a [`Secret`] (a value, an
+//! environment variable, a file or a closure), whose `Debug` is `Secret(REDACTED)`.
+//!
+//! Refresh is single-flight per credential: `apply` reports which [`Credential`] (a generation)
+//! it sent; after a `401` the runtime calls [`Strategy::refresh`] with it, holding a per-strategy
+//! lock, and records it, so N concurrent `401`s on one credential cause one refresh and a refresh
+//! for a credential already replaced is a no-op. The attempt is then redone once (not a retry).
+//!
+//! # Principals
+//!
+//! The principal scopes cache entries (one principal's response is never served to another) and
+//! is made of every source of credentials a call can have: an explicit binding on the client
+//! (`client.as_principal("alice")`), the stitch's strategy ([`Identity`]: a keyed hash of the
+//! credential, or an identity it states) or else the runtime's `auth` provider (the identity it
+//! states, or else a keyed hash of the credentials it applies), the runtime's default credential
+//! headers and base-URL userinfo, and the call's own secret headers and query values (keyed
+//! hashes of their values — never the secret itself). A call with none is anonymous.
 //!
 //! Invariant: a runtime with credentials is never anonymous, and two different credentials never
 //! map to one principal; the same credentials under the same `principal_key` map to the same
 //! principal in every process (so a fleet shares entries by sharing that key).
+//!
+//! # Redirects
+//!
+//! The runtime's own HTTP client follows redirects only within the origin (scheme, host and
+//! port) of the request, at most 10; a redirect to another origin is not followed and ends the
+//! call with [`Error::Status`](crate::Error::Status) (the `3xx`, its `Location` in the headers).
+//! reqwest removes only `authorization` and `cookie` on such a hop, not an API key in a custom
+//! header, so the one safe rule is not to hop. A client given with `http_client` keeps its own
+//! policy: build it with `.redirect(stitch::auth::same_origin_redirects())`.
+//!
+//! # Seams left for the fleet
+//!
+//! Token single-flight is per process ([`ClientCredentials`]' holder, `Registered`'s refresh
+//! lock); the fleet version claims the fetch through the store ([`AuthContext::store`]) and keeps
+//! the token sealed there. Cookie sessions (a login stitch, `Set-Cookie` capture) are a strategy
+//! of their own, to come.
+
+mod builtin;
+mod oauth2;
+mod secret;
+pub(crate) mod strategy;
+
+pub use builtin::{ApiKey, Basic, Bearer};
+pub use oauth2::{ClientCredentials, DEFAULT_SKEW};
+pub use secret::Secret;
+pub use strategy::{AuthContext, AuthRequest, Credential, Identity, Strategy};
+
+/// The redirect policy of the runtime's own HTTP client: follows at most 10 redirects, each
+/// within the origin (scheme, host, port) of the previous URL; a redirect to another origin is
+/// not followed (its `3xx` becomes the call's [`Error::Status`](crate::Error::Status)), so no
+/// credential — an API key in any header, a cookie, a query key — is sent to another origin.
+/// Give it to a client you pass to `Runtime::builder().http_client(..)`.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt.previous().last().is_none_or(|previous| {
+            let next = attempt.url();
+            previous.scheme() == next.scheme()
+                && previous.host_str() == next.host_str()
+                && previous.port_or_known_default() == next.port_or_known_default()
+        });
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if same {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
 
 use http::HeaderMap;
 use std::future::Future;

@@ -13,8 +13,11 @@ pub mod fingerprint;
 pub(crate) mod key;
 pub(crate) mod local;
 
+use crate::cache::local::Value;
 use crate::error::Result;
+use std::any::Any;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Whose entries a cached stitch may serve.
@@ -38,11 +41,12 @@ pub struct CachePolicy {
     pub(crate) coalesce: bool,
     pub(crate) fingerprint: u64,
     pub(crate) shared_acknowledged: bool,
+    pub(crate) values: ValueOps,
 }
 
-#[doc(hidden)]
 impl CachePolicy {
-    pub const fn new(ttl: Duration, fingerprint: u64) -> Self {
+    /// Built by `__private::cached`, the one place that requires the output to be cacheable.
+    pub(crate) const fn new(ttl: Duration, fingerprint: u64, values: ValueOps) -> Self {
         CachePolicy {
             ttl,
             scope: Scope::Principal,
@@ -51,8 +55,13 @@ impl CachePolicy {
             coalesce: true,
             fingerprint,
             shared_acknowledged: false,
+            values,
         }
     }
+}
+
+#[doc(hidden)]
+impl CachePolicy {
     pub const fn app_scope(mut self, acknowledged: bool) -> Self {
         self.scope = Scope::App;
         self.shared_acknowledged = acknowledged;
@@ -97,6 +106,56 @@ impl CachePolicy {
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
+}
+
+/// How the call pipeline moves one stitch's output in and out of the type-erased cache entry:
+/// monomorphized for the output type where the descriptor is built, so the cacheable bound
+/// (`Clone + Send + Sync`) is required there, once, and the generic call functions need none
+/// (each would otherwise report the same unmet bound again).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ValueOps {
+    /// Writes a clone of the entry into `out` (a `&mut Option<T>`); leaves it `None` if the
+    /// entry or `out` is of another type.
+    clone_into: fn(&(dyn Any + Send + Sync), &mut dyn Any),
+    /// Moves the value out of `slot` (a `&mut Option<T>`) into a shareable entry.
+    erase: fn(&mut dyn Any) -> Option<Value>,
+}
+
+impl ValueOps {
+    pub(crate) const fn of<T: Clone + Send + Sync + 'static>() -> Self {
+        ValueOps {
+            clone_into: clone_into::<T>,
+            erase: erase::<T>,
+        }
+    }
+
+    /// A clone of the cached `value` as `T`; `None` if it holds another type. No allocation.
+    pub(crate) fn typed<T: 'static>(&self, value: &Value) -> Option<T> {
+        let mut out = None::<T>;
+        (self.clone_into)(&**value, &mut out);
+        out
+    }
+
+    /// `value` as a shareable entry; gives it back if `T` is not this policy's output type.
+    pub(crate) fn erase<T: 'static>(&self, value: T) -> std::result::Result<Value, T> {
+        let mut slot = Some(value);
+        match (self.erase)(&mut slot) {
+            Some(entry) => Ok(entry),
+            None => slot.ok_or_else(|| unreachable_slot()).map_or_else(|v| Err(v), Err),
+        }
+    }
+}
+
+fn clone_into<T: Clone + 'static>(value: &(dyn Any + Send + Sync), out: &mut dyn Any) {
+    if let (Some(value), Some(out)) = (value.downcast_ref::<T>(), out.downcast_mut::<Option<T>>())
+    {
+        *out = Some(value.clone());
+    }
+}
+
+fn erase<T: Send + Sync + 'static>(slot: &mut dyn Any) -> Option<Value> {
+    let value = slot.downcast_mut::<Option<T>>()?.take()?;
+    Some(Arc::new(value))
 }
 
 tokio::task_local! {

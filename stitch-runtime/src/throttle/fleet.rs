@@ -680,6 +680,18 @@ mod tests {
     struct Switchable {
         store: MemoryStore,
         down: Arc<AtomicBool>,
+        /// `lease_acquire` calls received.
+        asked: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Switchable {
+        fn up() -> Self {
+            Switchable {
+                store: MemoryStore::default(),
+                down: Arc::default(),
+                asked: Arc::default(),
+            }
+        }
     }
 
     impl Switchable {
@@ -720,6 +732,7 @@ mod tests {
             key: &'a str,
             l: LeaseRequest,
         ) -> StoreFuture<'a, crate::store::LeaseGrant> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
             match self.check("lease_acquire") {
                 Ok(()) => self.store.lease_acquire(key, l),
                 Err(e) => Box::pin(std::future::ready(Err(e))),
@@ -751,10 +764,7 @@ mod tests {
             "outage",
             &[ThrottleSpec::new(Pool::Stitch).rate(100, Duration::from_secs(1))],
         );
-        let store = Switchable {
-            store: MemoryStore::default(),
-            down: Arc::default(),
-        };
+        let store = Switchable::up();
         let f = on(&store, ThrottleOutage::Fail);
         f.acquire(&EP, "h:1", None).await.unwrap();
         store.down.store(true, Ordering::SeqCst);
@@ -782,10 +792,8 @@ mod tests {
             "fallback",
             &[ThrottleSpec::new(Pool::Stitch).rate(2, Duration::from_secs(1))],
         );
-        let store = Switchable {
-            store: MemoryStore::default(),
-            down: Arc::new(AtomicBool::new(true)),
-        };
+        let store = Switchable::up();
+        store.down.store(true, Ordering::SeqCst);
         let f = on(&store, ThrottleOutage::local(0.5));
         let t0 = Instant::now();
         let mut grants = Vec::new();
@@ -831,5 +839,36 @@ mod tests {
         drop(held);
         tokio::task::yield_now().await;
         b.acquire(&EP, "h:1", None).await.unwrap();
+    }
+    #[tokio::test(start_paused = true)]
+    async fn waiters_queue_fifo_and_one_per_instance_asks_the_store() {
+        static EP: Endpoint = endpoint("fifo", &[ThrottleSpec::new(Pool::Stitch).concurrency(1)]);
+        let store = Switchable::up();
+        let (a, b) = (
+            on(&store, ThrottleOutage::Fail),
+            Arc::new(on(&store, ThrottleOutage::Fail)),
+        );
+        let held = a.acquire(&EP, "h:1", None).await.unwrap();
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (b, order) = (b.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = b.acquire(&EP, "h:1", None).await.unwrap();
+                order.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // `a`'s acquire, then only the head of `b`'s queue: at once and every 250 ms. Five
+        // contenders would have asked five times as often.
+        let asked = store.asked.load(Ordering::SeqCst);
+        assert!((2..=7).contains(&asked), "{asked} lease requests");
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
     }
 }

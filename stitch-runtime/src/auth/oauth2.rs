@@ -1,0 +1,343 @@
+//! OAuth2 client credentials (RFC 6749 §4.4), in one process.
+//!
+//! Invariants: at most one token request is in flight per strategy (a `tokio` mutex held across
+//! it); callers never wait while the current token is valid — within `skew` of expiry one
+//! background task fetches the next token (refresh-ahead); a `401` forces a fetch only if the
+//! rejected token is still the current one (compared by generation). The principal is the client
+//! id and token URL, never the token.
+//!
+//! Seam for the fleet work: [`Tokens`] is the in-process holder. A store-backed one (claim /
+//! complete the fetch through the store's lease, the token sealed under the store key) replaces
+//! `fetch_locked`'s mutex with the fleet's single-flight and reads the token from the store first.
+
+use super::strategy::{redacted_body, AuthContext, AuthRequest, Credential, Identity, Strategy};
+use super::{AuthFuture, Secret};
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The default refresh-ahead margin: a token is replaced this long before it expires.
+pub const DEFAULT_SKEW: Duration = Duration::from_secs(30);
+
+/// OAuth2 client credentials: fetches an access token from `token_url` and sends it as
+/// `authorization: Bearer <token>`.
+///
+/// ```
+/// use stitch::auth::{ClientCredentials, Secret};
+///
+/// # fn main() -> stitch::Result<()> {
+/// let oauth = ClientCredentials::new(
+///     "https://login.example.com/oauth2/token",
+///     "my-client",
+///     Secret::new("client-secret"), // or Secret::from_env("ACME_CLIENT_SECRET")?
+/// )
+/// .scope("orders:read")
+/// .audience("https://api.example.com")
+/// .basic_auth(); // client id and secret in an `authorization: Basic` header, not the body
+/// let runtime = stitch::Runtime::builder().auth_strategy("acme", oauth).build()?;
+/// # let _ = runtime;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientCredentials {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token_url: String,
+    client_id: String,
+    secret: Secret,
+    scope: Option<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+    basic: bool,
+    skew: Duration,
+    tokens: Tokens,
+}
+
+/// The in-process token holder.
+#[derive(Default)]
+struct Tokens {
+    current: Mutex<Option<Token>>,
+    /// Held across a token request: one fetch at a time, and a caller that waited re-checks.
+    fetch: tokio::sync::Mutex<()>,
+    /// A refresh-ahead task is running (at most one).
+    ahead: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Token {
+    value: Arc<str>,
+    generation: u64,
+    expires_at: Option<Instant>,
+    refresh_at: Option<Instant>,
+}
+
+impl Token {
+    fn valid(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &crate::http::redact::text(&self.inner.token_url))
+            .field("client_id", &self.inner.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// Client `client_id` with `secret`, sent in the form body (`client_secret_post`; see
+    /// [`Self::basic_auth`]), refreshing [`DEFAULT_SKEW`] before expiry.
+    pub fn new(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        secret: impl Into<Secret>,
+    ) -> Self {
+        ClientCredentials {
+            inner: Arc::new(Inner {
+                token_url: token_url.into(),
+                client_id: client_id.into(),
+                secret: secret.into(),
+                scope: None,
+                audience: None,
+                params: Vec::new(),
+                basic: false,
+                skew: DEFAULT_SKEW,
+                tokens: Tokens::default(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        // Configured before first use: the `Arc` is not shared yet.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            f(inner);
+        }
+        self
+    }
+
+    /// The `scope` parameter (space-separated scopes).
+    #[must_use]
+    pub fn scope(self, scope: impl Into<String>) -> Self {
+        let scope = scope.into();
+        self.edit(|i| i.scope = Some(scope))
+    }
+
+    /// The `audience` parameter (Auth0, Okta and others).
+    #[must_use]
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        let audience = audience.into();
+        self.edit(|i| i.audience = Some(audience))
+    }
+
+    /// An extra form parameter of the token request (`resource`, a tenant, ...).
+    #[must_use]
+    pub fn param(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let pair = (key.into(), value.into());
+        self.edit(|i| i.params.push(pair))
+    }
+
+    /// Sends the client id and secret as HTTP Basic (`client_secret_basic`) instead of in the body.
+    #[must_use]
+    pub fn basic_auth(self) -> Self {
+        self.edit(|i| i.basic = true)
+    }
+
+    /// How long before expiry the next token is fetched in the background (default
+    /// [`DEFAULT_SKEW`]); at most half the token's lifetime is used, so a short-lived token is
+    /// not refreshed continuously.
+    #[must_use]
+    pub fn skew(self, skew: Duration) -> Self {
+        self.edit(|i| i.skew = skew)
+    }
+}
+
+impl Strategy for ClientCredentials {
+    fn apply<'a>(
+        &'a self,
+        request: &'a mut AuthRequest<'_>,
+        cx: &'a AuthContext,
+    ) -> AuthFuture<'a, Credential> {
+        Box::pin(async move {
+            let token = self.inner.token(cx).await?;
+            request.set_credential_header("authorization", &format!("Bearer {}", token.value))?;
+            Ok(Credential(token.generation))
+        })
+    }
+
+    fn refresh<'a>(&'a self, failed: Credential, cx: &'a AuthContext) -> AuthFuture<'a, ()> {
+        Box::pin(async move {
+            self.inner
+                .fetch_locked(cx, |current| {
+                    // Only the token that was rejected is replaced; a newer one is kept.
+                    current.is_none_or(|t| t.generation <= failed.0)
+                })
+                .await
+                .map(drop)
+        })
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::Named(format!(
+            "oauth2-client-credentials:{}@{}",
+            self.inner.client_id, self.inner.token_url
+        ))
+    }
+}
+
+impl Inner {
+    /// The token to send now: the current one while valid (starting one background refresh when
+    /// within `skew` of expiry), else a fresh one (single-flight).
+    async fn token(self: &Arc<Self>, cx: &AuthContext) -> Result<Token> {
+        let now = cx.now();
+        let current = self
+            .tokens
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(token) = current.filter(|t| t.valid(now)) {
+            if token.refresh_at.is_some_and(|at| now >= at) {
+                self.refresh_ahead(cx, token.generation);
+            }
+            return Ok(token);
+        }
+        self.fetch_locked(cx, |current| current.is_none_or(|t| !t.valid(cx.now())))
+            .await
+    }
+
+    /// One background fetch; callers keep the still-valid token meanwhile. A failure is traced
+    /// and left to the next caller (the old token stays until it expires).
+    fn refresh_ahead(self: &Arc<Self>, cx: &AuthContext, generation: u64) {
+        if self.tokens.ahead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.tokens.ahead.store(false, Ordering::Release);
+            return;
+        };
+        let (inner, cx) = (self.clone(), cx.clone());
+        handle.spawn(async move {
+            let outcome = inner
+                .fetch_locked(&cx, |current| {
+                    current.is_none_or(|t| t.generation <= generation)
+                })
+                .await;
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "OAuth2 refresh-ahead failed; the current token stays in use until it expires");
+            }
+            inner.tokens.ahead.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches a token unless, once the fetch lock is held, `needed` says the current one (which
+    /// another caller may just have fetched) will do.
+    async fn fetch_locked(
+        &self,
+        cx: &AuthContext,
+        needed: impl Fn(Option<&Token>) -> bool,
+    ) -> Result<Token> {
+        let _one = self.tokens.fetch.lock().await;
+        {
+            let current = self.tokens.current.lock().unwrap_or_else(|e| e.into_inner());
+            if !needed(current.as_ref()) {
+                if let Some(token) = current.as_ref() {
+                    return Ok(token.clone());
+                }
+            }
+        }
+        let (value, lifetime) = self.request(cx).await?;
+        let fetched = cx.now();
+        let mut current = self.tokens.current.lock().unwrap_or_else(|e| e.into_inner());
+        let token = Token {
+            value,
+            generation: current.as_ref().map_or(1, |t| t.generation + 1),
+            expires_at: lifetime.map(|l| fetched + l),
+            refresh_at: lifetime.map(|l| fetched + l - self.skew.min(l / 2)),
+        };
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    fn fail(&self, status: Option<http::StatusCode>, reason: String, body: &[u8], limit: usize) -> Error {
+        let secret = self.secret.expose();
+        Error::Auth {
+            strategy: format!("oauth2 client `{}`", self.client_id),
+            status,
+            reason,
+            body: redacted_body(body, limit, &[&secret]),
+        }
+    }
+
+    /// The token request: `POST token_url` with a form body; returns the token and its lifetime.
+    async fn request(&self, cx: &AuthContext) -> Result<(Arc<str>, Option<Duration>)> {
+        let limit = cx.error_body_limit();
+        let secret = self.secret.expose();
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        if !self.basic {
+            form.push(("client_id", &self.client_id));
+            form.push(("client_secret", &secret));
+        }
+        if let Some(scope) = &self.scope {
+            form.push(("scope", scope));
+        }
+        if let Some(audience) = &self.audience {
+            form.push(("audience", audience));
+        }
+        for (k, v) in &self.params {
+            form.push((k, v));
+        }
+        let body = serde_urlencoded::to_string(&form)
+            .map_err(|e| self.fail(None, format!("the token request does not encode: {e}"), b"", limit))?;
+        let mut builder = cx
+            .http_client()
+            .post(&self.token_url)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .body(body);
+        if self.basic {
+            // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
+            let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|t| t[1..].to_owned());
+            let (Ok(id), Ok(pw)) = (enc(&self.client_id), enc(&secret)) else {
+                return Err(self.fail(None, "the client id does not encode".into(), b"", limit));
+            };
+            let mut value = http::HeaderValue::from_str(&super::builtin::basic_value(&id, &pw))
+                .map_err(|_| self.fail(None, "the client credentials are not a valid header".into(), b"", limit))?;
+            value.set_sensitive(true);
+            builder = builder.header(http::header::AUTHORIZATION, value);
+        }
+        let response = builder.send().await.map_err(|e| {
+            // reqwest's message may carry the token URL, which has no secret; the body none.
+            let cause = crate::error::TransportCause::of(&e).as_str();
+            self.fail(None, format!("token request to `{}` failed: {cause}", crate::http::redact::text(&self.token_url)), b"", limit)
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|_| {
+            self.fail(Some(status), "the token response body could not be read".into(), b"", limit)
+        })?;
+        if !status.is_success() {
+            return Err(self.fail(Some(status), "the token endpoint refused the request".into(), &bytes, limit));
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            access_token: String,
+            expires_in: Option<serde_json::Value>,
+        }
+        // serde's message is not shown: it may quote a value of the answer (a token).
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| {
+            self.fail(Some(status), "the token response is not an OAuth2 token (a JSON object with an `access_token` string)".into(), &bytes, limit)
+        })?;
+        // Some servers send `expires_in` as a string.
+        let lifetime = answer.expires_in.and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+        Ok((Arc::from(answer.access_token), lifetime.map(Duration::from_secs)))
+    }
+}
