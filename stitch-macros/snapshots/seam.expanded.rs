@@ -24,7 +24,7 @@ static __STITCH_ACMECLIENT_0: ::stitch::Endpoint = {
     __s::Endpoint::get(__s::name!("Acme::user"), "/users/{id}", &["/users/", ""])
         .base_url("https://api.example.com")
         .pick(&["data"])
-        .cache(__s::CachePolicy::new(__s::ms(300000), __s::fp::<User>()))
+        .cache(__s::cached::<User>(__s::ms(300000), __s::fp::<User>()))
         .throttles(&[AcmeClient::__STITCH_SEAM_THROTTLE])
         .arguments(&[("id", __s::Path), ("fields", __s::Query("fields"))])
         .schemas(__s::schemas!([u64, Option < & 'static str >], User))

@@ -177,12 +177,16 @@ impl Args {
         for arg in entries {
             let name = arg.key.to_string();
             if !known.contains(&name.as_str()) {
+                // A method key on the trait is not a typo: say where it goes rather than
+                // suggest a seam key that merely looks alike (`path` is not `auth`).
+                let hint = if what == "seam" && crate::model::STITCH_KEYS.contains(&name.as_str()) {
+                    format!("; `{name}` belongs on a method's `#[stitch(...)]`")
+                } else {
+                    did_you_mean(&name, known.iter().copied())
+                };
                 errors.at(
                     arg.key.span(),
-                    format!(
-                        "unknown {what} argument `{name}`{}",
-                        did_you_mean(&name, known.iter().copied())
-                    ),
+                    format!("unknown {what} argument `{name}`{hint}"),
                 );
                 continue;
             }

@@ -4,7 +4,7 @@
 
 use crate::diag::Errors;
 use crate::model::{HttpMethod, Output, PoolModel, Role, Stitch, Target};
-use syn::{FnArg, GenericParam, Signature, Type};
+use syn::{FnArg, GenericParam, LitStr, Signature, Type};
 
 /// Rules on the signature itself.
 pub(crate) fn signature(sig: &Signature, is_trait_method: bool, errors: &mut Errors) {
@@ -471,6 +471,15 @@ fn cache(stitch: &Stitch, errors: &mut Errors) {
                 }
                 _ => None,
             }))
+            // A named strategy always adds a credential (`"none"` opts out of auth).
+            .chain(
+                stitch
+                    .auth
+                    .iter()
+                    .map(LitStr::value)
+                    .filter(|name| name != "none")
+                    .map(|name| format!("the credentials of auth strategy `{name}`")),
+            )
             .next();
         if let Some(credential) = credential {
             errors.at(

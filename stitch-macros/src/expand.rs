@@ -461,13 +461,21 @@ fn endpoint(s: &model::Checked, seam_throttle: Option<&TokenStream>) -> TokenStr
             Some(v) => quote!(#pv::pinned(#v)),
             None => fingerprint(output),
         };
-        // `fp::<T>()` checks `T` is cacheable; a pinned version checks it separately.
+        // The one check that the output can be decoded and cached, spanned at the user's type;
+        // the policy decodes and clones values, so the call functions need no bound of their own.
         let t = output.ty();
-        let fingerprint = match &cache.version {
-            Some(_) => quote_spanned!(t.span()=> #pv::cached::<#t>(#fingerprint)),
-            None => fingerprint,
+        let cached = match output {
+            Output::Json(_) => quote_spanned!(t.span()=> #pv::cached::<#t>),
+            Output::WithMeta(inner) if matches!(**inner, Output::Json(_)) => {
+                quote_spanned!(t.span()=> #pv::cached_meta::<#t>)
+            }
+            // Text, bytes and unit outputs are always cacheable: nothing to report.
+            other => {
+                let decoder = decoder(other);
+                quote_spanned!(t.span()=> #pv::cached_as::<#decoder>)
+            }
         };
-        let mut policy = quote!(#pv::CachePolicy::new(#pv::ms(#ttl), #fingerprint));
+        let mut policy = quote!(#cached(#pv::ms(#ttl), #fingerprint));
         if cache.app_scope.is_some() {
             let ack = cache.acknowledged.is_some();
             policy.extend(quote!(.app_scope(#ack)));
@@ -486,6 +494,9 @@ fn endpoint(s: &model::Checked, seam_throttle: Option<&TokenStream>) -> TokenStr
     }
     if s.sensitive.is_some() {
         chain.push(quote!(.sensitive()));
+    }
+    if let Some(auth) = &s.auth {
+        chain.push(quote!(.auth(#auth)));
     }
     let throttles: Vec<(&ThrottleModel, bool)> = s
         .seam_throttle

@@ -13,18 +13,18 @@
 //! each store operation is also bounded by the store timeout. The store write of step 5 runs behind
 //! the call, so no caller, leader or coalesced, waits for it.
 
+use crate::auth::{AuthRequest, Credential};
 use crate::cache::coalesce::Role;
 use crate::cache::key::{self, CacheKey};
 use crate::cache::local::{StitchCache, Value};
-use crate::cache::{self, CachePolicy};
+use crate::cache::{self, CachePolicy, Decoded};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
 use crate::http::redact;
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
 use crate::meter::{self, CacheOutcome};
-use crate::resilience::circuit::{self, Transition};
-use crate::auth::{AuthRequest, Credential};
+use crate::resilience::circuit::Transition;
 use crate::runtime::{ClientCore, Credentials, Runtime};
 use crate::store::{record, StoreError, StoreFuture};
 use crate::throttle::limiter::Acquired;
@@ -40,7 +40,8 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
         // OpenTelemetry's HTTP client names, so OTel exporters show them without mapping. Never
         // the full URL: its query may carry a secret.
         http.request.method = endpoint.method.as_str(),
-        url.template = endpoint.template,
+        // A template may fix a credential (`?api_key=...`, userinfo): shown redacted.
+        url.template = &*redact::template(endpoint.template),
         server.address = field::Empty,
         server.port = field::Empty,
         http.response.status_code = field::Empty,
@@ -64,8 +65,9 @@ pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Resu
     let request_endpoint = request.endpoint;
     let run = async {
         let budget = Budget::start(client.runtime(), request_endpoint);
-        let raw = fetch(client.runtime(), request, budget).await?;
-        D::decode(raw.0, raw.1)
+        let (endpoint, mut raw) = fetch(client.runtime(), request, budget).await?;
+        let sent = std::mem::take(&mut raw.sent);
+        D::decode(endpoint, raw).map_err(|e| sent.redact(e))
     };
     let span = span(request_endpoint);
     // No subscriber wants the span: skip its bookkeeping on the hot path.
@@ -97,16 +99,25 @@ fn record_error<T>(span: &tracing::Span, outcome: &Result<T>) {
 }
 
 /// Runs one call of a cached stitch: read-through cache and coalescing around [`call`]'s steps.
+///
+/// `D` only names the output ([`Decoded`] has no bounds): the descriptor's policy decodes and
+/// clones values, and everything that needs of the output was required once where the policy was
+/// built (`__private::cached`), so an unmet bound is not reported again here.
 #[doc(hidden)]
-pub async fn call_cached<D>(client: &ClientCore, request: RequestParts) -> Result<D::Output>
-where
-    D: Decode,
-    D::Output: crate::__private::Cacheable,
-{
+pub async fn call_cached<D: Decoded>(
+    client: &ClientCore,
+    request: RequestParts,
+) -> Result<D::Output> {
     let endpoint = request.endpoint;
     let policy = match &endpoint.cache {
         Some(p) if !endpoint.sensitive => p,
-        _ => return call::<D>(client, request).await,
+        // The macros emit this call only for a cached, non-sensitive stitch.
+        _ => {
+            return Err(Error::Config {
+                stitch: endpoint.name,
+                reason: "internal: a cached call of a stitch without a cache policy".into(),
+            })
+        }
     };
     let runtime = client.runtime();
     // No path skips the app-scope refusal (free stitches run on an unchecked global client).
@@ -139,7 +150,7 @@ where
     if !cache::invalidating() {
         let peeked = runtime.local().peek(endpoint, |local| {
             let key = derive(local);
-            (key, local.get(&key).and_then(|v| typed::<D>(&v)))
+            (key, local.get(&key).and_then(|v| policy.values.typed(&v)))
         });
         if let Some((_, Some(value))) = peeked {
             let span = span(endpoint);
@@ -155,7 +166,7 @@ where
     if cache::invalidating() {
         let mut existed = local.remove(&key);
         if let Some(store) = runtime.store() {
-            let store_key = key.store_key();
+            let store_key = key.store_key(runtime.layout());
             let deleted = store_op(runtime.store_timeout(), "delete", store.delete(&store_key));
             match deleted.await {
                 Ok(found) => existed |= found,
@@ -182,20 +193,16 @@ where
     outcome
 }
 
-async fn read_through<D>(
+async fn read_through<D: Decoded>(
     runtime: &Runtime,
     request: RequestParts,
     key: CacheKey,
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
-) -> Result<D::Output>
-where
-    D: Decode,
-    D::Output: crate::__private::Cacheable,
-{
+) -> Result<D::Output> {
     let endpoint = request.endpoint;
     let span = tracing::Span::current();
-    if let Some(value) = local.get(&key).and_then(|v| typed::<D>(&v)) {
+    if let Some(value) = local.get(&key).and_then(|v| policy.values.typed(&v)) {
         span.record("cache", "hit");
         meter::hit(endpoint);
         return Ok(value);
@@ -211,7 +218,7 @@ where
     let stored_local = local.clone();
     let fetch_store = {
         let runtime = runtime.clone();
-        move || fetch_and_store::<D>(runtime, request, key, local, policy, budget).instrument(span)
+        move || fetch_and_store(runtime, request, key, local, policy, budget).instrument(span)
     };
     let (outcome, role) = if policy.coalesce && tokio::runtime::Handle::try_current().is_ok() {
         let stored = || stored_local.get(&key);
@@ -227,11 +234,10 @@ where
     // A value of another type under the same key (two stitches sharing a name and shape) is a
     // miss in spirit; report it rather than panic.
     let outcome = outcome.and_then(|value| {
-        typed::<D>(&value).ok_or_else(|| Error::Config {
-            stitch: endpoint.name,
-            reason: "two stitches share this name but return different types; give one a distinct `name`"
-                .into(),
-        })
+        policy
+            .values
+            .typed(&value)
+            .ok_or_else(|| other_type(endpoint))
     });
     let span = tracing::Span::current();
     if !span.is_disabled() {
@@ -242,28 +248,18 @@ where
     outcome
 }
 
-fn typed<D: Decode>(value: &Value) -> Option<D::Output>
-where
-    D::Output: Clone,
-{
-    value.downcast_ref::<D::Output>().cloned()
-}
-
 /// A shared-store hit, decoded into this process's type and kept in the in-process tier.
-async fn from_store<D: Decode>(
+async fn from_store<D: Decoded>(
     runtime: &Runtime,
     endpoint: &'static Endpoint,
     key: CacheKey,
     local: &StitchCache,
     policy: &CachePolicy,
     budget: Budget,
-) -> Option<D::Output>
-where
-    D::Output: crate::__private::Cacheable,
-{
+) -> Option<D::Output> {
     let store = runtime.store()?;
     let limit = budget.store_limit(runtime);
-    let store_key = key.store_key();
+    let store_key = key.store_key(runtime.layout());
     let read = store_op(limit, "get", store.get(&store_key));
     let bytes = match read.await {
         Ok(found) => found?,
@@ -274,30 +270,31 @@ where
         }
     };
     let raw = record::decode(bytes)?;
-    let value = D::decode(endpoint, raw).ok()?;
-    local.insert(key, Arc::new(value.clone()), policy);
-    Some(value)
+    let value = policy.values.decode(endpoint, raw).ok()?;
+    local.insert(key, value.clone(), policy);
+    policy.values.typed(&value)
 }
 
 /// The leader's work: fetch, decode, then store in both tiers. Owned (`'static`) so it can run as
 /// its own task under coalescing.
-async fn fetch_and_store<D: Decode>(
+async fn fetch_and_store(
     runtime: Runtime,
     request: RequestParts,
     key: CacheKey,
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
     budget: Budget,
-) -> Result<Value>
-where
-    D::Output: Sync,
-{
-    let (endpoint, raw) = fetch(&runtime, request, budget).await?;
+) -> Result<Value> {
+    let (endpoint, mut raw) = fetch(&runtime, request, budget).await?;
     let stored = runtime.store().map(|_| record::encode(&raw));
-    let value: Value = Arc::new(D::decode(endpoint, raw)?);
+    let sent = std::mem::take(&mut raw.sent);
+    let value = policy
+        .values
+        .decode(endpoint, raw)
+        .map_err(|e| sent.redact(e))?;
     local.insert(key, value.clone(), policy);
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
-        let (store, store_key, ttl) = (store.clone(), key.store_key(), policy.ttl);
+        let (store, store_key, ttl) = (store.clone(), key.store_key(runtime.layout()), policy.ttl);
         let limit = runtime.store_timeout();
         behind(async move {
             let written = store_op(limit, "set", store.set(&store_key, bytes, ttl)).await;
@@ -371,12 +368,19 @@ pub async fn call_global<D: Decode>(request: RequestParts) -> Result<D::Output> 
 
 /// A cached free stitch's call, on the process-wide runtime.
 #[doc(hidden)]
-pub async fn call_global_cached<D>(request: RequestParts) -> Result<D::Output>
-where
-    D: Decode,
-    D::Output: crate::__private::Cacheable,
-{
+pub async fn call_global_cached<D: Decoded>(request: RequestParts) -> Result<D::Output> {
     call_cached::<D>(crate::runtime::global()?, request).await
+}
+
+/// A cached value of another type than the call's output: the policy's value functions are built
+/// for the output type of the same descriptor, so this is reported rather than expected.
+fn other_type(endpoint: &'static Endpoint) -> Error {
+    Error::Config {
+        stitch: endpoint.name,
+        reason:
+            "two stitches share this name but return different types; give one a distinct `name`"
+                .into(),
+    }
 }
 
 fn invalidation_only(endpoint: &'static Endpoint) -> Error {
@@ -408,10 +412,12 @@ async fn fetch(
         }
     }
     let admission = match &endpoint.circuit {
-        Some(policy) => {
-            shared_circuit(runtime, endpoint, budget).await?;
-            Some(runtime.circuits().admit(endpoint, policy)?)
-        }
+        Some(policy) => Some(
+            runtime
+                .circuits()
+                .admit(endpoint, policy, budget.total)
+                .await?,
+        ),
         None => None,
     };
     // Every call has a deadline (the runtime's default when the stitch declares none), so a
@@ -427,104 +433,13 @@ async fn fetch(
             })
         });
     if let Some(admission) = admission {
-        let transition = admission.report(&outcome);
-        match transition {
+        match admission.report(&outcome, budget.deadline).await {
             Transition::Opened(_) => meter::circuit(endpoint, "open"),
             Transition::Closed => meter::circuit(endpoint, "closed"),
             Transition::Unchanged => {}
         }
-        publish_circuit(runtime, endpoint, transition, budget).await;
     }
     Ok((endpoint, outcome?))
-}
-
-/// With a shared store: fails fast while another runtime has the circuit open. A store error (or
-/// no answer within the store timeout) admits the call (an outage of the store must not stop the
-/// upstream calls).
-async fn shared_circuit(
-    runtime: &Runtime,
-    endpoint: &'static Endpoint,
-    budget: Budget,
-) -> Result<()> {
-    let Some(store) = runtime.store() else {
-        return Ok(());
-    };
-    let key = circuit::store_key(endpoint.name);
-    let read = store_op(budget.store_limit(runtime), "get", store.get(&key)).await;
-    let until = match read {
-        Ok(Some(until)) => until,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            tracing::warn!(stitch = endpoint.name, error = %e, "could not read the shared circuit state; admitting the call");
-            meter::store_error(endpoint, "get", "circuit_read_admitted");
-            return Ok(());
-        }
-    };
-    let until_ms = std::str::from_utf8(&until)
-        .ok()
-        .and_then(|t| t.parse::<u64>().ok());
-    let now_ms = unix_ms();
-    match until_ms {
-        Some(until) if until > now_ms => Err(Error::CircuitOpen {
-            stitch: endpoint.name,
-            retry_in: std::time::Duration::from_millis(until - now_ms),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Tells the other runtimes on the store that this circuit opened or closed, within the store
-/// timeout. The call waits for it only while its own budget lasts (so the others usually know by
-/// the time it returns); past that, often because the call has just timed out, it finishes behind.
-async fn publish_circuit(
-    runtime: &Runtime,
-    endpoint: &'static Endpoint,
-    transition: Transition,
-    budget: Budget,
-) {
-    let Some(store) = runtime.store() else { return };
-    if transition == Transition::Unchanged {
-        return;
-    }
-    let (store, key, limit) = (
-        store.clone(),
-        circuit::store_key(endpoint.name),
-        runtime.store_timeout(),
-    );
-    let publish = async move {
-        let result = match transition {
-            Transition::Unchanged => return,
-            Transition::Opened(cooldown) => {
-                let until = unix_ms() + cooldown.as_millis() as u64;
-                let until = until.to_string().into();
-                store_op(limit, "set", store.set(&key, until, cooldown)).await
-            }
-            Transition::Closed => store_op(limit, "delete", store.delete(&key))
-                .await
-                .map(|_| ()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(stitch = endpoint.name, error = %e, "could not share the circuit state");
-            meter::store_error(endpoint, "set", "circuit_not_shared");
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            let task = handle.spawn(publish.instrument(tracing::Span::current()));
-            let left = budget
-                .deadline
-                .saturating_duration_since(tokio::time::Instant::now());
-            // Dropping the handle leaves the task running.
-            let _ = tokio::time::timeout(left, task).await;
-        }
-        Err(_) => publish.await,
-    }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The attempt loop: retries what the policy retries while attempts and the retry budget last,
@@ -673,7 +588,9 @@ async fn one_attempt(
                 body: body.as_deref(),
                 secrets,
             };
-            *sent_with = Some(strategy.apply(&mut request, runtime.auth_context()).await?);
+            // Boxed: calls without a strategy do not carry its state in their future.
+            let applied = Box::pin(strategy.apply(&mut request, runtime.auth_context()));
+            *sent_with = Some(applied.await?);
         }
     }
     match endpoint.each {
@@ -767,6 +684,15 @@ async fn send(
     // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
     // redacted: no userinfo, no secret query values.
     let transport = |source| redact::transport(endpoint.name, endpoint.template, source, &secrets);
+    // The credential headers sent, kept to redact them from an error body or header that quotes
+    // them back. Clones share the values' bytes; no allocation for a call without credentials.
+    let sent_credentials: Vec<http::HeaderValue> = headers
+        .iter()
+        .filter(|(name, value)| {
+            value.is_sensitive() || crate::auth::is_credential_header(name.as_str())
+        })
+        .map(|(_, value)| value.clone())
+        .collect();
     let mut builder = runtime
         .http_client()
         .request(endpoint.method.to_http(), url)
@@ -802,18 +728,26 @@ async fn send(
         }
     }
     if !status.is_success() {
+        // Upstreams often quote a rejected credential back (in the body or a header): every
+        // secret this request carried is redacted from what the error keeps.
+        let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
         // Only the prefix the error keeps is read: a hostile or huge error body costs at most
         // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
         let prefix = Box::pin(read_prefix(response, runtime.error_body_limit())).await;
+        let mut headers = headers;
+        redact::error_headers(&mut headers, &final_url, &secrets, &sent);
+        let truncated = prefix.len() >= runtime.error_body_limit();
         return Err(Error::Status {
             stitch: endpoint.name,
             method: endpoint.method.as_str(),
             url: final_url.to_string(),
             status,
             headers: Box::new(headers),
-            body: String::from_utf8_lossy(&prefix).into_owned(),
+            body: redact::error_body(&prefix, truncated, &sent),
         });
     }
+    // The URL as sent, kept only when redaction changed it (see `redact::Sent`).
+    let sent_url = (final_url != *response.url()).then(|| response.url().clone());
     let body = match response.content_length() {
         Some(n) if n > limit as u64 => return Err(too_large()),
         // A declared length within the limit: hyper reads exactly that much, in one buffer.
@@ -827,5 +761,6 @@ async fn send(
         headers,
         url: final_url,
         body,
+        sent: redact::Sent::new(secrets, sent_url, sent_credentials),
     })
 }

@@ -69,7 +69,7 @@ fn cells(op: &Operation) -> [String; 5] {
     [
         op.name.to_owned(),
         op.method.as_str().to_owned(),
-        op.template.to_owned(),
+        op.template.to_string(),
         arguments,
         policies,
     ]

@@ -7,6 +7,7 @@ use crate::resilience::circuit::CircuitPolicy;
 use crate::resilience::{IdempotencyPolicy, RetryPolicy};
 use crate::throttle::ThrottleSpec;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// HTTP methods a stitch can use.
@@ -113,7 +114,6 @@ pub struct SchemaSet {
 /// A descriptor is its stitch's identity: the runtime keeps per-stitch state (the in-process
 /// cache, throttle pools) under its address. Generated descriptors are `static`s, so that address
 /// is fixed and unique; the type is neither `Clone` nor `Copy`, so no copy can stand in for it.
-#[derive(Debug)]
 pub struct Endpoint {
     pub(crate) name: &'static str,
     pub(crate) method: Method,
@@ -140,6 +140,53 @@ pub struct Endpoint {
     /// The auth strategy named by `auth = "..."` (the method's, else the seam's): resolved against
     /// `Runtime::builder().auth_strategy(..)`; `"none"` opts out of the runtime's `auth` provider.
     pub(crate) auth: Option<&'static str>,
+}
+
+/// Written by hand: a template, base URL or static header may fix a credential, so credential
+/// header values show as `REDACTED`, and templates and base URLs lose their userinfo and the
+/// values of credential query keys.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::http::redact;
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|&(name, value)| {
+                let shown = if crate::auth::is_credential_header(name) {
+                    redact::REDACTED
+                } else {
+                    value
+                };
+                (name, shown)
+            })
+            .collect();
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .field("template", &redact::template(self.template))
+            .field("absolute", &self.absolute)
+            .field("base_url", &self.base_url.map(redact::text))
+            .field(
+                "static_query",
+                &self
+                    .static_query
+                    .map(|q| redact::template(&format!("?{q}"))[1..].to_owned()),
+            )
+            .field("headers", &headers)
+            .field("pick", &self.pick)
+            .field("timeout", &self.timeout)
+            .field("arguments", &self.arguments)
+            .field("cache", &self.cache)
+            .field("sensitive", &self.sensitive)
+            .field("throttles", &self.throttles)
+            .field("delegate", &self.delegate)
+            .field("retry", &self.retry)
+            .field("each", &self.each)
+            .field("circuit", &self.circuit)
+            .field("idempotency", &self.idempotency)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
 }
 
 #[doc(hidden)]
@@ -394,8 +441,16 @@ impl Endpoint {
         Operation {
             name: self.name,
             method: self.method,
-            template: self.template,
-            base_url: self.base_url,
+            // Shown redacted: a template or base URL may fix a credential.
+            template: crate::http::redact::template(self.template),
+            base_url: self.base_url.map(|base| {
+                let shown = crate::http::redact::text(base);
+                if shown == base {
+                    Cow::Borrowed(base)
+                } else {
+                    Cow::Owned(shown)
+                }
+            }),
             headers: self.headers.iter().map(|(n, _)| *n).collect(),
             arguments: self
                 .arguments
@@ -421,10 +476,10 @@ pub struct Operation {
     pub name: &'static str,
     /// HTTP method.
     pub method: Method,
-    /// Path or URL template.
-    pub template: &'static str,
-    /// The declared base URL, if any (the runtime may override it).
-    pub base_url: Option<&'static str>,
+    /// Path or URL template, with credential query values and userinfo redacted.
+    pub template: Cow<'static, str>,
+    /// The declared base URL, if any (the runtime may override it), userinfo removed.
+    pub base_url: Option<Cow<'static, str>>,
     /// Names of static headers (values are not described: they may be secrets).
     pub headers: Vec<&'static str>,
     /// Arguments in declaration order.

@@ -10,7 +10,7 @@
 //! | `stitch_throttle_wait_seconds` | histogram | `stitch` | each attempt's wait for its throttle grant |
 //! | `stitch_circuit_transitions_total` | counter | `stitch`, `to` (`open`, `closed`) | circuit state changes |
 //! | `stitch_store_errors_total` | counter | `stitch`, `operation` | failed or timed-out store operations |
-//! | `stitch_degraded_total` | counter | `stitch`, `decision` | a failure absorbed instead of failing the call (`store_read_as_miss`, `store_write_skipped`, `store_delete_skipped`, `circuit_read_admitted`, `circuit_not_shared`, `retry_budget_exhausted`) |
+//! | `stitch_degraded_total` | counter | `stitch`, `decision` | a failure absorbed instead of failing the call (`store_read_as_miss`, `store_write_skipped`, `store_delete_skipped`, `circuit_local`, `circuit_not_shared`, `retry_budget_exhausted`) |
 //!
 //! Invariant: the per-call metrics of a successful call allocate nothing and build no metric
 //! key. Each stitch's keys are built once per process (interned, `'static`) and found through a

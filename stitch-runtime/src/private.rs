@@ -23,16 +23,40 @@ pub use crate::schema::{NoSchema, Probe, ViaJsonSchema};
 pub use crate::throttle::limiter::{Acquired, Limiters, ThrottlePermit};
 pub use crate::throttle::{Pool, ThrottleSpec};
 
-/// The fingerprint of a cached output `T`, spelled so a missing impl (of `Fingerprint`, or of what
-/// the cache needs, [`Cacheable`]) is reported at the user's type.
-pub const fn fp<T: crate::Fingerprint + Cacheable>() -> u64 {
+/// The fingerprint of a cached output `T`, spelled so a missing `Fingerprint` impl is reported at
+/// the user's type.
+pub const fn fp<T: crate::Fingerprint>() -> u64 {
     T::FINGERPRINT
 }
 
-/// Passes `fingerprint` through, requiring what the cache needs of a stored value (shared by every
-/// hit and every coalesced caller), so a missing bound is reported at the user's type.
-pub const fn cached<T: Cacheable>(fingerprint: u64) -> u64 {
-    fingerprint
+/// The cache policy of a stitch whose responses `D` decodes. The only place that requires what
+/// the cache needs of a stored value (shared by every hit and every coalesced caller): a missing
+/// bound is reported once, at the user's type, and the cached call functions carry no bound that
+/// could repeat it (they decode and clone through the policy).
+pub const fn cached_as<D: crate::http::response::Decode>(
+    ttl: core::time::Duration,
+    fingerprint: u64,
+) -> CachePolicy
+where
+    D::Output: Cacheable,
+{
+    CachePolicy::new(ttl, fingerprint, crate::cache::ValueOps::of::<D>())
+}
+
+/// [`cached_as`] for a JSON output `T`, the common case, with its bounds on `T` itself.
+pub const fn cached<T: serde::de::DeserializeOwned + Cacheable>(
+    ttl: core::time::Duration,
+    fingerprint: u64,
+) -> CachePolicy {
+    cached_as::<Json<T>>(ttl, fingerprint)
+}
+
+/// [`cached_as`] for a `Response<T>` output with a JSON `T`, with its bounds on `T` itself.
+pub const fn cached_meta<T: serde::de::DeserializeOwned + Cacheable>(
+    ttl: core::time::Duration,
+    fingerprint: u64,
+) -> CachePolicy {
+    cached_as::<WithMeta<Json<T>>>(ttl, fingerprint)
 }
 
 /// What a cached stitch's output must be.

@@ -11,9 +11,10 @@ use crate::cache::local::LocalTier;
 use crate::cache::Scope;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
-use crate::resilience::circuit::Circuits;
+use crate::resilience::circuit::{CircuitSeam, Circuits, FleetCircuits};
 use crate::resilience::RetryBudgets;
-use crate::store::Store;
+use crate::store::keys::KeyLayout;
+use crate::store::{Store, Verb};
 use crate::throttle::limiter::{Limiters, PacingClock};
 use crate::throttle::{fleet, ThrottleOutage, Throttles};
 use http::header::{HeaderMap, HeaderName};
@@ -38,6 +39,8 @@ struct Inner {
     error_body_limit: usize,
     principal_key: [u8; 32],
     store: Option<Arc<dyn Store>>,
+    /// Every key this runtime writes to the store (`key_prefix`).
+    layout: KeyLayout,
     local: LocalTier,
     flights: Arc<Flights>,
     limiters: Throttles,
@@ -47,7 +50,7 @@ struct Inner {
     /// Strategies registered by name (`auth_strategy`), for stitches declaring `auth = "name"`.
     strategies: crate::fasthash::FastMap<String, Arc<Registered>>,
     auth_context: AuthContext,
-    circuits: Circuits,
+    circuits: CircuitSeam,
     retry_budgets: RetryBudgets,
     max_response_bytes: usize,
     bases: Bases,
@@ -168,6 +171,9 @@ impl Runtime {
     pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
         self.inner.store.as_ref()
     }
+    pub(crate) fn layout(&self) -> &KeyLayout {
+        &self.inner.layout
+    }
     pub(crate) fn local(&self) -> &LocalTier {
         &self.inner.local
     }
@@ -214,7 +220,7 @@ impl Runtime {
                 .map_or(Credentials::None, Credentials::Provider)),
         }
     }
-    pub(crate) fn circuits(&self) -> &Circuits {
+    pub(crate) fn circuits(&self) -> &CircuitSeam {
         &self.inner.circuits
     }
     pub(crate) fn retry_budgets(&self) -> &RetryBudgets {
@@ -224,7 +230,8 @@ impl Runtime {
         self.inner.max_response_bytes
     }
 
-    /// A stitch's circuit state: `"closed"`, `"open"` or `"half-open"`.
+    /// A stitch's circuit state: `"closed"`, `"open"` or `"half-open"`. For a fleet-wide circuit
+    /// (a store attached), the state this runtime saw in the store at its last call.
     pub fn circuit_state(&self, endpoint: &Endpoint) -> &'static str {
         self.inner.circuits.state(endpoint)
     }
@@ -310,6 +317,8 @@ pub struct RuntimeBuilder {
     local_throttles: bool,
     throttle_outage: ThrottleOutage,
     throttle_lease_ttl: Option<Duration>,
+    key_prefix: Option<String>,
+    local_circuits: bool,
 }
 
 /// Parsed base URLs of one runtime.
@@ -397,12 +406,24 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Attaches a shared store: cache entries and throttle budgets (rate and concurrency) are
-    /// shared by every runtime attached to the same store, so N processes declaring `"10/s"`
-    /// send 10/s together. `build` fails if the store lacks a verb the fleet throttles need
+    /// Attaches a shared store: cache entries, circuits (see [`Self::local_circuits`]) and
+    /// throttle budgets (rate and concurrency) are shared by every runtime attached to the same
+    /// store under the same [`Self::key_prefix`], so N processes declaring `"10/s"` send 10/s
+    /// together. `build` fails if the store lacks a verb the fleet throttles need
     /// (`reserve`, `lease`, `subscribe`), unless [`Self::local_throttles`] keeps them in-process.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Puts every key this runtime writes to the store — throttle budgets, cache entries,
+    /// circuits, the event channel — under `stitch:<prefix>:`, so fleets sharing one store stay
+    /// apart: runtimes with different prefixes never share a budget, an entry or a circuit, and
+    /// runtimes with the same prefix (and store) always do. Without it every key is under
+    /// `stitch:`. Characters that would end a Redis Cluster hash tag or a key segment (`{`, `}`,
+    /// `:`, `%`) are escaped, so no prefix can reach another fleet's keys.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(prefix.into());
         self
     }
 
@@ -411,6 +432,16 @@ impl RuntimeBuilder {
     /// implements only `get`/`set`/`delete`.
     pub fn local_throttles(mut self) -> Self {
         self.local_throttles = true;
+        self
+    }
+
+    /// Keeps every circuit breaker process-local even with a store attached: each runtime counts
+    /// its own failures and runs its own half-open trial. By default, with a store that
+    /// implements the `circuit` verb (`MemoryStore` and `RedisStore` do), a circuit's failure
+    /// count, open state and single half-open trial are shared by every runtime on the store
+    /// (under the same `key_prefix`); a store without that verb keeps circuits process-local.
+    pub fn local_circuits(mut self) -> Self {
+        self.local_circuits = true;
         self
     }
 
@@ -565,6 +596,7 @@ impl RuntimeBuilder {
             }
         };
         let store_timeout = self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT);
+        let layout = KeyLayout::new(self.key_prefix.as_deref());
         let limiters = match &self.store {
             Some(store) if !self.local_throttles => {
                 let have = store.capabilities();
@@ -584,6 +616,7 @@ impl RuntimeBuilder {
                 Throttles::Fleet(fleet::Fleet::new(
                     store.clone(),
                     fleet::Settings {
+                        layout: layout.clone(),
                         store_timeout,
                         lease_ttl: self.throttle_lease_ttl.unwrap_or(fleet::DEFAULT_LEASE_TTL),
                         outage: self.throttle_outage,
@@ -592,6 +625,21 @@ impl RuntimeBuilder {
                 ))
             }
             _ => Throttles::Local(Limiters::new(self.pacing_clock)),
+        };
+        let circuits = match &self.store {
+            Some(store) if !self.local_circuits && store.capabilities().contains(Verb::Circuit) => {
+                CircuitSeam::Fleet(FleetCircuits::new(
+                    store.clone(),
+                    layout.clone(),
+                    store_timeout,
+                ))
+            }
+            Some(_) if !self.local_circuits => {
+                // A first-generation store (get/set/delete) cannot hold a circuit atomically.
+                tracing::warn!("the attached store does not implement `circuit`: circuit breakers stay process-local");
+                CircuitSeam::Local(Circuits::default())
+            }
+            _ => CircuitSeam::Local(Circuits::default()),
         };
         let provider = self
             .auth
@@ -627,6 +675,7 @@ impl RuntimeBuilder {
                 default_headers,
                 principal_key,
                 store: self.store,
+                layout,
                 local: LocalTier::default(),
                 flights: Arc::default(),
                 limiters,
@@ -634,7 +683,7 @@ impl RuntimeBuilder {
                 provider,
                 strategies,
                 auth_context,
-                circuits: Circuits::default(),
+                circuits,
                 retry_budgets: RetryBudgets::default(),
                 max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
                 bases: Bases::default(),

@@ -46,18 +46,32 @@ pub const CREDENTIAL_QUERY_KEYS: &[&str] = &[
     "x-goog-credential",
 ];
 
-/// Whether `name` (any case) is a credential header.
+/// Whether `name` is a credential header, in any case and with any `-`/`_` separators
+/// (`X-Api-Key`, `x_api_key`, `XApiKey`).
 pub fn is_credential_header(name: &str) -> bool {
-    CREDENTIAL_HEADERS
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(name))
+    matches_any(CREDENTIAL_HEADERS, name)
 }
 
-/// Whether `key` (any case) is a query key that carries a credential.
+/// Whether `key` is a query key that carries a credential, in any case and with any `-`/`_`
+/// separators: APIs spell one name many ways (`access_token`, `accessToken`, `Access-Token`).
 pub fn is_credential_query_key(key: &str) -> bool {
-    CREDENTIAL_QUERY_KEYS
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(key))
+    matches_any(CREDENTIAL_QUERY_KEYS, key)
+}
+
+/// Whether `name` is one of `list` (lower case, no leading separator), compared ASCII
+/// case-insensitively and ignoring `-` and `_`. Runs for every query pair and header argument of
+/// every call: no allocation, and most entries are rejected on their first letter.
+fn matches_any(list: &[&str], name: &str) -> bool {
+    fn letters(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes()
+            .filter(|b| !matches!(b, b'-' | b'_'))
+            .map(|b| b.to_ascii_lowercase())
+    }
+    let Some(first) = letters(name).next() else {
+        return false;
+    };
+    list.iter()
+        .any(|entry| entry.as_bytes()[0] == first && letters(entry).eq(letters(name)))
 }
 
 #[cfg(test)]
@@ -68,10 +82,16 @@ mod tests {
     fn lists_are_lower_case_and_match_any_case() {
         for name in CREDENTIAL_HEADERS.iter().chain(CREDENTIAL_QUERY_KEYS) {
             assert_eq!(*name, name.to_ascii_lowercase());
+            assert!(
+                !name.starts_with(['-', '_']),
+                "compared from its first letter"
+            );
         }
         assert!(is_credential_header("Api-Key"));
         assert!(is_credential_query_key("X-Amz-Signature"));
         assert!(!is_credential_header("accept-language"));
         assert!(!is_credential_query_key("page"));
+        assert!(is_credential_query_key("accessToken") && is_credential_query_key("Client-Secret"));
+        assert!(is_credential_header("x_api_key") && !is_credential_header("x-tenant"));
     }
 }

@@ -442,3 +442,38 @@ async fn response_wrappers_are_cached_with_their_status_and_headers() {
     assert_eq!(first.value(), second.value());
     assert_eq!(up.hits(), 1);
 }
+
+/// Outputs that are not JSON (text, bytes, a response around text) are decoded into the cache and
+/// cloned out of it by their descriptor's policy, like JSON ones.
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Raw {
+    #[stitch(get, path = "/text", cache = "1m")]
+    async fn text(&self) -> stitch::Result<String>;
+
+    #[stitch(get, path = "/bytes", cache = "1m")]
+    async fn bytes(&self) -> stitch::Result<stitch::Bytes>;
+
+    #[stitch(get, path = "/wrapped-text", cache = "1m")]
+    async fn wrapped_text(&self) -> stitch::Result<stitch::Response<String>>;
+}
+
+#[tokio::test]
+async fn text_and_bytes_outputs_are_cached_and_cloned_out() {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let up = Upstream::start(move |_| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        Reply::bytes(format!("reply {n}").as_bytes())
+    })
+    .await;
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    let raw = RawClient::new(&rt).unwrap();
+    assert_eq!(raw.text().await.unwrap(), "reply 1");
+    assert_eq!(raw.text().await.unwrap(), "reply 1", "a hit");
+    assert_eq!(&raw.bytes().await.unwrap()[..], b"reply 2");
+    assert_eq!(&raw.bytes().await.unwrap()[..], b"reply 2", "a hit");
+    let first = raw.wrapped_text().await.unwrap();
+    let second = raw.wrapped_text().await.unwrap();
+    assert_eq!(first.value(), "reply 3");
+    assert_eq!(second.value(), "reply 3", "a hit");
+    assert_eq!(up.hits(), 3, "one request per stitch");
+}

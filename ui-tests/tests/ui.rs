@@ -8,6 +8,7 @@ fn ui() {
     let t = trybuild::TestCases::new();
     for topic in [
         "args",
+        "auth",
         "cache",
         "fingerprint",
         "path",

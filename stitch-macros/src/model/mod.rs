@@ -42,10 +42,13 @@ pub(crate) const STITCH_KEYS: &[&str] = &[
     "retry",
     "circuit",
     "idempotency",
+    "auth",
 ];
 
 /// Keys accepted by `#[seam(...)]` on a trait.
-pub(crate) const SEAM_KEYS: &[&str] = &["base_url", "headers", "timeout", "client", "throttle"];
+pub(crate) const SEAM_KEYS: &[&str] = &[
+    "base_url", "headers", "timeout", "client", "throttle", "auth",
+];
 const METHOD_FLAGS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "method"];
 const TARGETS: &[&str] = &["path", "url"];
 
@@ -116,6 +119,27 @@ pub(crate) struct SeamConfig {
     /// `client = "AcmeApi"`, already checked to be a Rust identifier.
     pub(crate) client: Option<Ident>,
     pub(crate) throttle: Option<ThrottleModel>,
+    /// `auth = "acme"`: the strategy every method authenticates with unless it names its own.
+    pub(crate) auth: Option<LitStr>,
+}
+
+/// `auth = "acme"`: the name of a strategy registered on the runtime builder (or `"none"`).
+/// Resolved when the client is built; here only a name that could never be registered is refused.
+fn auth(args: &Args, errors: &mut Errors) -> Option<LitStr> {
+    let lit = args.string("auth", "auth = \"acme\"", errors)?;
+    let value = lit.value();
+    // The name is looked up as written: surrounding or embedded whitespace is almost certainly
+    // a typo that would only surface as a run-time "not registered" error.
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.at(
+            lit.span(),
+            format!(
+                "`auth` names a strategy registered with `Runtime::builder().auth_strategy(\"acme\", strategy)`, or is `\"none\"`; found `{value:?}`: use a non-empty name without spaces"
+            ),
+        );
+        return None;
+    }
+    Some(lit)
 }
 
 /// A duration literal, or an error at it saying which setting (`what`) it was for.
@@ -199,6 +223,8 @@ pub(crate) struct Stitch {
     pub(crate) idempotency: Option<IdempotencyModel>,
     /// The `sensitive` key, when given, and whether it came after `cache`.
     pub(crate) sensitive: Option<(Span, bool)>,
+    /// The auth strategy's name: the method's `auth`, else the seam's.
+    pub(crate) auth: Option<LitStr>,
 }
 
 /// The generated client's name must be a Rust identifier (`Ident::new` would panic on `"acme-client"`).
@@ -284,6 +310,7 @@ pub(crate) fn seam_config(tokens: proc_macro2::TokenStream, errors: &mut Errors)
             .string("client", "client = \"AcmeApi\"", errors)
             .and_then(|lit| client_ident(&lit, errors)),
         throttle: throttle(&args, errors),
+        auth: auth(&args, errors),
     }
     .with_timeouts(timeouts(&args, errors))
 }
@@ -479,6 +506,7 @@ pub(crate) fn stitch(
         sensitive: args
             .flag("sensitive", errors)
             .map(|span| (span, args.index("sensitive") > args.index("cache"))),
+        auth: auth(&args, errors).or_else(|| seam.and_then(|(_, s)| s.auth.clone())),
     }
 }
 

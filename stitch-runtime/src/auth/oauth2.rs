@@ -84,7 +84,10 @@ impl Token {
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &crate::http::redact::text(&self.inner.token_url))
+            .field(
+                "token_url",
+                &crate::http::redact::text(&self.inner.token_url),
+            )
             .field("client_id", &self.inner.client_id)
             .finish_non_exhaustive()
     }
@@ -244,7 +247,11 @@ impl Inner {
     ) -> Result<Token> {
         let _one = self.tokens.fetch.lock().await;
         {
-            let current = self.tokens.current.lock().unwrap_or_else(|e| e.into_inner());
+            let current = self
+                .tokens
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if !needed(current.as_ref()) {
                 if let Some(token) = current.as_ref() {
                     return Ok(token.clone());
@@ -253,7 +260,11 @@ impl Inner {
         }
         let (value, lifetime) = self.request(cx).await?;
         let fetched = cx.now();
-        let mut current = self.tokens.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self
+            .tokens
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let token = Token {
             value,
             generation: current.as_ref().map_or(1, |t| t.generation + 1),
@@ -264,10 +275,18 @@ impl Inner {
         Ok(token)
     }
 
-    fn fail(&self, status: Option<http::StatusCode>, reason: String, body: &[u8], limit: usize) -> Error {
+    fn fail(
+        &self,
+        status: Option<http::StatusCode>,
+        reason: String,
+        body: &[u8],
+        limit: usize,
+    ) -> Error {
         let secret = self.secret.expose();
+        let reason = format!("{reason} (client `{}`)", self.client_id);
         Error::Auth {
-            strategy: format!("oauth2 client `{}`", self.client_id),
+            // Replaced by the registered name when the runtime reports it.
+            strategy: "oauth2".into(),
             status,
             reason,
             body: redacted_body(body, limit, &[&secret]),
@@ -292,12 +311,21 @@ impl Inner {
         for (k, v) in &self.params {
             form.push((k, v));
         }
-        let body = serde_urlencoded::to_string(&form)
-            .map_err(|e| self.fail(None, format!("the token request does not encode: {e}"), b"", limit))?;
+        let body = serde_urlencoded::to_string(&form).map_err(|e| {
+            self.fail(
+                None,
+                format!("the token request does not encode: {e}"),
+                b"",
+                limit,
+            )
+        })?;
         let mut builder = cx
             .http_client()
             .post(&self.token_url)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(http::header::ACCEPT, "application/json")
             .body(body);
         if self.basic {
@@ -307,21 +335,46 @@ impl Inner {
                 return Err(self.fail(None, "the client id does not encode".into(), b"", limit));
             };
             let mut value = http::HeaderValue::from_str(&super::builtin::basic_value(&id, &pw))
-                .map_err(|_| self.fail(None, "the client credentials are not a valid header".into(), b"", limit))?;
+                .map_err(|_| {
+                    self.fail(
+                        None,
+                        "the client credentials are not a valid header".into(),
+                        b"",
+                        limit,
+                    )
+                })?;
             value.set_sensitive(true);
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
         let response = builder.send().await.map_err(|e| {
             // reqwest's message may carry the token URL, which has no secret; the body none.
             let cause = crate::error::TransportCause::of(&e).as_str();
-            self.fail(None, format!("token request to `{}` failed: {cause}", crate::http::redact::text(&self.token_url)), b"", limit)
+            self.fail(
+                None,
+                format!(
+                    "token request to `{}` failed: {cause}",
+                    crate::http::redact::text(&self.token_url)
+                ),
+                b"",
+                limit,
+            )
         })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|_| {
-            self.fail(Some(status), "the token response body could not be read".into(), b"", limit)
+            self.fail(
+                Some(status),
+                "the token response body could not be read".into(),
+                b"",
+                limit,
+            )
         })?;
         if !status.is_success() {
-            return Err(self.fail(Some(status), "the token endpoint refused the request".into(), &bytes, limit));
+            return Err(self.fail(
+                Some(status),
+                "the token endpoint refused the request".into(),
+                &bytes,
+                limit,
+            ));
         }
         #[derive(serde::Deserialize)]
         struct Answer {
@@ -338,6 +391,9 @@ impl Inner {
             serde_json::Value::String(s) => s.parse().ok(),
             _ => None,
         });
-        Ok((Arc::from(answer.access_token), lifetime.map(Duration::from_secs)))
+        Ok((
+            Arc::from(answer.access_token),
+            lifetime.map(Duration::from_secs),
+        ))
     }
 }

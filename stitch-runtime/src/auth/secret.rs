@@ -57,7 +57,8 @@ impl Secret {
             stitch: "auth",
             reason: format!("secret file `{}` {why}", path.display()),
         };
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
         let value = text
             .strip_suffix("\r\n")
             .or_else(|| text.strip_suffix('\n'))
@@ -115,7 +116,9 @@ mod tests {
         std::fs::write(&file, "\n").unwrap();
         let empty = Secret::from_file(&file).unwrap_err().to_string();
         assert!(empty.contains("is empty"), "{empty}");
-        let missing = Secret::from_file(dir.join("absent")).unwrap_err().to_string();
+        let missing = Secret::from_file(dir.join("absent"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("absent"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
         let rotating = Secret::from_fn(|| "v2".into());

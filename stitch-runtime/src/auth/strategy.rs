@@ -172,12 +172,24 @@ impl Registered {
         }
     }
 
-    pub(crate) fn apply<'a>(
-        &'a self,
-        request: &'a mut AuthRequest<'_>,
-        cx: &'a AuthContext,
-    ) -> AuthFuture<'a, Credential> {
-        self.strategy.apply(request, cx)
+    pub(crate) async fn apply(
+        &self,
+        request: &mut AuthRequest<'_>,
+        cx: &AuthContext,
+    ) -> crate::Result<Credential> {
+        self.strategy
+            .apply(request, cx)
+            .await
+            .map_err(|e| self.named(e))
+    }
+
+    /// An [`Error::Auth`](crate::Error::Auth) names the strategy as registered, which the
+    /// strategy itself does not know.
+    fn named(&self, mut error: crate::Error) -> crate::Error {
+        if let crate::Error::Auth { strategy, .. } = &mut error {
+            *strategy = self.name.to_string();
+        }
+        error
     }
 
     /// Single-flight per credential: the first caller refreshes, callers that waited behind it
@@ -188,7 +200,10 @@ impl Registered {
         if done.is_some_and(|d| failed <= d) {
             return Ok(());
         }
-        self.strategy.refresh(failed, cx).await?;
+        self.strategy
+            .refresh(failed, cx)
+            .await
+            .map_err(|e| self.named(e))?;
         *done = Some(failed);
         Ok(())
     }
@@ -262,9 +277,13 @@ mod tests {
 
     #[test]
     fn failed_bodies_lose_credentials_and_are_bounded() {
-        let body = br#"{"error":"invalid_client","access_token":"tok-1","detail":"secret s3 was wrong"}"#;
+        let body =
+            br#"{"error":"invalid_client","access_token":"tok-1","detail":"secret s3 was wrong"}"#;
         let shown = redacted_body(body, 1024, &["s3"]);
-        assert!(!shown.contains("tok-1") && !shown.contains("s3 "), "{shown}");
+        assert!(
+            !shown.contains("tok-1") && !shown.contains("s3 "),
+            "{shown}"
+        );
         assert!(shown.contains("invalid_client"), "{shown}");
         assert_eq!(redacted_body("ééé".as_bytes(), 3, &[]), "é");
     }

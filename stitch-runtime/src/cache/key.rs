@@ -25,21 +25,27 @@ const KEY_FORMAT: &[u8; 32] = b"stitch cache key format v1 .....";
 pub(crate) struct CacheKey(pub(crate) [u8; 32]);
 
 impl CacheKey {
-    /// The key as stored in a shared store: prefixed, hex.
-    pub(crate) fn store_key(&self) -> String {
-        let mut s = String::with_capacity(16 + 64);
-        s.push_str("stitch:c1:");
-        for b in self.0 {
-            s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-            s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    /// The key as stored in a shared store: the entry-value key of `layout` (the runtime's
+    /// `key_prefix`), one hash tag per entry, named by the hex digest. The key format version is
+    /// in the digest (`KEY_FORMAT`), so a new format never reads an old entry.
+    pub(crate) fn store_key(&self, layout: &crate::store::keys::KeyLayout) -> String {
+        // Hex on the stack: one allocation per key, the key itself.
+        layout.entry_value(self.hex(&mut [0; 64]))
+    }
+
+    fn hex<'b>(&self, out: &'b mut [u8; 64]) -> &'b str {
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
+            out[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];
         }
-        s
+        // Only ASCII hex digits were written.
+        std::str::from_utf8(out).unwrap_or_default()
     }
 }
 
 impl std::fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CacheKey({})", &self.store_key()[10..26])
+        write!(f, "CacheKey({})", &self.hex(&mut [0; 64])[..16])
     }
 }
 

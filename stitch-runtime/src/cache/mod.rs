@@ -14,7 +14,9 @@ pub(crate) mod key;
 pub(crate) mod local;
 
 use crate::cache::local::Value;
+use crate::endpoint::Endpoint;
 use crate::error::Result;
+use crate::http::response::{Decode, Json, RawBytes, RawResponse, Text, Unit, WithMeta};
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
@@ -108,25 +110,33 @@ impl CachePolicy {
     }
 }
 
-/// How the call pipeline moves one stitch's output in and out of the type-erased cache entry:
-/// monomorphized for the output type where the descriptor is built, so the cacheable bound
-/// (`Clone + Send + Sync`) is required there, once, and the generic call functions need none
-/// (each would otherwise report the same unmet bound again).
+/// How the call pipeline decodes one stitch's output into the type-erased cache entry and clones
+/// it back out: monomorphized for the stitch's decoder where its descriptor is built
+/// (`__private::cached`), so everything the cache needs of the output (decodable, `Clone`, `Send`,
+/// `Sync`) is required there, once, and the call functions carry no bound that could report the
+/// same problem again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ValueOps {
+    decode: fn(&'static Endpoint, RawResponse) -> Result<Value>,
     /// Writes a clone of the entry into `out` (a `&mut Option<T>`); leaves it `None` if the
     /// entry or `out` is of another type.
     clone_into: fn(&(dyn Any + Send + Sync), &mut dyn Any),
-    /// Moves the value out of `slot` (a `&mut Option<T>`) into a shareable entry.
-    erase: fn(&mut dyn Any) -> Option<Value>,
 }
 
 impl ValueOps {
-    pub(crate) const fn of<T: Clone + Send + Sync + 'static>() -> Self {
+    pub(crate) const fn of<D: Decode>() -> Self
+    where
+        D::Output: Clone + Sync,
+    {
         ValueOps {
-            clone_into: clone_into::<T>,
-            erase: erase::<T>,
+            decode: decode::<D>,
+            clone_into: clone_into::<D::Output>,
         }
+    }
+
+    /// Decodes a response into a cache entry.
+    pub(crate) fn decode(&self, endpoint: &'static Endpoint, raw: RawResponse) -> Result<Value> {
+        (self.decode)(endpoint, raw)
     }
 
     /// A clone of the cached `value` as `T`; `None` if it holds another type. No allocation.
@@ -135,27 +145,43 @@ impl ValueOps {
         (self.clone_into)(&**value, &mut out);
         out
     }
+}
 
-    /// `value` as a shareable entry; gives it back if `T` is not this policy's output type.
-    pub(crate) fn erase<T: 'static>(&self, value: T) -> std::result::Result<Value, T> {
-        let mut slot = Some(value);
-        match (self.erase)(&mut slot) {
-            Some(entry) => Ok(entry),
-            None => slot.ok_or_else(|| unreachable_slot()).map_or_else(|v| Err(v), Err),
-        }
-    }
+fn decode<D: Decode>(endpoint: &'static Endpoint, raw: RawResponse) -> Result<Value>
+where
+    D::Output: Sync,
+{
+    Ok(Arc::new(D::decode(endpoint, raw)?))
 }
 
 fn clone_into<T: Clone + 'static>(value: &(dyn Any + Send + Sync), out: &mut dyn Any) {
-    if let (Some(value), Some(out)) = (value.downcast_ref::<T>(), out.downcast_mut::<Option<T>>())
-    {
+    if let (Some(value), Some(out)) = (value.downcast_ref::<T>(), out.downcast_mut::<Option<T>>()) {
         *out = Some(value.clone());
     }
 }
 
-fn erase<T: Send + Sync + 'static>(slot: &mut dyn Any) -> Option<Value> {
-    let value = slot.downcast_mut::<Option<T>>()?.take()?;
-    Some(Arc::new(value))
+/// What a decoder returns, without the bounds decoding needs: the cached call functions name their
+/// output through it, so an output that cannot be decoded or cached is reported only where the
+/// descriptor's policy is built.
+#[doc(hidden)]
+pub trait Decoded: 'static {
+    type Output: 'static;
+}
+
+impl<T: 'static> Decoded for Json<T> {
+    type Output = T;
+}
+impl Decoded for Text {
+    type Output = String;
+}
+impl Decoded for RawBytes {
+    type Output = bytes::Bytes;
+}
+impl Decoded for Unit {
+    type Output = ();
+}
+impl<D: Decoded> Decoded for WithMeta<D> {
+    type Output = crate::Response<D::Output>;
 }
 
 tokio::task_local! {

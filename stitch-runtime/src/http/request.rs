@@ -190,6 +190,10 @@ impl RequestParts {
     /// The argument named by `idempotency(from = "...")`: the call's idempotency key.
     pub fn idempotency_key<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
         match to_value(value).map(scalar) {
+            // Sent as a header: refused like a `#[header]` argument, before anything is sent.
+            Ok(Some(Some(text))) if !text.is_empty() && header_value(&text).is_none() => {
+                self.fail(name, format!("{HEADER_VALUE_RULE} (nothing was sent)"))
+            }
             Ok(Some(Some(text))) if !text.is_empty() => self.idempotency_key = Some(text),
             Ok(_) => self.fail(
                 name,
@@ -315,9 +319,11 @@ impl RequestParts {
                 })?;
             // The base is parsed once per runtime; a call only sets its path and query, which
             // skips parsing the scheme and host every time (most of a URL parse).
-            let mut url = runtime
-                .parsed_base(base)
-                .map_err(|e| config(format!("base URL `{base}` is not a valid URL: {e}")))?;
+            let mut url = runtime.parsed_base(base).map_err(|e| {
+                // Shown redacted: the text may carry userinfo.
+                let base = crate::http::redact::text(base);
+                config(format!("base URL `{base}` is not a valid URL: {e}"))
+            })?;
             let mut path = String::with_capacity(64);
             path.push_str(url.path().trim_end_matches('/'));
             fill_template(&mut path, ep.pieces, &mut values);

@@ -24,6 +24,8 @@ pub struct RawResponse {
     /// and kept in store records.
     pub(crate) url: url::Url,
     pub(crate) body: Bytes,
+    /// The secrets the request sent, to redact from a decode error (never stored).
+    pub(crate) sent: crate::http::redact::Sent,
 }
 
 /// Turns a [`RawResponse`] into a stitch's output.

@@ -5,16 +5,39 @@
 //!
 //! What counts as a failure: a transport error, a timeout, a 5xx or 429 (the upstream is unwell).
 //! A 4xx or a decode error is the caller's or the contract's problem, not the upstream's health.
-//! State is per stitch and per runtime; with a shared store attached, opening is fleet-wide: the
-//! runtime that opens the circuit writes a key that expires with the cooldown, and every runtime on
-//! the store fails fast while it exists (a success deletes it). Failure counting and the
-//! half-open trial stay per process until the store offers atomic verbs.
+//! State sits behind a seam chosen when the runtime is built ([`CircuitSeam`]): in-process
+//! ([`Circuits`], per stitch and per runtime), or, with a store that implements the `circuit` verb
+//! attached, fleet-wide ([`FleetCircuits`]): the failure count, the open state and the single
+//! half-open trial are ONE value in the store, changed by one atomic step on the store's clock
+//! ([`Store::circuit`]), so `failures = 3` counts failures of every process on the store, the
+//! circuit opens for all of them, exactly one call of the whole fleet is the trial after the
+//! cooldown, and its success closes the circuit for all. Across processes a circuit is identified
+//! by the stitch's `name` (under the runtime's `key_prefix`). A trial's claim lasts the call's
+//! total timeout, so a trial whose process died is taken over after it.
+//!
+//! Outage: a store step that fails (or does not answer within the store timeout, retried once)
+//! admits the call with the runtime's in-process circuit instead, counted as degraded
+//! (`stitch_degraded_total{decision="circuit_local"}`); the store is then skipped for
+//! [`PROBE_AFTER`] so an outage costs one store timeout, not one per call, and asked again after.
+//! An outage of the store never stops upstream calls by itself.
 
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::meter;
+use crate::store::keys::KeyLayout;
+use crate::store::{
+    CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, OpId, Store, StoreError,
+    StoreErrorKind,
+};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// After a failed store step, fleet circuits use the in-process circuit for this long before
+/// asking the store again.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 /// A stitch's `circuit(failures = N, cooldown = "...")` declaration.
 #[derive(Debug, Clone, Copy)]
@@ -163,11 +186,6 @@ impl Admission {
     }
 }
 
-/// The shared-store key that tells every runtime on the store the circuit is open.
-pub(crate) fn store_key(stitch: &str) -> String {
-    format!("stitch:circuit:{stitch}")
-}
-
 impl Drop for Admission {
     fn drop(&mut self) {
         // A cancelled trial proves nothing: let the next caller try.
@@ -175,6 +193,317 @@ impl Drop for Admission {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if *s == (State::HalfOpen { trial: true }) {
                 *s = State::HalfOpen { trial: false };
+            }
+        }
+    }
+}
+
+/// Where a runtime's circuit state lives (chosen when the runtime is built).
+pub(crate) enum CircuitSeam {
+    /// In this process only.
+    Local(Circuits),
+    /// In the attached store, shared by the fleet.
+    Fleet(FleetCircuits),
+}
+
+/// A call's admission, however the circuit is kept.
+pub(crate) enum Admitted {
+    Local(Admission),
+    Fleet(FleetAdmission),
+}
+
+impl CircuitSeam {
+    /// Admits a call, or fails fast with [`Error::CircuitOpen`]. `trial_for` is how long the call
+    /// may run (its total timeout): a fleet trial's claim lasts that long.
+    pub(crate) async fn admit(
+        &self,
+        endpoint: &'static Endpoint,
+        policy: &CircuitPolicy,
+        trial_for: Duration,
+    ) -> Result<Admitted> {
+        match self {
+            CircuitSeam::Local(c) => c.admit(endpoint, policy).map(Admitted::Local),
+            CircuitSeam::Fleet(f) => f.admit(endpoint, policy, trial_for).await,
+        }
+    }
+
+    /// The circuit's state name: `closed`, `open` or `half-open` (for a fleet circuit, as this
+    /// runtime last saw it in the store).
+    pub(crate) fn state(&self, endpoint: &Endpoint) -> &'static str {
+        match self {
+            CircuitSeam::Local(c) => c.state(endpoint),
+            CircuitSeam::Fleet(f) => f.state(endpoint),
+        }
+    }
+}
+
+impl Admitted {
+    /// Reports the call's outcome; waits for a fleet step at most until `deadline` (the step
+    /// finishes behind the call past it).
+    pub(crate) async fn report<T>(self, outcome: &Result<T>, deadline: Instant) -> Transition {
+        match self {
+            Admitted::Local(a) => a.report(outcome),
+            Admitted::Fleet(a) => a.report(is_failure(outcome), deadline).await,
+        }
+    }
+}
+
+/// Circuits kept in a shared store (see the module docs).
+pub(crate) struct FleetCircuits {
+    inner: Arc<FleetInner>,
+}
+
+struct FleetInner {
+    store: Arc<dyn Store>,
+    layout: KeyLayout,
+    store_timeout: Duration,
+    /// Used while the store is unreachable.
+    local: Circuits,
+    /// The state each stitch's circuit had in the store at this runtime's last step.
+    seen: Mutex<HashMap<usize, &'static str>>,
+    /// Until when (ms since `origin`) the store is skipped; 0 when it is asked.
+    down_until: AtomicU64,
+    origin: Instant,
+}
+
+/// A call admitted by a fleet circuit.
+pub(crate) struct FleetAdmission {
+    inner: Arc<FleetInner>,
+    endpoint: &'static Endpoint,
+    key: String,
+    step: CircuitStep,
+    trial: bool,
+    /// Whether a success must be written (the circuit had failures, or was half-open, when the
+    /// call was admitted); a success on a clean circuit changes nothing and costs no round trip.
+    dirty: bool,
+    reported: bool,
+}
+
+impl FleetCircuits {
+    pub(crate) fn new(store: Arc<dyn Store>, layout: KeyLayout, store_timeout: Duration) -> Self {
+        FleetCircuits {
+            inner: Arc::new(FleetInner {
+                store,
+                layout,
+                store_timeout,
+                local: Circuits::default(),
+                seen: Mutex::default(),
+                down_until: AtomicU64::new(0),
+                origin: Instant::now(),
+            }),
+        }
+    }
+
+    async fn admit(
+        &self,
+        endpoint: &'static Endpoint,
+        policy: &CircuitPolicy,
+        trial_for: Duration,
+    ) -> Result<Admitted> {
+        let inner = &self.inner;
+        if inner.is_down() {
+            meter::degraded(endpoint, "circuit_local");
+            return inner.local.admit(endpoint, policy).map(Admitted::Local);
+        }
+        let key = inner.layout.circuit(endpoint.name);
+        let step = CircuitStep {
+            event: CircuitEvent::Admit,
+            failures: policy.failures.max(1),
+            cooldown_us: policy
+                .cooldown
+                .min(Duration::from_secs(365 * 24 * 3600))
+                .as_micros() as u64,
+            // The call's whole budget plus its report; a day at most (a `Duration::MAX`
+            // timeout must still give a number the store can add to its clock).
+            trial_ttl_us: trial_for
+                .saturating_add(inner.store_timeout * 2)
+                .min(Duration::from_secs(24 * 3600))
+                .as_micros() as u64,
+            id: OpId::random(),
+        };
+        let reply = match inner.step(&key, step).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                inner.mark_down();
+                tracing::warn!(stitch = endpoint.name, error = %e, "fleet circuit unreachable; admitting with the in-process circuit");
+                meter::store_error(endpoint, e.operation, "circuit_local");
+                return inner.local.admit(endpoint, policy).map(Admitted::Local);
+            }
+        };
+        inner.saw(endpoint, reply.state);
+        let (trial, dirty) = match reply.state {
+            CircuitState::Closed { failures } => (false, failures > 0),
+            CircuitState::Trial => (true, true),
+            CircuitState::Open { retry_in_us } => {
+                return Err(Error::CircuitOpen {
+                    stitch: endpoint.name,
+                    retry_in: Duration::from_micros(retry_in_us),
+                })
+            }
+            // Like the in-process circuit: the trial may resolve any moment (its claim's end is
+            // only the bound for a trial whose process died).
+            CircuitState::Busy { .. } => {
+                return Err(Error::CircuitOpen {
+                    stitch: endpoint.name,
+                    retry_in: Duration::ZERO,
+                })
+            }
+        };
+        tracing::Span::current().record("circuit", if trial { "half-open" } else { "closed" });
+        Ok(Admitted::Fleet(FleetAdmission {
+            inner: inner.clone(),
+            endpoint,
+            key,
+            step,
+            trial,
+            dirty,
+            reported: false,
+        }))
+    }
+
+    fn state(&self, endpoint: &Endpoint) -> &'static str {
+        if self.inner.is_down() {
+            return self.inner.local.state(endpoint);
+        }
+        self.inner
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&endpoint.id())
+            .copied()
+            .unwrap_or("closed")
+    }
+}
+
+impl FleetInner {
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64 + 1
+    }
+
+    fn is_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Acquire);
+        until != 0 && self.now_ms() < until
+    }
+
+    fn mark_down(&self) {
+        self.down_until.store(
+            self.now_ms() + PROBE_AFTER.as_millis() as u64,
+            Ordering::Release,
+        );
+    }
+
+    fn saw(&self, endpoint: &Endpoint, state: CircuitState) {
+        let name = match state {
+            CircuitState::Closed { .. } => "closed",
+            CircuitState::Open { .. } => "open",
+            CircuitState::Trial | CircuitState::Busy { .. } => "half-open",
+        };
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(endpoint.id(), name);
+    }
+
+    /// One step, bounded by the store timeout and retried once when its outcome is unknown (the
+    /// step's id makes a retried failure count once; the other events are idempotent).
+    async fn step(
+        &self,
+        key: &str,
+        step: CircuitStep,
+    ) -> std::result::Result<CircuitReply, StoreError> {
+        let mut last = None;
+        for _ in 0..2 {
+            let e = match tokio::time::timeout(self.store_timeout, self.store.circuit(key, step))
+                .await
+            {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(e)) => e,
+                Err(_) => StoreError::timeout("circuit", self.store_timeout),
+            };
+            let unknown = matches!(
+                e.kind(),
+                StoreErrorKind::Timeout | StoreErrorKind::Unavailable
+            );
+            last = Some(e);
+            if !unknown {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::timeout("circuit", self.store_timeout)))
+    }
+}
+
+impl FleetAdmission {
+    async fn report(mut self, failed: bool, deadline: Instant) -> Transition {
+        self.reported = true;
+        if !failed && !self.dirty {
+            return Transition::Unchanged;
+        }
+        let step = CircuitStep {
+            event: if failed {
+                CircuitEvent::Failure
+            } else {
+                CircuitEvent::Success
+            },
+            ..self.step
+        };
+        let (inner, key, endpoint) = (
+            self.inner.clone(),
+            std::mem::take(&mut self.key),
+            self.endpoint,
+        );
+        let work = async move {
+            match inner.step(&key, step).await {
+                Ok(reply) => {
+                    inner.saw(endpoint, reply.state);
+                    match (reply.before, reply.state) {
+                        (CircuitPhase::Open, CircuitState::Open { .. }) => Transition::Unchanged,
+                        (_, CircuitState::Open { retry_in_us }) => {
+                            Transition::Opened(Duration::from_micros(retry_in_us))
+                        }
+                        (CircuitPhase::Closed, _) => Transition::Unchanged,
+                        (_, CircuitState::Closed { .. }) => Transition::Closed,
+                        _ => Transition::Unchanged,
+                    }
+                }
+                Err(e) => {
+                    inner.mark_down();
+                    tracing::warn!(stitch = endpoint.name, error = %e, "could not report to the fleet circuit");
+                    meter::store_error(endpoint, e.operation, "circuit_not_shared");
+                    Transition::Unchanged
+                }
+            }
+        };
+        // The caller waits while its own budget lasts (so the fleet usually knows by the time the
+        // call returns); past it the step finishes on its own task.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let task = handle.spawn(work);
+                tokio::time::timeout_at(deadline, task)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .unwrap_or(Transition::Unchanged)
+            }
+            Err(_) => work.await,
+        }
+    }
+}
+
+impl Drop for FleetAdmission {
+    fn drop(&mut self) {
+        // A cancelled trial proves nothing: hand the trial to the next caller of the fleet at
+        // once instead of after its claim runs out.
+        if self.trial && !self.reported {
+            let (inner, key) = (self.inner.clone(), std::mem::take(&mut self.key));
+            let step = CircuitStep {
+                event: CircuitEvent::Abandon,
+                ..self.step
+            };
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = inner.step(&key, step).await;
+                });
             }
         }
     }

@@ -16,7 +16,8 @@
 //! margins (TTLs of a few hundred milliseconds); the suite takes about three seconds.
 
 use super::{
-    Cas, Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreErrorKind, Verb,
+    Cas, CircuitEvent, CircuitPhase, CircuitState, CircuitStep, Decision, Event, Gcra,
+    LeaseDecision, LeaseRequest, OpId, Store, StoreErrorKind, Verb,
 };
 use bytes::Bytes;
 use std::collections::BTreeSet;
@@ -47,6 +48,7 @@ pub async fn run<S: Store>(make: impl Fn() -> S) {
             Verb::CompareAndSet => compare_and_set(&s).await,
             Verb::Reserve => reserve(&s).await,
             Verb::Lease => lease(&s).await,
+            Verb::Circuit => circuit(&s).await,
             Verb::Publish if caps.contains(Verb::Subscribe) => pub_sub(&s).await,
             _ => {}
         }
@@ -92,6 +94,10 @@ async fn unsupported<S: Store>(s: &S, verb: Verb) {
         Verb::Lease => s.lease_acquire(&k, lease_of(1, 1000, id)).await.map(drop),
         Verb::Publish => s.publish(&k, Bytes::new()).await,
         Verb::Subscribe => s.subscribe(&k).await.map(drop),
+        Verb::Circuit => s
+            .circuit(&k, circuit_step(CircuitEvent::Admit, id))
+            .await
+            .map(drop),
         _ => return,
     }
     .map_err(|e| e.kind());
@@ -461,6 +467,136 @@ fn acquired(g: super::LeaseGrant) -> bool {
             false
         }
     }
+}
+
+/// A step of a circuit opening at 3 failures, open for 150 ms, with trials leased for 300 ms.
+fn circuit_step(event: CircuitEvent, id: OpId) -> CircuitStep {
+    CircuitStep {
+        event,
+        failures: 3,
+        cooldown_us: 150 * MS,
+        trial_ttl_us: 300 * MS,
+        id,
+    }
+}
+
+async fn circuit<S: Store>(s: &Arc<S>) {
+    use CircuitEvent::{Abandon, Admit, Failure, Success};
+    let k = key("circuit");
+    let step = {
+        let (s, k) = (s.clone(), k.clone());
+        move |event, id| {
+            let (s, k) = (s.clone(), k.clone());
+            async move { s.circuit(&k, circuit_step(event, id)).await.unwrap() }
+        }
+    };
+    let r = step(Admit, OpId::random()).await;
+    assert_eq!(
+        (r.before, r.state),
+        (CircuitPhase::Closed, CircuitState::Closed { failures: 0 }),
+        "circuit: an absent circuit is closed"
+    );
+    step(Failure, OpId::random()).await;
+    let second = OpId::random();
+    assert_eq!(
+        step(Failure, second).await.state,
+        CircuitState::Closed { failures: 2 },
+        "circuit: failures are counted"
+    );
+    assert_eq!(
+        step(Failure, second).await.state,
+        CircuitState::Closed { failures: 2 },
+        "circuit: a retried failure (same id) counts once"
+    );
+    let r = step(Failure, OpId::random()).await;
+    assert!(
+        r.before == CircuitPhase::Closed && matches!(r.state, CircuitState::Open { .. }),
+        "circuit: the third failure opens it: {r:?}"
+    );
+    match step(Admit, OpId::random()).await.state {
+        CircuitState::Open { retry_in_us } => assert!(
+            retry_in_us > 0 && retry_in_us <= 150 * MS,
+            "circuit: retry_in within the cooldown: {retry_in_us}"
+        ),
+        other => panic!("circuit: an open circuit refuses, got {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // After the cooldown, 10 racers: exactly one becomes the trial.
+    let mut tasks = JoinSet::new();
+    for _ in 0..10 {
+        let step = step.clone();
+        tasks.spawn(async move {
+            let id = OpId::random();
+            (step(Admit, id).await.state, id)
+        });
+    }
+    let results = tasks.join_all().await;
+    let trials: Vec<OpId> = results
+        .iter()
+        .filter(|(st, _)| *st == CircuitState::Trial)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!(
+        trials.len(),
+        1,
+        "circuit: exactly one half-open trial: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|(st, _)| matches!(st, CircuitState::Trial | CircuitState::Busy { .. })),
+        "circuit: the others are refused while the trial runs: {results:?}"
+    );
+    let trial = trials[0];
+    assert_eq!(
+        step(Admit, trial).await.state,
+        CircuitState::Trial,
+        "circuit: a retried admission of the trial keeps it"
+    );
+    // An abandoned trial is taken over at once by the next caller.
+    step(Abandon, trial).await;
+    let next = OpId::random();
+    assert_eq!(
+        step(Admit, next).await.state,
+        CircuitState::Trial,
+        "circuit: after an abandoned trial the next caller is the trial"
+    );
+    // A trial failing opens the circuit again.
+    let r = step(Failure, next).await;
+    assert!(
+        r.before == CircuitPhase::HalfOpen && matches!(r.state, CircuitState::Open { .. }),
+        "circuit: a failed trial reopens: {r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A trial whose holder vanished is taken over after its lease (300 ms).
+    let lost = OpId::random();
+    assert_eq!(step(Admit, lost).await.state, CircuitState::Trial);
+    assert!(
+        matches!(
+            step(Admit, OpId::random()).await.state,
+            CircuitState::Busy { .. }
+        ),
+        "circuit: a live trial is exclusive"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let taker = OpId::random();
+    assert_eq!(
+        step(Admit, taker).await.state,
+        CircuitState::Trial,
+        "circuit: an expired trial is taken over"
+    );
+    // A success closes it for everyone.
+    let r = step(Success, taker).await;
+    assert_eq!(
+        (r.before, r.state),
+        (CircuitPhase::HalfOpen, CircuitState::Closed { failures: 0 }),
+        "circuit: a successful trial closes it"
+    );
+    assert_eq!(
+        step(Admit, OpId::random()).await.state,
+        CircuitState::Closed { failures: 0 },
+        "circuit: closed for every caller after a success"
+    );
 }
 
 async fn lease<S: Store>(s: &Arc<S>) {

@@ -6,10 +6,10 @@
 //! (read, decide, write) is never interleaved with another write. Idempotency markers are kept
 //! under the same keys a networked driver uses (`keys::marker`).
 
-use super::vocab::RETRY_WINDOW;
+use super::vocab::{circuit_step, circuit_ttl, RETRY_WINDOW};
 use super::{
-    keys, Cas, Decision, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation, Store,
-    StoreError, StoreFuture, Subscription, Verbs,
+    keys, Cas, CircuitEvent, CircuitReply, CircuitStep, Decision, Gcra, LeaseDecision, LeaseGrant,
+    LeaseRequest, OpId, Reservation, Store, StoreError, StoreFuture, Subscription, Verbs,
 };
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -369,6 +369,38 @@ impl Store for MemoryStore {
                 }
             }
             Ok(released)
+        })())
+    }
+
+    fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let current = self.live_bytes("circuit", key, now)?;
+            let retried =
+                step.event == CircuitEvent::Failure && self.marked(key, step.id, now).is_some();
+            if retried {
+                // Counted already: answer with the state as it is, writing nothing.
+                let look = CircuitStep {
+                    event: CircuitEvent::Admit,
+                    ..step
+                };
+                return Ok(circuit_step(current.as_deref(), &look, now).1);
+            }
+            let (write, reply) = circuit_step(current.as_deref(), &step, now);
+            match write {
+                Some(Some(v)) => self.put(
+                    key,
+                    Value::Bytes(Bytes::from(v)),
+                    now.saturating_add(us(circuit_ttl(&step))),
+                ),
+                Some(None) => self.shared.entries.invalidate(key),
+                None => {}
+            }
+            if step.event == CircuitEvent::Failure {
+                self.mark(key, step.id, Bytes::from_static(b"1"), now, 0);
+            }
+            Ok(reply)
         })())
     }
 

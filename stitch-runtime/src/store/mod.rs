@@ -19,8 +19,9 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use vocab::{
-    Cas, Decision, Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation,
-    Subscription, Verb, Verbs, RETRY_WINDOW,
+    Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Decision, Event,
+    Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation, Subscription, Verb, Verbs,
+    RETRY_WINDOW,
 };
 
 use bytes::Bytes;
@@ -153,6 +154,15 @@ pub trait Store: Send + Sync + 'static {
         unsupported(Verb::Lease)
     }
 
+    /// One atomic step of the fleet circuit whose state is under `key`, on the store's clock:
+    /// failure count, open state and the single half-open trial are one value, so every runtime
+    /// on the store sees one circuit (see [`CircuitEvent`] for the state machine). A retried
+    /// `Failure` with the same id counts once.
+    fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
+        let _ = (key, step);
+        unsupported(Verb::Circuit)
+    }
+
     /// Sends `message` to the current subscribers of `channel` (fire and forget: subscribers
     /// that are not connected miss it and see an [`Event::Gap`]).
     fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
@@ -238,6 +248,7 @@ pub(crate) mod record {
             headers,
             url,
             body,
+            sent: Default::default(),
         })
     }
 

@@ -24,10 +24,11 @@
 //!   (50 ms, doubling to 1 s) and, once subscribed again, yields `Event::Gap`; a `PING` every
 //!   second with a 2 s deadline detects a half-open connection the same way.
 
-use super::vocab::RETRY_WINDOW;
+use super::vocab::{circuit_ttl, RETRY_WINDOW};
 use super::{
-    keys, Cas, Decision, Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation,
-    Store, StoreError, StoreErrorKind, StoreFuture, Subscription, Verbs,
+    keys, Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Decision,
+    Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation, Store, StoreError,
+    StoreErrorKind, StoreFuture, Subscription, Verbs,
 };
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -234,6 +235,7 @@ struct Scripts {
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
+    circuit: Script,
 }
 
 /// `TIME` as integer microseconds, in a local `now`.
@@ -334,6 +336,47 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 if tonumber(s) <= now then return 0 end
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], KEYS[1]) end
 return 1",
+            ),
+            // KEYS: state, marker. ARGV: event (a admit | s success | f failure | x abandon),
+            // failures, cooldown µs, trial ttl µs, id, state ttl ms, retry ms. Returns {before
+            // (0 closed, 1 open, 2 half-open), state (0 closed, 1 open, 2 trial, 3 busy), n}.
+            // The same machine as `vocab::circuit_step` (keep the two in step).
+            circuit: with_now(
+                r"
+local cur = redis.call('GET', KEYS[1]) or 'c:0'
+local kind, n, holder = string.match(cur, '^(%a):(%d+):?(.*)$')
+if not kind then kind, n, holder = 'c', '0', '' end
+n = tonumber(n)
+local before = 0
+if kind == 'o' then before = 1 elseif kind == 'h' then before = 2 end
+local ev, id, write = ARGV[1], ARGV[5], true
+if ev == 'f' and redis.call('GET', KEYS[2]) then ev, write = 'a', false end
+local function put(v) if write then redis.call('SET', KEYS[1], v, 'PX', ARGV[6]) end end
+local function fmt(x) return string.format('%d', x) end
+if ev == 'a' then
+  if kind == 'c' then return {before, 0, n} end
+  if kind == 'o' and now < n then return {before, 1, n - now} end
+  if kind == 'h' and holder == id then return {before, 2, 0} end
+  if kind == 'h' and now < n then return {before, 3, n - now} end
+  put('h:' .. fmt(now + tonumber(ARGV[4])) .. ':' .. id)
+  return {before, 2, 0}
+elseif ev == 's' then
+  if cur ~= 'c:0' then redis.call('DEL', KEYS[1]) end
+  return {before, 0, 0}
+elseif ev == 'f' then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[7])
+  if kind == 'c' and n + 1 < tonumber(ARGV[2]) then
+    put('c:' .. fmt(n + 1))
+    return {before, 0, n + 1}
+  end
+  put('o:' .. fmt(now + tonumber(ARGV[3])))
+  return {before, 1, tonumber(ARGV[3])}
+end
+if kind == 'h' and holder == id then
+  put('o:' .. fmt(now))
+  return {before, 1, 0}
+end
+return {before, 0, 0}",
             ),
         }
     }
@@ -558,6 +601,53 @@ impl Store for RedisStore {
                 )
                 .await?;
             Ok(n == 1)
+        })
+    }
+
+    fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
+        Box::pin(async move {
+            let marker = keys::marker(key, step.id);
+            let event: &[u8] = match step.event {
+                CircuitEvent::Admit => b"a",
+                CircuitEvent::Success => b"s",
+                CircuitEvent::Failure => b"f",
+                CircuitEvent::Abandon => b"x",
+            };
+            let v: Vec<Value> = self
+                .run(
+                    "circuit",
+                    &self.scripts.circuit,
+                    &[key, &marker],
+                    &[
+                        event,
+                        &num(step.failures.max(1)),
+                        &num(step.cooldown_us),
+                        &num(step.trial_ttl_us.max(1)),
+                        step.id.to_string().as_bytes(),
+                        &ms(circuit_ttl(&step)),
+                        &retry_ms(),
+                    ],
+                )
+                .await?;
+            let (before, state, n) = (
+                int_at("circuit", &v, 0)?,
+                int_at("circuit", &v, 1)?,
+                int_at("circuit", &v, 2)?.max(0) as u64,
+            );
+            let before = match before {
+                1 => CircuitPhase::Open,
+                2 => CircuitPhase::HalfOpen,
+                _ => CircuitPhase::Closed,
+            };
+            let state = match state {
+                1 => CircuitState::Open { retry_in_us: n },
+                2 => CircuitState::Trial,
+                3 => CircuitState::Busy { retry_in_us: n },
+                _ => CircuitState::Closed {
+                    failures: n.min(u64::from(u32::MAX)) as u32,
+                },
+            };
+            Ok(CircuitReply { before, state })
         })
     }
 

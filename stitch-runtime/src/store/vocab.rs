@@ -38,11 +38,13 @@ pub enum Verb {
     Subscribe,
     /// `time`: the store's clock.
     Time,
+    /// `circuit`: one atomic step of a fleet-wide circuit breaker.
+    Circuit,
 }
 
 impl Verb {
     /// Every verb, in declaration order.
-    pub const ALL: [Verb; 11] = [
+    pub const ALL: [Verb; 12] = [
         Verb::Get,
         Verb::Set,
         Verb::Delete,
@@ -54,6 +56,7 @@ impl Verb {
         Verb::Publish,
         Verb::Subscribe,
         Verb::Time,
+        Verb::Circuit,
     ];
 
     /// The method name, as written in messages.
@@ -70,6 +73,7 @@ impl Verb {
             Verb::Publish => "publish",
             Verb::Subscribe => "subscribe",
             Verb::Time => "time",
+            Verb::Circuit => "circuit",
         }
     }
 
@@ -329,4 +333,176 @@ impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription").finish_non_exhaustive()
     }
+}
+
+/// What one call tells a fleet circuit (see [`Store::circuit`](super::Store::circuit)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitEvent {
+    /// May the call go? Closed: yes. Open: no, until the cooldown has passed; then the first
+    /// caller becomes the single half-open trial (fleet-wide) and the others are refused until
+    /// it reports or its trial lease ends.
+    Admit,
+    /// The call succeeded: the circuit closes (failure count 0) for everyone.
+    Success,
+    /// The call failed: one more consecutive failure; at `failures` (or when the failing call
+    /// was the trial) the circuit opens for `cooldown`. Idempotent by the step's id.
+    Failure,
+    /// The trial was dropped without an outcome: if the caller still holds the trial, the next
+    /// caller may take it at once.
+    Abandon,
+}
+
+/// One step of a fleet circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitStep {
+    /// What happened.
+    pub event: CircuitEvent,
+    /// Consecutive failures that open the circuit (at least 1).
+    pub failures: u32,
+    /// How long it stays open (microseconds of store time).
+    pub cooldown_us: u64,
+    /// How long a half-open trial may run before another caller may take it over (a trial whose
+    /// process died must not keep the circuit half-open forever).
+    pub trial_ttl_us: u64,
+    /// The call: the same id for its `Admit` and its report. It names the trial's holder and makes
+    /// a retried `Failure` count once.
+    pub id: OpId,
+}
+
+/// A circuit's phase, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitPhase {
+    /// Calls go.
+    Closed,
+    /// Calls fail fast.
+    Open,
+    /// One trial call is (or may be) in flight.
+    HalfOpen,
+}
+
+/// What a circuit step decided, for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Closed, with this many consecutive failures counted.
+    Closed {
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+    /// Open for this much longer (microseconds).
+    Open {
+        /// Until the cooldown ends.
+        retry_in_us: u64,
+    },
+    /// Half-open, and the caller (the step's id) holds the single trial.
+    Trial,
+    /// Half-open, and another caller holds the trial for at most this much longer.
+    Busy {
+        /// Until the other trial's lease ends.
+        retry_in_us: u64,
+    },
+}
+
+/// The answer of [`Store::circuit`](super::Store::circuit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitReply {
+    /// The phase before the step.
+    pub before: CircuitPhase,
+    /// The state after it.
+    pub state: CircuitState,
+}
+
+/// The circuit state machine every driver implements, on a state encoded as `c:<failures>`,
+/// `o:<open until µs>` or `h:<trial until µs>:<holder>` (absent: `c:0`). Returns the value to
+/// write (`Some(None)`: delete) and the reply. `MemoryStore` runs it under its write lock; the
+/// Redis driver runs the same steps in one Lua script (keep the two in step).
+pub(crate) fn circuit_step(
+    current: Option<&[u8]>,
+    step: &CircuitStep,
+    now: u64,
+) -> (Option<Option<String>>, CircuitReply) {
+    let text = current
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .unwrap_or("c:0");
+    let mut parts = text.splitn(3, ':');
+    let (kind, n, holder) = (
+        parts.next().unwrap_or("c"),
+        parts
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0),
+        parts.next().unwrap_or(""),
+    );
+    let id = step.id.to_string();
+    let before = match kind {
+        "o" => CircuitPhase::Open,
+        "h" => CircuitPhase::HalfOpen,
+        _ => CircuitPhase::Closed,
+    };
+    let reply = |state| CircuitReply { before, state };
+    let open_until = now.saturating_add(step.cooldown_us);
+    let open = || {
+        (
+            Some(Some(format!("o:{open_until}"))),
+            reply(CircuitState::Open {
+                retry_in_us: step.cooldown_us,
+            }),
+        )
+    };
+    let trial = || {
+        let until = now.saturating_add(step.trial_ttl_us);
+        (
+            Some(Some(format!("h:{until}:{id}"))),
+            reply(CircuitState::Trial),
+        )
+    };
+    match (step.event, before) {
+        (CircuitEvent::Admit, CircuitPhase::Closed) => (
+            None,
+            reply(CircuitState::Closed {
+                failures: n.min(u64::from(u32::MAX)) as u32,
+            }),
+        ),
+        (CircuitEvent::Admit, CircuitPhase::Open) if now < n => (
+            None,
+            reply(CircuitState::Open {
+                retry_in_us: n - now,
+            }),
+        ),
+        (CircuitEvent::Admit, CircuitPhase::HalfOpen) if holder == id => {
+            (None, reply(CircuitState::Trial))
+        }
+        (CircuitEvent::Admit, CircuitPhase::HalfOpen) if now < n => (
+            None,
+            reply(CircuitState::Busy {
+                retry_in_us: n - now,
+            }),
+        ),
+        (CircuitEvent::Admit, _) => trial(),
+        (CircuitEvent::Success, _) => (
+            (text != "c:0").then_some(None),
+            reply(CircuitState::Closed { failures: 0 }),
+        ),
+        (CircuitEvent::Failure, CircuitPhase::Closed) if n + 1 < u64::from(step.failures) => (
+            Some(Some(format!("c:{}", n + 1))),
+            reply(CircuitState::Closed {
+                failures: (n + 1) as u32,
+            }),
+        ),
+        (CircuitEvent::Failure, _) => open(),
+        (CircuitEvent::Abandon, CircuitPhase::HalfOpen) if holder == id => (
+            Some(Some(format!("o:{now}"))),
+            reply(CircuitState::Open { retry_in_us: 0 }),
+        ),
+        (CircuitEvent::Abandon, _) => (None, reply(CircuitState::Closed { failures: 0 })),
+    }
+}
+
+/// How long a circuit's state outlives its last step: long enough that an open circuit never
+/// expires into a closed one, short enough that an abandoned one does not stay forever.
+pub(crate) fn circuit_ttl(step: &CircuitStep) -> std::time::Duration {
+    std::time::Duration::from_micros(
+        step.cooldown_us
+            .saturating_add(step.trial_ttl_us)
+            .saturating_add(3_600_000_000),
+    )
 }

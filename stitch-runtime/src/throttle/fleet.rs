@@ -87,6 +87,8 @@ impl ThrottleOutage {
 
 /// Settings of the fleet throttles (from the runtime builder).
 pub(crate) struct Settings {
+    /// The runtime's key layout (its `key_prefix`).
+    pub(crate) layout: KeyLayout,
     pub(crate) store_timeout: Duration,
     pub(crate) lease_ttl: Duration,
     pub(crate) outage: ThrottleOutage,
@@ -147,7 +149,7 @@ enum Failure {
 
 impl Fleet {
     pub(crate) fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
-        let layout = KeyLayout::default();
+        let layout = settings.layout;
         Fleet {
             inner: Arc::new(Inner {
                 store,
@@ -188,7 +190,7 @@ impl Fleet {
         deadline: Option<Instant>,
     ) -> crate::Result<ThrottlePermit> {
         let inner = &self.inner;
-        let failure = if inner.is_down() {
+        let failure = if !inner.may_ask() {
             None
         } else {
             match inner.acquire(endpoint, host, deadline).await {
@@ -241,9 +243,33 @@ impl Inner {
         self.origin.elapsed().as_millis() as u64 + 1
     }
 
-    fn is_down(&self) -> bool {
+    /// Whether this acquire may ask the store. While the store is down, no; once [`PROBE_AFTER`]
+    /// has passed, exactly one acquire (the probe) may, and the others keep following the outage
+    /// policy until its answer: concurrent callers must not all pay the store timeout again, nor
+    /// each leave a reservation in a store that is frozen rather than dead (it would run them
+    /// all on its return, pushing the budget's next grant far into the future).
+    fn may_ask(&self) -> bool {
         let until = self.down_until.load(Ordering::Acquire);
-        until != 0 && self.now_ms() < until
+        if until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        if now < until {
+            return false;
+        }
+        // The probe's own bound (one operation retried once, a lease wait aside); if the probe
+        // is dropped before it answers, another acquire probes after that.
+        let probing = now + 2 * self.store_timeout.as_millis() as u64 + 1;
+        self.down_until
+            .compare_exchange(until, probing, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The store answered: acquires ask it again (a load only, on the hot path).
+    fn mark_up(&self) {
+        if self.down_until.load(Ordering::Relaxed) != 0 {
+            self.down_until.store(0, Ordering::Release);
+        }
     }
 
     fn mark_down(&self) {
@@ -305,7 +331,12 @@ impl Inner {
         let mut last = None;
         for _ in 0..2 {
             let e = match tokio::time::timeout(self.store_timeout, f()).await {
-                Ok(Ok(v)) => return Ok(v),
+                Ok(Ok(v)) => {
+                    // The store answers: other acquires may ask it again at once (a probe that
+                    // then waits for its pacing slot must not keep them on the outage policy).
+                    self.mark_up();
+                    return Ok(v);
+                }
                 Ok(Err(e)) => e,
                 Err(_) => StoreError::timeout(name, self.store_timeout),
             };
@@ -612,6 +643,7 @@ mod tests {
         Fleet::new(
             Arc::new(store.clone()),
             Settings {
+                layout: KeyLayout::default(),
                 store_timeout: Duration::from_millis(250),
                 lease_ttl: Duration::from_secs(3),
                 outage,
@@ -750,6 +782,7 @@ mod tests {
         Fleet::new(
             Arc::new(store.clone()),
             Settings {
+                layout: KeyLayout::default(),
                 store_timeout: Duration::from_millis(250),
                 lease_ttl: Duration::from_secs(3),
                 outage,
@@ -806,6 +839,114 @@ mod tests {
             [0, 1000, 2000],
             "half of 2/s: paced, never unthrottled"
         );
+    }
+
+    /// A `MemoryStore` whose `reserve` never answers while frozen, as a SIGSTOPped Redis.
+    #[derive(Clone, Default)]
+    struct Freezable {
+        store: MemoryStore,
+        frozen: Arc<AtomicBool>,
+        /// `reserve` calls received.
+        reserves: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Store for Freezable {
+        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
+            self.store.get(key)
+        }
+        fn set<'a>(&'a self, key: &'a str, v: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+            self.store.set(key, v, ttl)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+            self.store.delete(key)
+        }
+        fn capabilities(&self) -> crate::store::Verbs {
+            self.store.capabilities()
+        }
+        fn reserve<'a>(
+            &'a self,
+            key: &'a str,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::Reservation> {
+            self.reserves.fetch_add(1, Ordering::SeqCst);
+            if self.frozen.load(Ordering::SeqCst) {
+                Box::pin(std::future::pending())
+            } else {
+                self.store.reserve(key, gcra)
+            }
+        }
+        fn lease_acquire<'a>(
+            &'a self,
+            key: &'a str,
+            l: LeaseRequest,
+        ) -> StoreFuture<'a, crate::store::LeaseGrant> {
+            self.store.lease_acquire(key, l)
+        }
+        fn subscribe<'a>(
+            &'a self,
+            channel: &'a str,
+        ) -> StoreFuture<'a, crate::store::Subscription> {
+            self.store.subscribe(channel)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_store_failure_one_acquire_at_a_time_probes_it() {
+        static EP: Endpoint = endpoint(
+            "probe",
+            &[ThrottleSpec::new(Pool::Stitch).rate(1000, Duration::from_secs(1))],
+        );
+        let store = Freezable::default();
+        let f = Arc::new(Fleet::new(
+            Arc::new(store.clone()),
+            Settings {
+                layout: KeyLayout::default(),
+                store_timeout: Duration::from_millis(250),
+                lease_ttl: Duration::from_secs(3),
+                outage: ThrottleOutage::Fail,
+                clock: PacingClock::Tokio,
+            },
+        ));
+        let wave = || {
+            let t = Instant::now();
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let f = f.clone();
+                    tokio::spawn(async move {
+                        let ok = f.acquire(&EP, "h:1", None).await.is_ok();
+                        (ok, (Instant::now() - t).as_millis())
+                    })
+                })
+                .collect();
+            async move {
+                let mut out = Vec::new();
+                for t in tasks {
+                    out.push(t.await.unwrap());
+                }
+                out.sort();
+                out
+            }
+        };
+        store.frozen.store(true, Ordering::SeqCst);
+        // Nothing is known yet: every acquire asks, and each pays the timeout, retried once.
+        assert_eq!(wave().await, [(false, 500); 4]);
+        assert_eq!(store.reserves.load(Ordering::SeqCst), 8);
+        // Past the probe delay, one acquire probes (and pays the timeout again); the others fail
+        // at once instead of each leaving a reservation in the frozen store.
+        tokio::time::sleep(PROBE_AFTER).await;
+        assert_eq!(
+            wave().await,
+            [(false, 0), (false, 0), (false, 0), (false, 500)]
+        );
+        assert_eq!(store.reserves.load(Ordering::SeqCst), 10, "one probe");
+        // The store is back: the next probe succeeds and every acquire asks it again.
+        store.frozen.store(false, Ordering::SeqCst);
+        tokio::time::sleep(PROBE_AFTER).await;
+        f.acquire(&EP, "h:1", None)
+            .await
+            .expect("the probe succeeds");
+        assert!(wave().await.iter().all(|(ok, _)| *ok));
+        assert_eq!(store.reserves.load(Ordering::SeqCst), 15);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,5 @@
 // A cached stitch shares its value with every hit and coalesced caller, so the output must be
-// `Clone`; the error lands on the output type with the fix.
+// `Clone`: one error, on the output type, with the fix (not one per generic function it meets).
 
 #[derive(serde::Deserialize, stitch::Fingerprint)]
 struct User {

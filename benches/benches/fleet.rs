@@ -1,0 +1,498 @@
+//! The fleet throttle on a real `redis-server` (started here on a free loopback port), measured
+//! side by side in one run:
+//!
+//! 1. round trips per fleet acquire of a pacing-only stitch (Redis `INFO commandstats` deltas);
+//! 2. acquire throughput with 64 concurrent tasks (the driver's `reserve`, the one round trip a
+//!    pacing acquire makes) next to a raw redis-rs `EVALSHA` loop of the same script, alternating
+//!    rounds; and whole calls with the fleet throttle next to the in-process one;
+//! 3. release-to-waiter wake-up latency across processes (a `concurrency = 1` budget handed
+//!    between 4 worker processes, timed at the upstream);
+//! 4. the achieved fleet rate of 4 processes against the declared one;
+//! 5. the added latency per call while Redis is frozen (SIGSTOP) once the store breaker is open.
+//!
+//! Run: `cargo bench -p stitch-benches --bench fleet` (needs `redis-server` and `redis-cli` on the
+//! PATH). Worker processes are this binary re-executed with `STITCH_BENCH_FLEET` set.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stitch::store::{Gcra, OpId, RedisStore, Store};
+
+#[stitch::seam(base_url = "http://placeholder.invalid")]
+trait Fleet {
+    /// Pacing only, fast enough never to wait: the cost of the acquire itself.
+    #[stitch(get, path = "/fast", throttle = "100000/s")]
+    async fn fast(&self) -> stitch::Result<()>;
+
+    /// One slot for the whole fleet, handed from process to process.
+    #[stitch(get, path = "/one/{who}", throttle(concurrency = 1))]
+    async fn one(&self, who: u32) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/paced", throttle = "200/s")]
+    async fn paced(&self) -> stitch::Result<()>;
+}
+
+/// Set in a worker's environment: `role|redis url|base url|who|until (unix µs)`.
+const WORKER: &str = "STITCH_BENCH_FLEET";
+const TASKS: usize = 64;
+const ROUNDS: usize = 5;
+const ROUND: Duration = Duration::from_secs(2);
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("stitch-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, name: &str) {
+        Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run `kill`");
+    }
+
+    /// `INFO commandstats` as command → calls.
+    fn commandstats(&self) -> BTreeMap<String, u64> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
+            .output()
+            .expect("run `redis-cli`");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Every request the upstream received: `(path, began, ended)`.
+type Log = Arc<Mutex<Vec<(String, Instant, Instant)>>>;
+
+/// A loopback upstream answering 200 after `hold` and logging each request's span.
+async fn upstream(hold: Duration) -> (String, Log) {
+    let log: Log = Arc::default();
+    let record = log.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let record = record.clone();
+        async move {
+            let began = Instant::now();
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+            }
+            record
+                .lock()
+                .unwrap()
+                .push((uri.path().to_owned(), began, Instant::now()));
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), log)
+}
+
+async fn client(base: &str, redis: Option<&str>) -> FleetClient {
+    let builder = stitch::Runtime::builder().base_url(base);
+    let rt = match redis {
+        Some(url) => builder
+            .store(RedisStore::connect(url).await.unwrap())
+            .build()
+            .unwrap(),
+        None => builder.build().unwrap(),
+    };
+    FleetClient::new(&rt).unwrap()
+}
+
+// --- 1. Round trips ---------------------------------------------------------------------------
+
+async fn round_trips(redis: &Redis, base: &str) {
+    let api = client(base, Some(&redis.url())).await;
+    api.fast().await.unwrap();
+    const CALLS: u64 = 1000;
+    let before = redis.commandstats();
+    for _ in 0..CALLS {
+        api.fast().await.unwrap();
+    }
+    let after = redis.commandstats();
+    let delta: BTreeMap<&str, u64> = after
+        .iter()
+        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && *k != "info")
+        .collect();
+    // Commands a script runs (`redis.call`) are counted too; only EVAL/EVALSHA (and any
+    // command outside a script) are round trips.
+    let scripted = [
+        "time", "get", "set", "zadd", "zrem", "zrange", "zscore", "zcard",
+    ];
+    let trips: u64 = delta
+        .iter()
+        .filter(|(k, _)| !scripted.contains(k) && !k.starts_with("zremrangeby"))
+        .map(|(_, v)| v)
+        .sum();
+    println!(
+        "1. round trips per fleet acquire (pacing only): {:.3} ({trips} in {CALLS} calls; goal 1) \
+         | commandstats deltas: {delta:?}",
+        trips as f64 / CALLS as f64
+    );
+}
+
+// --- 2. Acquire throughput --------------------------------------------------------------------
+
+/// The driver's reserve script, verbatim (`store/redis.rs`), for the raw loop.
+const RESERVE: &str = "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local done = redis.call('GET', KEYS[2])
+if done then return {1, tonumber(done), now} end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local interval = tonumber(ARGV[1])
+local grant = math.max(now, tat - tonumber(ARGV[2]))
+local maxw = tonumber(ARGV[3])
+if maxw >= 0 and grant - now > maxw then return {0, grant - now, now} end
+local nxt = math.max(tat, grant) + interval
+redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000))
+redis.call('SET', KEYS[2], string.format('%d', grant), 'PX',
+  tonumber(ARGV[4]) + math.ceil((grant - now) / 1000))
+return {1, grant, now}";
+
+/// Operations per second of `TASKS` tasks running `op` back to back for `ROUND`.
+async fn throughput<F, Fut>(op: F) -> f64
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS as u64 {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            while started.elapsed() < ROUND {
+                op(t * 1_000_000_000 + n).await;
+                n += 1;
+            }
+            n
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = tasks.join_next().await {
+        total += n.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn acquire_throughput(redis: &Redis, base: &str) {
+    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let raw = redis::Client::open(redis.url()).unwrap();
+    let raw = redis::aio::ConnectionManager::new(raw).await.unwrap();
+    let script = redis::Script::new(RESERVE);
+    let (fleet, local) = (
+        client(base, Some(&redis.url())).await,
+        client(base, None).await,
+    );
+    let (mut driver, mut eval, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut calls_fleet, mut calls_local, mut call_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let s = store.clone();
+        let d = throughput(move |_| {
+            let s = s.clone();
+            async move {
+                let g = Gcra {
+                    interval_us: 1,
+                    tolerance_us: 1_000_000,
+                    max_wait_us: None,
+                    id: OpId::random(),
+                };
+                s.reserve("stitch:{bench-driver}:tat", g).await.unwrap();
+            }
+        })
+        .await;
+        let (c, sc) = (raw.clone(), script.clone());
+        let e = throughput(move |i| {
+            let (mut c, sc) = (c.clone(), sc.clone());
+            async move {
+                // Same keys shape (the tat and a per-operation marker), same arguments.
+                let marker = format!("stitch:{{bench-raw}}:tat:op:{i:032x}");
+                let _: redis::Value = sc
+                    .key("stitch:{bench-raw}:tat")
+                    .key(marker)
+                    .arg(1)
+                    .arg(1_000_000)
+                    .arg(-1)
+                    .arg(60_000)
+                    .invoke_async(&mut c)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        driver.push(d);
+        eval.push(e);
+        ratios.push(d / e);
+        let f = fleet.clone();
+        let cf = throughput(move |_| {
+            let f = f.clone();
+            async move { f.fast().await.unwrap() }
+        })
+        .await;
+        let l = local.clone();
+        let cl = throughput(move |_| {
+            let l = l.clone();
+            async move { l.fast().await.unwrap() }
+        })
+        .await;
+        calls_fleet.push(cf);
+        calls_local.push(cl);
+        call_ratios.push(cf / cl);
+    }
+    println!(
+        "2. acquire throughput, {TASKS} tasks: driver reserve {:.0}/s, raw EVALSHA of the same \
+         script {:.0}/s, ratio {:.3} (median of {ROUNDS} alternating rounds: {:?}; goal >= 0.9)",
+        median(driver),
+        median(eval),
+        median(ratios.clone()),
+        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>()
+    );
+    println!(
+        "   whole calls, {TASKS} tasks: fleet throttle {:.0}/s, in-process throttle {:.0}/s, \
+         ratio {:.3}",
+        median(calls_fleet),
+        median(calls_local),
+        median(call_ratios)
+    );
+}
+
+// --- 3, 4. Worker processes -------------------------------------------------------------------
+
+/// The worker's side: `wake` loops `one(who)` with one task, `paced` saturates `paced()` with 8.
+async fn worker(spec: &str) {
+    let f: Vec<&str> = spec.split('|').collect();
+    let api = client(f[2], Some(f[1])).await;
+    let who: u32 = f[3].parse().unwrap();
+    let (start, until): (u64, u64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
+    tokio::time::sleep(Duration::from_micros(start.saturating_sub(unix_us()))).await;
+    let tasks = if f[0] == "wake" { 1 } else { 8 };
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (api, role) = (api.clone(), f[0].to_owned());
+        set.spawn(async move {
+            while unix_us() < until {
+                match role.as_str() {
+                    "wake" => api.one(who).await.unwrap(),
+                    _ => api.paced().await.unwrap(),
+                }
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+}
+
+fn spawn_workers(role: &str, redis: &Redis, base: &str, n: u32, seconds: u64) -> Vec<Child> {
+    let start = unix_us() + 2_000_000;
+    let until = start + seconds * 1_000_000;
+    (0..n)
+        .map(|who| {
+            Command::new(std::env::current_exe().unwrap())
+                .env(
+                    WORKER,
+                    format!("{role}|{}|{base}|{who}|{start}|{until}", redis.url()),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn a worker")
+        })
+        .collect()
+}
+
+async fn wait_all(children: Vec<Child>) {
+    tokio::task::spawn_blocking(move || {
+        for mut c in children {
+            assert!(c.wait().unwrap().success(), "a worker failed");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+async fn wake_up_latency(redis: &Redis) {
+    let (base, log) = upstream(Duration::from_millis(2)).await;
+    wait_all(spawn_workers("wake", redis, &base, 4, 10)).await;
+    let mut spans = log.lock().unwrap().clone();
+    spans.sort_by_key(|s| s.1);
+    let mut gaps: Vec<Duration> = spans
+        .windows(2)
+        .filter(|w| w[0].0 != w[1].0)
+        .map(|w| w[1].1.saturating_duration_since(w[0].2))
+        .collect();
+    gaps.sort();
+    let overlaps = spans.windows(2).filter(|w| w[1].1 < w[0].2).count();
+    println!(
+        "3. release-to-waiter hand-off across processes (upstream: one request's end to another \
+         process's next request): {} hand-offs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (goal \
+         p99 <= 5 ms); overlapping requests {overlaps} (must be 0)",
+        gaps.len(),
+        ms(percentile(&gaps, 0.5)),
+        ms(percentile(&gaps, 0.99)),
+        ms(*gaps.last().unwrap())
+    );
+}
+
+async fn fleet_rate(redis: &Redis) {
+    let (base, log) = upstream(Duration::ZERO).await;
+    wait_all(spawn_workers("paced", redis, &base, 4, 5)).await;
+    let mut at: Vec<Instant> = log.lock().unwrap().iter().map(|s| s.1).collect();
+    at.sort();
+    let span = at.last().unwrap().duration_since(at[0]).as_secs_f64();
+    let rate = (at.len() - 1) as f64 / span;
+    println!(
+        "4. achieved fleet rate, 4 processes x 8 tasks on `200/s`: {} requests over {span:.2} s = \
+         {rate:.2}/s, {:.4} of declared",
+        at.len(),
+        rate / 200.0
+    );
+}
+
+// --- 5. Outage ---------------------------------------------------------------------------------
+
+async fn outage(base: &str) {
+    let redis = Redis::start();
+    let rt = stitch::Runtime::builder()
+        .base_url(base)
+        .store(RedisStore::connect(&redis.url()).await.unwrap())
+        .store_timeout(Duration::from_millis(50))
+        .throttle_outage(stitch::throttle::ThrottleOutage::local(1.0))
+        .build()
+        .unwrap();
+    let fleet = FleetClient::new(&rt).unwrap();
+    let local = client(base, None).await;
+    fleet.fast().await.unwrap();
+    local.fast().await.unwrap();
+    redis.signal("STOP");
+    // The first call pays the store timeout (retried once) and opens the breaker.
+    let t = Instant::now();
+    fleet.fast().await.unwrap();
+    let first = t.elapsed();
+    let (mut f, mut l) = (Vec::new(), Vec::new());
+    for _ in 0..3000 {
+        let t = Instant::now();
+        fleet.fast().await.unwrap();
+        f.push(t.elapsed());
+        let t = Instant::now();
+        local.fast().await.unwrap();
+        l.push(t.elapsed());
+    }
+    redis.signal("CONT");
+    let probes = f
+        .iter()
+        .filter(|d| **d >= Duration::from_millis(50))
+        .count();
+    f.sort();
+    l.sort();
+    println!(
+        "5. Redis frozen: first call {:.1} ms (opens the breaker); then per call p50 {:.3} ms vs \
+         {:.3} ms without a store (added {:.3} ms, goal <= 1 ms), p99 {:.3} vs {:.3} ms; {probes} \
+         of {} calls were probes paying the store timeout (one per 500 ms)",
+        ms(first),
+        ms(percentile(&f, 0.5)),
+        ms(percentile(&l, 0.5)),
+        ms(percentile(&f, 0.5)) - ms(percentile(&l, 0.5)),
+        ms(percentile(&f, 0.99)),
+        ms(percentile(&l, 0.99)),
+        f.len()
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Ok(spec) = std::env::var(WORKER) {
+        return rt.block_on(worker(&spec));
+    }
+    // `cargo test --all-targets` runs bench binaries too; only `cargo bench` (which passes
+    // `--bench`) should spend the time.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("benchmark: run it with `cargo bench`");
+        return;
+    }
+    rt.block_on(async {
+        let redis = Redis::start();
+        let (base, _) = upstream(Duration::ZERO).await;
+        round_trips(&redis, &base).await;
+        acquire_throughput(&redis, &base).await;
+        wake_up_latency(&redis).await;
+        fleet_rate(&redis).await;
+        outage(&base).await;
+    });
+}

@@ -1,0 +1,360 @@
+//! OAuth2 client credentials against a real OAuth2 server (the npm package `oauth2-mock-server`,
+//! installed by `scripts/test`) and against a counting token endpoint on the loopback upstream
+//! for exact counts: one token request for 64 calls at expiry, refresh-ahead without waiting, a
+//! forced refresh on `401` only for the rejected token, `Error::Auth` on a failed token request.
+
+use base64::Engine as _;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stitch::__private as s;
+use stitch::auth::ClientCredentials;
+use stitch::{Endpoint, Error, Runtime};
+use stitch_tests::{Reply, Seen, Upstream};
+
+static API: Endpoint = s::Endpoint::get("oauth2::api", "/api", &["/api"])
+    .base_url("http://declared.invalid")
+    .auth("acme");
+
+const APIS: &[&Endpoint] = &[&API];
+
+fn client(rt: &Runtime) -> s::ClientCore {
+    s::ClientCore::new(rt, APIS).unwrap()
+}
+
+/// One call of `API`; returns the `authorization` header the upstream saw (it echoes it).
+async fn call(core: &s::ClientCore) -> stitch::Result<String> {
+    s::call::<s::Json<String>>(core, s::RequestParts::new(&API)).await
+}
+
+/// `oauth2-mock-server` on a free loopback port, stopped on drop.
+struct MockServer {
+    child: Child,
+    url: String,
+}
+
+impl MockServer {
+    fn start() -> Self {
+        let dir = std::env::var_os("OAUTH2_MOCK_SERVER_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/oauth2-mock")
+            });
+        let cli = dir.join("node_modules/oauth2-mock-server/dist/oauth2-mock-server.mjs");
+        assert!(
+            cli.exists(),
+            "oauth2-mock-server is not installed at {}: run `bash scripts/test`, or \
+             `npm install --prefix target/oauth2-mock oauth2-mock-server@8` (needs Node 20)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg(&cli)
+            .args(["-a", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("`node` runs (Node 20 is needed for oauth2-mock-server)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("oauth2-mock-server printed its address")
+                .expect("read");
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        MockServer { child, url }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The claims of a JWT (its middle part, base64url).
+fn claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
+fn echo_authorization(seen: &Seen) -> Reply {
+    Reply::json(json!(seen.header("authorization").unwrap_or("none")))
+}
+
+#[tokio::test]
+async fn a_real_oauth2_server_issues_the_token_sent_as_bearer_and_fetched_once() {
+    let server = MockServer::start();
+    let up = Upstream::start(echo_authorization).await;
+    for basic in [false, true] {
+        let mut oauth = ClientCredentials::new(format!("{}/token", server.url), "svc", "SECRET-1")
+            .scope("orders:read")
+            .param("aud", "https://api.example.com");
+        if basic {
+            oauth = oauth.basic_auth();
+        }
+        let rt = Runtime::builder()
+            .base_url(up.url())
+            .auth_strategy("acme", oauth)
+            .build()
+            .unwrap();
+        let core = client(&rt);
+        let first = call(&core).await.unwrap();
+        let token = first.strip_prefix("Bearer ").expect("a bearer token");
+        let claims = claims(token);
+        assert_eq!(claims["scope"], "orders:read", "{claims}");
+        assert_eq!(claims["aud"], "https://api.example.com", "{claims}");
+        let port = server.url.rsplit(':').next().unwrap();
+        assert!(
+            claims["iss"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{port}")),
+            "issued by this server: {claims}"
+        );
+        // The token lives an hour: the next calls reuse it.
+        assert_eq!(call(&core).await.unwrap(), first);
+    }
+}
+
+/// A token endpoint at `/token` counting its requests (`tok-<n>`, living `lifetime` seconds,
+/// answering after `delay`); every other path echoes the `authorization` header, except that
+/// tokens listed in `revoked` get a `401`.
+async fn counting(
+    lifetime: u64,
+    delay: Duration,
+    revoked: &'static [&'static str],
+) -> (Upstream, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let n = count.clone();
+    let up = Upstream::start(move |seen| {
+        if seen.path == "/token" {
+            let n = n.fetch_add(1, Ordering::SeqCst) + 1;
+            return Reply::json(json!({
+                "access_token": format!("tok-{n}"),
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+            }))
+            .after(delay);
+        }
+        let auth = seen.header("authorization").unwrap_or("none");
+        if revoked.iter().any(|t| auth == format!("Bearer {t}")) {
+            return Reply::status(401, "revoked");
+        }
+        echo_authorization(seen)
+    })
+    .await;
+    (up, count)
+}
+
+fn runtime(up: &Upstream, oauth: ClientCredentials) -> Runtime {
+    Runtime::builder()
+        .base_url(up.url())
+        .auth_strategy("acme", oauth)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sixty_four_calls_at_expiry_cause_exactly_one_token_request() {
+    let (up, tokens) = counting(1, Duration::from_millis(100), &[]).await;
+    let oauth =
+        ClientCredentials::new(format!("{}/token", up.url()), "svc", "S").skew(Duration::ZERO);
+    let core = client(&runtime(&up, oauth));
+    assert_eq!(call(&core).await.unwrap(), "Bearer tok-1");
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let core = core.clone();
+            tokio::spawn(async move { call(&core).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), "Bearer tok-2");
+    }
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        2,
+        "one token request at expiry"
+    );
+}
+
+#[tokio::test]
+async fn refresh_ahead_fetches_in_the_background_while_callers_use_the_valid_token() {
+    // Lifetime 2 s, skew 1 s: the next token is fetched from 1 s on, and takes 400 ms to come.
+    let (up, tokens) = counting(2, Duration::from_millis(400), &[]).await;
+    let oauth = ClientCredentials::new(format!("{}/token", up.url()), "svc", "S")
+        .skew(Duration::from_secs(1));
+    let core = client(&runtime(&up, oauth));
+    assert_eq!(call(&core).await.unwrap(), "Bearer tok-1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = Instant::now();
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let core = core.clone();
+            tokio::spawn(async move { call(&core).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(
+            c.await.unwrap().unwrap(),
+            "Bearer tok-1",
+            "the valid token is used"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "callers did not wait for the 400 ms token request: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(tokens.load(Ordering::SeqCst), 2, "one background refresh");
+    assert_eq!(call(&core).await.unwrap(), "Bearer tok-2");
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_401_forces_one_refresh_of_the_rejected_token_only() {
+    let (up, tokens) = counting(3600, Duration::from_millis(50), &["tok-1"]).await;
+    let oauth = ClientCredentials::new(format!("{}/token", up.url()), "svc", "S");
+    let core = client(&runtime(&up, oauth));
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let core = core.clone();
+            tokio::spawn(async move { call(&core).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap(), "Bearer tok-2");
+    }
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        2,
+        "one fetch for 16 cold callers, one refresh for 16 rejections of tok-1"
+    );
+    assert_eq!(call(&core).await.unwrap(), "Bearer tok-2");
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failed_token_request_is_an_auth_error_with_the_status_and_a_redacted_body() {
+    let up = Upstream::start(|seen| {
+        if seen.path == "/token" {
+            Reply::status(
+                401,
+                r#"{"error":"invalid_client","error_description":"secret CS-SECRET-9 is wrong","access_token":"LEAK-1"}"#,
+            )
+        } else {
+            echo_authorization(seen)
+        }
+    })
+    .await;
+    let oauth = ClientCredentials::new(format!("{}/token", up.url()), "svc", "CS-SECRET-9");
+    let core = client(&runtime(&up, oauth));
+    let error = call(&core).await.unwrap_err();
+    let Error::Auth {
+        strategy,
+        status,
+        body,
+        ..
+    } = &error
+    else {
+        panic!("expected an auth error, got {error:?}");
+    };
+    assert_eq!(strategy, "acme");
+    assert_eq!(status.map(|s| s.as_u16()), Some(401));
+    assert!(body.contains("invalid_client"), "{body}");
+    let shown = format!("{error}\n{error:?}");
+    for secret in ["CS-SECRET-9", "LEAK-1"] {
+        assert!(!shown.contains(secret), "{secret}: {shown}");
+    }
+    assert_eq!(error.error_type(), "auth");
+    assert_eq!(up.hits(), 1, "the API was never called without a token");
+}
+
+#[tokio::test]
+async fn the_principal_is_the_client_not_the_token() {
+    static CACHED: Endpoint = s::Endpoint::get("oauth2::cached", "/api", &["/api"])
+        .base_url("http://declared.invalid")
+        .cache(s::cached::<String>(s::ms(60_000), 1))
+        .auth("acme");
+    let (up, tokens) = counting(3600, Duration::ZERO, &[]).await;
+    let store = stitch::store::MemoryStore::new(100);
+    let fleet = |client_id: &str| {
+        Runtime::builder()
+            .base_url(up.url())
+            .store(store.clone())
+            .local_throttles()
+            .principal_key([7; 32])
+            .auth_strategy(
+                "acme",
+                ClientCredentials::new(format!("{}/token", up.url()), client_id, "S"),
+            )
+            .build()
+            .unwrap()
+    };
+    let get = |rt: Runtime| async move {
+        const CACHEDS: &[&Endpoint] = &[&CACHED];
+        let core = s::ClientCore::new(&rt, CACHEDS).unwrap();
+        s::call_cached::<s::Json<String>>(&core, s::RequestParts::new(&CACHED)).await
+    };
+    // Two processes of one client, each with its own token, share the entry.
+    assert_eq!(get(fleet("svc")).await.unwrap(), "Bearer tok-1");
+    // The store write runs behind the call.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        get(fleet("svc")).await.unwrap(),
+        "Bearer tok-1",
+        "served from the store"
+    );
+    // Another client is another principal.
+    assert_eq!(get(fleet("other")).await.unwrap(), "Bearer tok-2");
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn client_credentials_go_in_the_form_body_or_a_basic_header_never_both() {
+    for basic in [false, true] {
+        let (up, _) = counting(3600, Duration::ZERO, &[]).await;
+        let mut oauth = ClientCredentials::new(format!("{}/token", up.url()), "svc", "S&1")
+            .scope("a b")
+            .audience("https://api")
+            .param("resource", "r1");
+        if basic {
+            oauth = oauth.basic_auth();
+        }
+        let core = client(&runtime(&up, oauth));
+        call(&core).await.unwrap();
+        let token = &up.seen()[0];
+        assert_eq!(token.method, "POST");
+        assert_eq!(
+            token.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        let body = String::from_utf8_lossy(&token.body).into_owned();
+        let params = "scope=a+b&audience=https%3A%2F%2Fapi&resource=r1";
+        if basic {
+            // base64("svc:S%261"): both parts form-encoded first (RFC 6749 §2.3.1).
+            assert_eq!(token.header("authorization"), Some("Basic c3ZjOlMlMjYx"));
+            assert_eq!(body, format!("grant_type=client_credentials&{params}"));
+        } else {
+            assert_eq!(token.header("authorization"), None);
+            assert_eq!(
+                body,
+                format!("grant_type=client_credentials&client_id=svc&client_secret=S%261&{params}")
+            );
+        }
+    }
+}
