@@ -257,7 +257,8 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         client(base, Some(&redis.url())).await,
         client(base, None).await,
     );
-    let (mut driver, mut eval, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut driver, mut eval, mut extras, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut calls_fleet, mut calls_local, mut call_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let s = store.clone();
@@ -293,8 +294,29 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
             }
         })
         .await;
+        // The raw loop plus what the driver adds per operation besides the script: a fresh
+        // random idempotency id (an OS random read) and a timeout (a timer registration).
+        let (c, sc) = (raw.clone(), script.clone());
+        let x = throughput(move |_| {
+            let (mut c, sc) = (c.clone(), sc.clone());
+            async move {
+                let id = OpId::random();
+                let marker = format!("stitch:{{bench-raw}}:tat:op:{id}");
+                let mut inv = sc.key("stitch:{bench-raw}:tat");
+                inv.key(marker).arg(1).arg(1_000_000).arg(-1).arg(60_000);
+                tokio::time::timeout(
+                    Duration::from_millis(200),
+                    inv.invoke_async::<redis::Value>(&mut c),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            }
+        })
+        .await;
         driver.push(d);
         eval.push(e);
+        extras.push(x);
         ratios.push(d / e);
         let f = fleet.clone();
         let cf = throughput(move |_| {
@@ -319,6 +341,10 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         median(eval),
         median(ratios.clone()),
         ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>()
+    );
+    println!(
+        "   raw EVALSHA + a random id + a timeout per operation: {:.0}/s",
+        median(extras)
     );
     println!(
         "   whole calls, {TASKS} tasks: fleet throttle {:.0}/s, in-process throttle {:.0}/s, \
@@ -356,10 +382,18 @@ async fn worker(spec: &str) {
     }
 }
 
-fn spawn_workers(role: &str, redis: &Redis, base: &str, n: u32, seconds: u64) -> Vec<Child> {
+/// Spawns `n` workers running from 2 s from now for `seconds`; also returns the end of the run.
+fn spawn_workers(
+    role: &str,
+    redis: &Redis,
+    base: &str,
+    n: u32,
+    seconds: u64,
+) -> (Vec<Child>, Instant) {
     let start = unix_us() + 2_000_000;
     let until = start + seconds * 1_000_000;
-    (0..n)
+    let end = Instant::now() + Duration::from_micros(until - unix_us());
+    let children = (0..n)
         .map(|who| {
             Command::new(std::env::current_exe().unwrap())
                 .env(
@@ -370,7 +404,8 @@ fn spawn_workers(role: &str, redis: &Redis, base: &str, n: u32, seconds: u64) ->
                 .spawn()
                 .expect("spawn a worker")
         })
-        .collect()
+        .collect();
+    (children, end)
 }
 
 async fn wait_all(children: Vec<Child>) {
@@ -385,12 +420,15 @@ async fn wait_all(children: Vec<Child>) {
 
 async fn wake_up_latency(redis: &Redis) {
     let (base, log) = upstream(Duration::from_millis(2)).await;
-    wait_all(spawn_workers("wake", redis, &base, 4, 10)).await;
+    let (children, end) = spawn_workers("wake", redis, &base, 4, 10);
+    wait_all(children).await;
     let mut spans = log.lock().unwrap().clone();
     spans.sort_by_key(|s| s.1);
+    // Hand-offs within the run only: a worker exiting right after its last call takes its
+    // release task down with its tokio runtime, so that lease is only freed by its TTL (10 s).
     let mut gaps: Vec<Duration> = spans
         .windows(2)
-        .filter(|w| w[0].0 != w[1].0)
+        .filter(|w| w[0].0 != w[1].0 && w[1].1 < end)
         .map(|w| w[1].1.saturating_duration_since(w[0].2))
         .collect();
     gaps.sort();
@@ -408,7 +446,7 @@ async fn wake_up_latency(redis: &Redis) {
 
 async fn fleet_rate(redis: &Redis) {
     let (base, log) = upstream(Duration::ZERO).await;
-    wait_all(spawn_workers("paced", redis, &base, 4, 5)).await;
+    wait_all(spawn_workers("paced", redis, &base, 4, 5).0).await;
     let mut at: Vec<Instant> = log.lock().unwrap().iter().map(|s| s.1).collect();
     at.sort();
     let span = at.last().unwrap().duration_since(at[0]).as_secs_f64();

@@ -572,7 +572,18 @@ async fn one_attempt(
     };
     match credentials {
         Credentials::None => {}
-        Credentials::Provider(auth) => auth.apply(&mut prepared.headers).await?,
+        Credentials::Provider(auth) => {
+            // Every header the provider sets is a credential, whatever its name (`x-tenant`):
+            // marked sensitive, so it is redacted wherever an upstream quotes it back. The copy
+            // costs nothing next to the request it precedes (this runs only when sending).
+            let before = prepared.headers.clone();
+            auth.apply(&mut prepared.headers).await?;
+            for (name, value) in prepared.headers.iter_mut() {
+                if before.get(name) != Some(&*value) {
+                    value.set_sensitive(true);
+                }
+            }
+        }
         Credentials::Strategy(strategy) => {
             let method = endpoint.method.to_http();
             let Prepared {

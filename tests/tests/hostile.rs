@@ -364,6 +364,7 @@ const SECRETS: &[&str] = &[
     "PARTIAL-",
     "USERINFO-PW",
     "URL-TOKEN-1",
+    "PROVIDER-SECRET-1",
 ];
 
 #[tokio::test]
@@ -559,6 +560,25 @@ async fn a_secret_the_upstream_echoes_never_appears_in_the_error() {
     for secret in ["ECHO-Q-1", "ECHO-H-1", "COOKIE-SECRET-1"] {
         assert!(!shown.contains(secret), "{secret}: {shown}");
     }
+
+    // Whatever header an `auth` provider sets is a credential, also under a plain name.
+    let quoting = Upstream::start(|seen| {
+        let tenant = seen.header("x-tenant").unwrap_or("").to_owned();
+        Reply::status(403, &format!("tenant {tenant} may not")).header("x-tenant", &tenant)
+    })
+    .await;
+    let rt = runtime(&quoting)
+        .auth(Sets("x-tenant", "PROVIDER-SECRET-1"))
+        .build()
+        .unwrap();
+    let error = HostileClient::new(&rt).unwrap().me().await.unwrap_err();
+    assert_eq!(
+        quoting.seen()[0].header("x-tenant"),
+        Some("PROVIDER-SECRET-1")
+    );
+    let shown = everything(&error);
+    assert!(shown.contains("tenant REDACTED may not"), "{shown}");
+    assert!(!shown.contains("PROVIDER-SECRET-1"), "{shown}");
 
     // A secret cut off where the kept prefix ends is not shown in part either.
     let rt = runtime(&up).error_body_limit(12).build().unwrap();
