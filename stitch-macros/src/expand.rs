@@ -669,17 +669,19 @@ fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) 
         });
     let decoder = decoder(&s.output);
     let cached = s.cache.is_some() && s.sensitive.is_none();
-    // Spanned at the output type: an unmet bound of the cached call is reported there.
+    // Spanned at the output type: an unmet bound of the call (cached or not) is reported there.
     let t = s.output.ty();
     // The alias too, here and in the decoder: a path whose first token sits on the attribute
     // reported the unmet bound there, away from the type it is about.
     let pv_t = Ident::new("__s", Span::mixed_site().located_at(t.span()));
     let call = match (client, cached) {
-        (Some(client), false) => quote!(#pv::call::<#decoder>(#client, #req).await),
+        (Some(client), false) => {
+            quote_spanned!(t.span()=> #pv_t::call::<#decoder>(#client, #req).await)
+        }
         (Some(client), true) => {
             quote_spanned!(t.span()=> #pv_t::call_cached::<#decoder>(#client, #req).await)
         }
-        (None, false) => quote!(#pv::call_global::<#decoder>(#req).await),
+        (None, false) => quote_spanned!(t.span()=> #pv_t::call_global::<#decoder>(#req).await),
         (None, true) => {
             quote_spanned!(t.span()=> #pv_t::call_global_cached::<#decoder>(#req).await)
         }

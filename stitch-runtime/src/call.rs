@@ -17,6 +17,7 @@ use crate::auth::{AuthRequest, Credential};
 use crate::cache::coalesce::Role;
 use crate::cache::key::{self, CacheKey};
 use crate::cache::local::{StitchCache, Value};
+use crate::cache::record;
 use crate::cache::{self, CachePolicy, Decoded};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
@@ -26,7 +27,7 @@ use crate::http::response::{Decode, RawResponse};
 use crate::meter::{self, CacheOutcome};
 use crate::resilience::circuit::Transition;
 use crate::runtime::{ClientCore, Credentials, Runtime};
-use crate::store::{record, StoreError, StoreFuture};
+use crate::store::{StoreError, StoreFuture};
 use crate::throttle::limiter::Acquired;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,8 +102,8 @@ fn record_error<T>(span: &tracing::Span, outcome: &Result<T>) {
 /// Runs one call of a cached stitch: read-through cache and coalescing around [`call`]'s steps.
 ///
 /// `D` only names the output ([`Decoded`] has no bounds): the descriptor's policy decodes and
-/// clones values, and everything that needs of the output was required once where the policy was
-/// built (`__private::cached`), so an unmet bound is not reported again here.
+/// clones values, and everything the cache needs of the output was required once where the policy
+/// was built (`__private::cached`), so an unmet bound is not reported again here.
 #[doc(hidden)]
 pub async fn call_cached<D: Decoded>(
     client: &ClientCore,
@@ -135,12 +136,13 @@ pub async fn call_cached<D: Decoded>(
     };
     let generation = runtime.local().generation();
     let derive = |local: &StitchCache| {
-        let static_digest = local.static_digest(|| key::static_digest(endpoint, policy, runtime));
+        let static_digest =
+            local.static_digest(|| key::static_digest(endpoint, policy, runtime.key_context()));
         key::derive(
             &static_digest,
             policy,
             &request,
-            runtime,
+            runtime.key_context(),
             client.principal(),
             auth.as_ref(),
             (generation, local.generation()),
@@ -734,7 +736,7 @@ async fn send(
             return Err(Error::RateLimited {
                 stitch: endpoint.name,
                 status,
-                retry_after: crate::resilience::retry_after(&headers),
+                retry_after: crate::error::retry_after(&headers),
             });
         }
     }

@@ -199,6 +199,25 @@ pub enum Error {
     },
 }
 
+/// `Retry-After` as a delay from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in
+/// the past is a zero delay; anything unparsable is ignored. It lives here, not in `resilience`,
+/// because [`Error::retry_after`] reads it and `resilience` already depends on this module.
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 impl Error {
     /// The HTTP status, for [`Error::Status`].
     pub fn status(&self) -> Option<http::StatusCode> {
@@ -211,7 +230,7 @@ impl Error {
     /// The upstream's `Retry-After`, for a [`Error::Status`] or [`Error::RateLimited`] that sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Status { headers, .. } => crate::resilience::retry_after(headers),
+            Error::Status { headers, .. } => retry_after(headers),
             Error::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -449,6 +468,30 @@ fn unknown_issuer(error: &reqwest::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_seconds_and_dates() {
+        let mut h = http::HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     /// An HTTP-only build (`default-features = false`) names the missing feature instead of
     /// hyper's "invalid URL, scheme is not http". Runs with `--no-default-features`.

@@ -7,6 +7,7 @@
 use crate::auth::strategy::Registered;
 use crate::auth::{is_credential_header, Auth, AuthContext, Principal, Provider, Strategy};
 use crate::cache::coalesce::Flights;
+use crate::cache::key::KeyContext;
 use crate::cache::local::LocalTier;
 use crate::cache::Scope;
 use crate::endpoint::Endpoint;
@@ -157,9 +158,6 @@ impl Runtime {
     pub(crate) fn error_body_limit(&self) -> usize {
         self.inner.error_body_limit
     }
-    pub(crate) fn default_credentials(&self) -> Option<&[u8; 32]> {
-        self.inner.default_credentials.as_ref()
-    }
     /// Whether requests of this runtime carry credentials whatever the stitch: default
     /// credential headers, base-URL userinfo or an `auth` provider.
     pub(crate) fn sends_credentials(&self) -> bool {
@@ -167,6 +165,17 @@ impl Runtime {
     }
     pub(crate) fn principal_key(&self) -> &[u8; 32] {
         &self.inner.principal_key
+    }
+    /// What this runtime adds to every cache key (handed to the cache, which does not know the
+    /// runtime).
+    pub(crate) fn key_context(&self) -> KeyContext<'_> {
+        let inner = &*self.inner;
+        KeyContext {
+            principal_key: &inner.principal_key,
+            base_url: inner.base_url,
+            default_headers: &inner.default_headers,
+            default_credentials: inner.default_credentials.as_ref(),
+        }
     }
     pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
         self.inner.store.as_ref()

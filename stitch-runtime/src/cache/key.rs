@@ -14,11 +14,24 @@ use crate::auth::{is_credential_header, is_credential_query_key, Principal};
 use crate::cache::{CachePolicy, Scope};
 use crate::endpoint::{Endpoint, Role};
 use crate::http::request::RequestParts;
-use crate::runtime::Runtime;
 
 /// The key-format version, as the key of a keyed BLAKE3 (public: a constant key keeps BLAKE3's
 /// collision resistance and saves deriving a context key on every call).
 const KEY_FORMAT: &[u8; 32] = b"stitch cache key format v1 .....";
+
+/// What a runtime adds to every key: passed in by the caller (the pipeline), so the cache never
+/// reaches back up into the runtime that owns it.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyContext<'a> {
+    /// The runtime's `principal_key`: keys every secret folded into a key.
+    pub(crate) principal_key: &'a [u8; 32],
+    /// The runtime's `base_url`, which overrides the descriptor's.
+    pub(crate) base_url: Option<&'a str>,
+    /// The runtime's default headers (credential-named ones are left out of keys).
+    pub(crate) default_headers: &'a http::HeaderMap,
+    /// The digest of the runtime's default credentials, if it has any.
+    pub(crate) default_credentials: Option<&'a [u8; 32]>,
+}
 
 /// A derived cache key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,10 +124,10 @@ fn may_have_userinfo(text: &str) -> bool {
 pub(crate) fn static_digest(
     endpoint: &Endpoint,
     policy: &CachePolicy,
-    runtime: &Runtime,
+    runtime: KeyContext<'_>,
 ) -> [u8; 32] {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
-    let mut secret = Secrets::new(runtime.principal_key());
+    let mut secret = Secrets::new(runtime.principal_key);
     f.str(endpoint.name)
         .str(endpoint.method.as_str())
         .u64(policy.fingerprint);
@@ -126,7 +139,7 @@ pub(crate) fn static_digest(
         f.tag(0);
     } else {
         let base = runtime
-            .base_url_override()
+            .base_url
             .or(endpoint.base_url)
             .unwrap_or("");
         if may_have_userinfo(base) {
@@ -181,7 +194,7 @@ pub(crate) fn static_digest(
     // The runtime's defaults other than credentials, by value (credentials are the principal's,
     // see `derive`); sorted, so the order they were configured in does not matter.
     let mut defaults: Vec<(&str, &[u8])> = runtime
-        .default_headers()
+        .default_headers
         .iter()
         .filter(|(n, _)| !is_credential_header(n.as_str()))
         .map(|(n, v)| (n.as_str(), v.as_bytes()))
@@ -209,13 +222,13 @@ pub(crate) fn derive(
     static_digest: &[u8; 32],
     policy: &CachePolicy,
     parts: &RequestParts,
-    runtime: &Runtime,
+    runtime: KeyContext<'_>,
     principal: Option<&Principal>,
     auth: Option<&[u8; 32]>,
     generations: (u64, u64),
 ) -> CacheKey {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
-    let mut secret = Secrets::new(runtime.principal_key());
+    let mut secret = Secrets::new(runtime.principal_key);
     f.0.update(static_digest);
     f.u64(generations.0).u64(generations.1);
     f.u64(parts.path.len() as u64);
@@ -255,7 +268,7 @@ pub(crate) fn derive(
             Some(digest) => f.tag(14).bytes(digest),
             None => f.tag(16),
         };
-        match runtime.default_credentials() {
+        match runtime.default_credentials {
             Some(digest) => f.tag(11).bytes(digest),
             None => f.tag(12),
         };

@@ -1,8 +1,9 @@
 //! Read-through caching and request coalescing.
 //!
 //! A cached stitch's call looks up a derived key (`key.rs`) in the in-process tier of decoded values
-//! (`local.rs`), then in the attached shared store if any ([`crate::store`]), and on a miss joins or
-//! leads one in-flight upstream request (`coalesce.rs`). Only 2xx responses that decoded are stored.
+//! (`local.rs`), then in the attached shared store if any ([`crate::store`], holding the responses
+//! as records of `record.rs`), and on a miss joins or leads one in-flight upstream request
+//! (`coalesce.rs`). Only 2xx responses that decoded are stored.
 //!
 //! Invariants: keys are principal-scoped unless the stitch opted into `scope = "app"`; credentials
 //! are folded in as a keyed hash and never appear in a key; invalidation bumps generations, so
@@ -12,6 +13,7 @@ pub(crate) mod coalesce;
 pub mod fingerprint;
 pub(crate) mod key;
 pub(crate) mod local;
+pub(crate) mod record;
 
 use crate::cache::local::Value;
 use crate::endpoint::Endpoint;

@@ -6,7 +6,8 @@
 //! well-known credential key ([`crate::auth::CREDENTIAL_QUERY_KEYS`]) or a key the call marked
 //! secret (`#[query(secret)]`) — is replaced by `REDACTED`. Other pairs are left as they were sent.
 
-use crate::auth::is_credential_query_key;
+// From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
+use stitch_shared::is_credential_query_key;
 
 /// What replaces a secret value.
 pub(crate) const REDACTED: &str = "REDACTED";

@@ -4,7 +4,8 @@
 //! route, and `.`/`..`/empty values are refused); encoding errors are kept, not panicked on, and
 //! reported as [`Error::InvalidArgument`] before anything is sent.
 
-use crate::auth::{is_credential_header, is_credential_query_key};
+// From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
+use stitch_shared::{is_credential_header, is_credential_query_key};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::http::redact::Secrets;

@@ -1,0 +1,177 @@
+//! The cached-response record: how a response is kept in a shared store — status, headers and
+//! the raw body, so any process can decode it into its own output type (whose fingerprint is in
+//! the key). The cache owns this format; the store only sees opaque bytes.
+//!
+//! Invariants: a record never holds a secret in clear (the URL is already redacted, credential
+//! response headers are dropped), and anything malformed or of another format version decodes to
+//! `None`, which the cache treats as a miss.
+
+use crate::http::response::RawResponse;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+const VERSION: u8 = 1;
+
+pub(crate) fn encode(raw: &RawResponse) -> Bytes {
+    let mut out = BytesMut::with_capacity(raw.body.len() + 256);
+    out.put_u8(VERSION);
+    out.put_u16(raw.status.as_u16());
+    // Already redacted by the pipeline (no userinfo, no secret query values): a record never
+    // holds a secret in clear.
+    put_bytes(&mut out, raw.url.as_str().as_bytes());
+    // Response headers that hand out credentials (a session cookie) are not written to a
+    // shared store: it may be read by every process of the fleet and holds them at rest.
+    let kept = || {
+        raw.headers
+            .iter()
+            .filter(|(name, _)| !is_credential_response_header(name.as_str()))
+    };
+    out.put_u32(kept().count() as u32);
+    for (name, value) in kept() {
+        put_bytes(&mut out, name.as_str().as_bytes());
+        put_bytes(&mut out, value.as_bytes());
+    }
+    put_bytes(&mut out, &raw.body);
+    out.freeze()
+}
+
+/// Response headers whose values are credentials.
+fn is_credential_response_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("set-cookie")
+        || name.eq_ignore_ascii_case("set-cookie2")
+        || name.eq_ignore_ascii_case("authentication-info")
+        || name.eq_ignore_ascii_case("proxy-authentication-info")
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32(b.len() as u32);
+    out.put_slice(b);
+}
+
+/// `None` for anything malformed or from another format version: treated as a miss.
+pub(crate) fn decode(mut data: Bytes) -> Option<RawResponse> {
+    let version = take(&mut data, 1)?[0];
+    if version != VERSION {
+        return None;
+    }
+    let status = take(&mut data, 2)?;
+    let status = StatusCode::from_u16(u16::from_be_bytes([status[0], status[1]])).ok()?;
+    let url = url::Url::parse(std::str::from_utf8(&take_bytes(&mut data)?).ok()?).ok()?;
+    let count = u32_of(&take(&mut data, 4)?);
+    let mut headers = HeaderMap::new();
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(&take_bytes(&mut data)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(take_bytes(&mut data)?).ok()?;
+        headers.append(name, value);
+    }
+    let body = take_bytes(&mut data)?;
+    data.is_empty().then_some(RawResponse {
+        status,
+        headers,
+        url,
+        body,
+        sent: Default::default(),
+    })
+}
+
+fn u32_of(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn take(data: &mut Bytes, n: usize) -> Option<Bytes> {
+    (data.len() >= n).then(|| data.split_to(n))
+}
+
+fn take_bytes(data: &mut Bytes) -> Option<Bytes> {
+    let len = u32_of(&take(data, 4)?) as usize;
+    take(data, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response() -> RawResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("vary", HeaderValue::from_static("accept"));
+        headers.append("vary", HeaderValue::from_static("accept-language"));
+        headers.insert("set-cookie", HeaderValue::from_static("session=secret"));
+        headers.insert("Authentication-Info", HeaderValue::from_static("nextnonce=x"));
+        RawResponse {
+            status: StatusCode::from_u16(203).unwrap(),
+            headers,
+            url: url::Url::parse("http://127.0.0.1:8080/users/7?page=2").unwrap(),
+            body: Bytes::from_static(b"{\"id\":7}"),
+            sent: Default::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_status_url_headers_and_body() {
+        let back = decode(encode(&response())).expect("a record decodes");
+        assert_eq!(back.status, 203);
+        assert_eq!(back.url.as_str(), "http://127.0.0.1:8080/users/7?page=2");
+        assert_eq!(back.body, &b"{\"id\":7}"[..]);
+        assert_eq!(back.headers["content-type"], "application/json");
+        // Repeated headers keep every value, in order.
+        let vary: Vec<_> = back.headers.get_all("vary").iter().collect();
+        assert_eq!(vary, ["accept", "accept-language"]);
+    }
+
+    #[test]
+    fn credential_response_headers_are_not_kept() {
+        let bytes = encode(&response());
+        let back = decode(bytes.clone()).unwrap();
+        assert!(back.headers.get("set-cookie").is_none());
+        assert!(back.headers.get("authentication-info").is_none());
+        assert!(!bytes.windows(14).any(|w| w == b"session=secret"));
+    }
+
+    #[test]
+    fn empty_body_and_no_headers_round_trip() {
+        let raw = RawResponse {
+            status: StatusCode::NO_CONTENT,
+            headers: HeaderMap::new(),
+            url: url::Url::parse("https://example.com/").unwrap(),
+            body: Bytes::new(),
+            sent: Default::default(),
+        };
+        let back = decode(encode(&raw)).unwrap();
+        assert_eq!(back.status, StatusCode::NO_CONTENT);
+        assert!(back.headers.is_empty() && back.body.is_empty());
+    }
+
+    #[test]
+    fn malformed_records_are_misses_not_panics() {
+        let good = encode(&response());
+        // Every truncation, an extra trailing byte, another version, garbage and empty input.
+        for n in 0..good.len() {
+            assert!(decode(good.slice(..n)).is_none(), "truncated at {n}");
+        }
+        let mut longer = good.to_vec();
+        longer.push(0);
+        assert!(decode(Bytes::from(longer)).is_none());
+        let mut other_version = good.to_vec();
+        other_version[0] = VERSION + 1;
+        assert!(decode(Bytes::from(other_version)).is_none());
+        assert!(decode(Bytes::new()).is_none());
+        assert!(decode(Bytes::from_static(&[VERSION, 0, 200, 0xff, 0xff, 0xff, 0xff])).is_none());
+        // A status out of range, an invalid URL and a header count far beyond the data.
+        let mut bad_status = good.to_vec();
+        bad_status[1..3].copy_from_slice(&9999u16.to_be_bytes());
+        assert!(decode(Bytes::from(bad_status)).is_none());
+        let mut bad_url = vec![VERSION, 0, 200];
+        bad_url.extend_from_slice(&3u32.to_be_bytes());
+        bad_url.extend_from_slice(b"::x");
+        bad_url.extend_from_slice(&0u32.to_be_bytes());
+        bad_url.extend_from_slice(&0u32.to_be_bytes());
+        assert!(decode(Bytes::from(bad_url)).is_none());
+        let mut many = vec![VERSION, 0, 200];
+        let url = b"http://a/";
+        many.extend_from_slice(&(url.len() as u32).to_be_bytes());
+        many.extend_from_slice(url);
+        many.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(Bytes::from(many)).is_none());
+    }
+}
