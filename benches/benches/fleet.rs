@@ -370,9 +370,14 @@ async fn worker(spec: &str) {
         let (api, role) = (api.clone(), f[0].to_owned());
         set.spawn(async move {
             while unix_us() < until {
-                match role.as_str() {
-                    "wake" => api.one(who).await.unwrap(),
-                    _ => api.paced().await.unwrap(),
+                let r = match role.as_str() {
+                    "wake" => api.one(who).await,
+                    _ => api.paced().await,
+                };
+                // A store operation past its timeout on a loaded machine fails one call
+                // (`ThrottleUnavailable`); the run goes on, and says so.
+                if let Err(e) = r {
+                    eprintln!("worker {who}: {e}");
                 }
             }
         });

@@ -3,15 +3,17 @@
 //! 1. derive the cache key (cached stitches only) — [`crate::cache::key`]
 //! 2. in-process tier, then the shared store — hit: done, nothing sent
 //! 3. join or lead the in-flight request for the key — [`crate::cache::coalesce`]
-//! 4. resolve the request, send it within the timeout, check the status — [`crate::http`]
+//! 4. resolve the request ([`crate::http::request`]), send it within the timeout and check the
+//!    status ([`crate::http::send`])
 //! 5. decode, then store (only 2xx responses that decoded)
 //!
 //! Throttle and auth slot in around step 4 (once per attempt); the generated code never changes.
 //!
 //! Every call has a total budget (the stitch's `timeout`, else the runtime's, 30 s by default):
 //! the shared-store read of step 2, throttle waits, backoff and every attempt count against it, and
-//! each store operation is also bounded by the store timeout. The store write of step 5 runs behind
-//! the call, so no caller, leader or coalesced, waits for it.
+//! each store operation is also bounded by the store timeout and skipped while the runtime's store
+//! breaker is open ([`crate::store::breaker`]). The store write of step 5 runs behind the call, so
+//! no caller, leader or coalesced, waits for it.
 
 use crate::auth::{AuthRequest, Credential};
 use crate::cache::coalesce::Role;
@@ -22,12 +24,12 @@ use crate::cache::{self, CachePolicy, Decoded};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
 use crate::http::redact;
+use crate::http::send::send;
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
 use crate::meter::{self, CacheOutcome};
 use crate::resilience::circuit::Transition;
 use crate::runtime::{ClientCore, Credentials, Runtime};
-use crate::store::{StoreError, StoreFuture};
 use crate::throttle::limiter::Acquired;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,13 +171,19 @@ pub async fn call_cached<D: Decoded>(
         let mut existed = local.remove(&key);
         if let Some(store) = runtime.store() {
             let store_key = key.store_key(runtime.layout());
-            let deleted = store_op(runtime.store_timeout(), "delete", store.delete(&store_key));
+            let deleted = runtime
+                .store_breaker()
+                .run(runtime.store_timeout(), "delete", || {
+                    store.delete(&store_key)
+                });
             match deleted.await {
-                Ok(found) => existed |= found,
-                Err(e) => {
+                Some(Ok(found)) => existed |= found,
+                Some(Err(e)) => {
                     tracing::warn!(stitch = endpoint.name, error = %e, "cache store delete failed");
                     meter::store_error(endpoint, "delete", "store_delete_skipped");
                 }
+                // The store failed moments ago (the runtime's store breaker): not asked.
+                None => meter::degraded(endpoint, "store_delete_skipped"),
             }
         }
         cache::mark_invalidated(existed);
@@ -262,12 +270,19 @@ async fn from_store<D: Decoded>(
     let store = runtime.store()?;
     let limit = budget.store_limit(runtime);
     let store_key = key.store_key(runtime.layout());
-    let read = store_op(limit, "get", store.get(&store_key));
+    let read = runtime
+        .store_breaker()
+        .run(limit, "get", || store.get(&store_key));
     let bytes = match read.await {
-        Ok(found) => found?,
-        Err(e) => {
+        Some(Ok(found)) => found?,
+        Some(Err(e)) => {
             tracing::warn!(stitch = endpoint.name, error = %e, "cache store read failed; treating as a miss");
             meter::store_error(endpoint, "get", "store_read_as_miss");
+            return None;
+        }
+        // The store failed moments ago (the runtime's store breaker): a miss at no cost.
+        None => {
+            meter::degraded(endpoint, "store_read_as_miss");
             return None;
         }
     };
@@ -288,7 +303,12 @@ async fn fetch_and_store(
     budget: Budget,
 ) -> Result<Value> {
     let (endpoint, mut raw) = fetch(&runtime, request, budget).await?;
-    let stored = runtime.store().map(|_| record::encode(&raw));
+    // No record to encode while the store breaker is open: the write would be skipped (counted
+    // below, once the value decoded).
+    let stored = runtime
+        .store()
+        .filter(|_| !runtime.store_breaker().is_open())
+        .map(|_| record::encode(&raw));
     let sent = std::mem::take(&mut raw.sent);
     let value = policy
         .values
@@ -297,15 +317,21 @@ async fn fetch_and_store(
     local.insert(key, value.clone(), policy);
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
         let (store, store_key, ttl) = (store.clone(), key.store_key(runtime.layout()), policy.ttl);
-        let limit = runtime.store_timeout();
+        let (limit, breaker) = (runtime.store_timeout(), runtime.store_breaker().clone());
         behind(async move {
-            let written = store_op(limit, "set", store.set(&store_key, bytes, ttl)).await;
-            if let Err(e) = written {
-                tracing::warn!(stitch = endpoint.name, error = %e, "cache store write failed");
-                meter::store_error(endpoint, "set", "store_write_skipped");
+            let set = || store.set(&store_key, bytes, ttl);
+            match breaker.run(limit, "set", set).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(stitch = endpoint.name, error = %e, "cache store write failed");
+                    meter::store_error(endpoint, "set", "store_write_skipped");
+                }
+                None => meter::degraded(endpoint, "store_write_skipped"),
             }
         })
         .await;
+    } else if runtime.store().is_some() {
+        meter::degraded(endpoint, "store_write_skipped");
     }
     Ok(value)
 }
@@ -336,19 +362,6 @@ impl Budget {
             .deadline
             .saturating_duration_since(tokio::time::Instant::now());
         runtime.store_timeout().min(left)
-    }
-}
-
-/// One store operation, bounded by `limit`: running out of time is a store failure like any other
-/// (a read becomes a miss, a write is skipped), so a slow store never holds a call longer.
-async fn store_op<T>(
-    limit: Duration,
-    operation: &'static str,
-    op: StoreFuture<'_, T>,
-) -> std::result::Result<T, StoreError> {
-    match tokio::time::timeout(limit, op).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::timeout(operation, limit)),
     }
 }
 
@@ -558,7 +571,7 @@ async fn one_attempt(
     let _permit = if endpoint.throttles.is_empty() {
         None
     } else {
-        let host = host_key(&prepared.url);
+        let host = crate::throttle::host_key(&prepared.url);
         // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
         // smaller future.
         let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
@@ -607,10 +620,10 @@ async fn one_attempt(
         }
     }
     match endpoint.each {
-        None => send(runtime, endpoint, prepared).await,
+        None => send(runtime.transport(), endpoint, prepared).await,
         Some(each) => Box::pin(tokio::time::timeout(
             each,
-            send(runtime, endpoint, prepared),
+            send(runtime.transport(), endpoint, prepared),
         ))
         .await
         .unwrap_or(Err(Error::Timeout {
@@ -619,161 +632,4 @@ async fn one_attempt(
             after: each,
         })),
     }
-}
-
-/// A body of unknown length, read chunk by chunk up to `limit` (`Err(None)`: over the limit).
-async fn read_chunked(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> std::result::Result<bytes::Bytes, Option<reqwest::Error>> {
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(Some)? {
-        if body.len() + chunk.len() > limit {
-            return Err(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// How much of an error body is read at most (the kept prefix included). A body that ends within
-/// it is read to its end, so the connection goes back to the pool; a longer one is abandoned
-/// (dropping the response closes its connection) rather than read in full.
-const DRAIN_BOUND: usize = 64 << 10;
-
-/// The first `keep` bytes of an error body, reading at most [`DRAIN_BOUND`] bytes. A read error
-/// ends the body early: the status is what the caller gets, the prefix is only context.
-async fn read_prefix(mut response: reqwest::Response, keep: usize) -> bytes::Bytes {
-    let mut prefix = bytes::BytesMut::new();
-    let mut read = 0usize;
-    if response
-        .content_length()
-        .is_some_and(|n| n > DRAIN_BOUND as u64)
-    {
-        // Too long to drain: read only the prefix.
-        while prefix.len() < keep {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let take = chunk.len().min(keep - prefix.len());
-                    prefix.extend_from_slice(&chunk[..take]);
-                }
-                _ => break,
-            }
-        }
-        return prefix.freeze();
-    }
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let take = chunk.len().min(keep.saturating_sub(prefix.len()));
-        prefix.extend_from_slice(&chunk[..take]);
-        read += chunk.len();
-        if read > DRAIN_BOUND && prefix.len() >= keep {
-            break;
-        }
-    }
-    prefix.freeze()
-}
-
-/// `host:port` of a URL: the key of `pool = "host"` throttles.
-fn host_key(url: &url::Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
-/// Sends the request and reads the whole body; a non-2xx status becomes [`Error::Status`].
-async fn send(
-    runtime: &Runtime,
-    endpoint: &'static Endpoint,
-    prepared: Prepared,
-) -> Result<RawResponse> {
-    let Prepared {
-        url,
-        headers,
-        body,
-        secrets,
-    } = prepared;
-    // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
-    // redacted: no userinfo, no secret query values.
-    let transport = |source| redact::transport(endpoint.name, endpoint.template, source, &secrets);
-    // The credential headers sent, kept to redact them from an error body or header that quotes
-    // them back. Clones share the values' bytes; no allocation for a call without credentials.
-    let sent_credentials: Vec<http::HeaderValue> = headers
-        .iter()
-        .filter(|(name, value)| {
-            value.is_sensitive() || crate::auth::is_credential_header(name.as_str())
-        })
-        .map(|(_, value)| value.clone())
-        .collect();
-    let mut builder = runtime
-        .http_client()
-        .request(endpoint.method.to_http(), url)
-        .headers(headers);
-    if let Some(body) = body {
-        builder = builder.body(body);
-    }
-    let mut response = builder.send().await.map_err(transport)?;
-    let status = response.status();
-    let span = tracing::Span::current();
-    span.record("status", status.as_u16());
-    span.record("http.response.status_code", status.as_u16());
-    // Moved, not cloned: the response is consumed by reading its body.
-    let headers = std::mem::take(response.headers_mut());
-    let final_url = redact::url(response.url(), &secrets);
-    // Read here rather than in a helper `async fn`: each layer would keep its own copy of the
-    // response in the call's future.
-    let limit = runtime.max_response_bytes();
-    let too_large = || Error::BodyTooLarge {
-        stitch: endpoint.name,
-        limit,
-    };
-    let body_error = transport;
-    if let Some(statuses) = endpoint.delegate {
-        if statuses.contains(&status.as_u16()) {
-            // The body is not needed; drained within a bound so the connection can be reused.
-            Box::pin(read_prefix(response, 0)).await;
-            return Err(Error::RateLimited {
-                stitch: endpoint.name,
-                status,
-                retry_after: crate::error::retry_after(&headers),
-            });
-        }
-    }
-    if !status.is_success() {
-        // Upstreams often quote a rejected credential back (in the body or a header): every
-        // secret this request carried is redacted from what the error keeps.
-        let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
-        // Only the prefix the error keeps is read: a hostile or huge error body costs at most
-        // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
-        let prefix = Box::pin(read_prefix(response, runtime.error_body_limit())).await;
-        let mut headers = headers;
-        redact::error_headers(&mut headers, &final_url, &secrets, &sent);
-        let truncated = prefix.len() >= runtime.error_body_limit();
-        return Err(Error::Status {
-            stitch: endpoint.name,
-            method: endpoint.method.as_str(),
-            url: final_url.to_string(),
-            status,
-            headers: Box::new(headers),
-            body: redact::error_body(&prefix, truncated, &sent),
-        });
-    }
-    // The URL as sent, kept only when redaction changed it (see `redact::Sent`).
-    let sent_url = (final_url != *response.url()).then(|| response.url().clone());
-    let body = match response.content_length() {
-        Some(n) if n > limit as u64 => return Err(too_large()),
-        // A declared length within the limit: hyper reads exactly that much, in one buffer.
-        Some(_) => response.bytes().await.map_err(body_error)?,
-        None => Box::pin(read_chunked(response, limit))
-            .await
-            .map_err(|e| e.map_or_else(too_large, body_error))?,
-    };
-    Ok(RawResponse {
-        status,
-        headers,
-        url: final_url,
-        body,
-        sent: redact::Sent::new(secrets, sent_url, sent_credentials),
-    })
 }

@@ -14,6 +14,8 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::resilience::circuit::{CircuitSeam, Circuits, FleetCircuits};
 use crate::resilience::RetryBudgets;
+use crate::http::send::Transport;
+use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{Store, Verb};
 use crate::throttle::limiter::{Limiters, PacingClock};
@@ -37,9 +39,11 @@ struct Inner {
     default_credentials: Option<[u8; 32]>,
     timeout: Duration,
     store_timeout: Duration,
-    error_body_limit: usize,
     principal_key: [u8; 32],
     store: Option<Arc<dyn Store>>,
+    /// Whether the store is asked: one for the cache, the throttles and the circuits, so an
+    /// outage costs one store timeout, not one per call and per concern.
+    breaker: Arc<StoreBreaker>,
     /// Every key this runtime writes to the store (`key_prefix`).
     layout: KeyLayout,
     local: LocalTier,
@@ -53,7 +57,9 @@ struct Inner {
     auth_context: AuthContext,
     circuits: CircuitSeam,
     retry_budgets: RetryBudgets,
-    max_response_bytes: usize,
+    /// What `http::send` needs (the client and the response bounds), behind one reference so a
+    /// call's future carries no more than it did when `send` took the runtime.
+    transport: Transport,
     bases: Bases,
 }
 
@@ -155,9 +161,6 @@ impl Runtime {
     pub(crate) fn store_timeout(&self) -> Duration {
         self.inner.store_timeout
     }
-    pub(crate) fn error_body_limit(&self) -> usize {
-        self.inner.error_body_limit
-    }
     /// Whether requests of this runtime carry credentials whatever the stitch: default
     /// credential headers, base-URL userinfo or an `auth` provider.
     pub(crate) fn sends_credentials(&self) -> bool {
@@ -179,6 +182,9 @@ impl Runtime {
     }
     pub(crate) fn store(&self) -> Option<&Arc<dyn Store>> {
         self.inner.store.as_ref()
+    }
+    pub(crate) fn store_breaker(&self) -> &Arc<StoreBreaker> {
+        &self.inner.breaker
     }
     pub(crate) fn layout(&self) -> &KeyLayout {
         &self.inner.layout
@@ -235,8 +241,8 @@ impl Runtime {
     pub(crate) fn retry_budgets(&self) -> &RetryBudgets {
         &self.inner.retry_budgets
     }
-    pub(crate) fn max_response_bytes(&self) -> usize {
-        self.inner.max_response_bytes
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
     }
 
     /// A stitch's circuit state: `"closed"`, `"open"` or `"half-open"`. For a fleet-wide circuit
@@ -606,6 +612,7 @@ impl RuntimeBuilder {
         };
         let store_timeout = self.store_timeout.unwrap_or(DEFAULT_STORE_TIMEOUT);
         let layout = KeyLayout::new(self.key_prefix.as_deref());
+        let breaker = Arc::new(StoreBreaker::new(store_timeout));
         let limiters = match &self.store {
             Some(store) if !self.local_throttles => {
                 let have = store.capabilities();
@@ -622,8 +629,9 @@ impl RuntimeBuilder {
                         missing.join(", ")
                     )));
                 }
-                Throttles::Fleet(fleet::Fleet::new(
+                Throttles::Fleet(fleet::Fleet::with_breaker(
                     store.clone(),
+                    breaker.clone(),
                     fleet::Settings {
                         layout: layout.clone(),
                         store_timeout,
@@ -640,6 +648,7 @@ impl RuntimeBuilder {
                 CircuitSeam::Fleet(FleetCircuits::new(
                     store.clone(),
                     layout.clone(),
+                    breaker.clone(),
                     store_timeout,
                 ))
             }
@@ -672,6 +681,11 @@ impl RuntimeBuilder {
             store: self.store.clone(),
             error_body_limit: self.error_body_limit.unwrap_or(1024),
         };
+        let transport = Transport {
+            client: http.clone(),
+            max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
+            error_body_limit: self.error_body_limit.unwrap_or(1024),
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 http,
@@ -684,6 +698,7 @@ impl RuntimeBuilder {
                 default_headers,
                 principal_key,
                 store: self.store,
+                breaker,
                 layout,
                 local: LocalTier::default(),
                 flights: Arc::default(),
@@ -694,11 +709,10 @@ impl RuntimeBuilder {
                 auth_context,
                 circuits,
                 retry_budgets: RetryBudgets::default(),
-                max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
+                transport,
                 bases: Bases::default(),
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 store_timeout,
-                error_body_limit: self.error_body_limit.unwrap_or(1024),
             }),
         })
     }

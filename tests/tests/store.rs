@@ -187,8 +187,8 @@ async fn a_failing_store_never_fails_a_call() {
     assert_eq!(up.hits(), 1);
     assert_eq!(
         attempts.load(Ordering::SeqCst),
-        2,
-        "one failed read, one failed write"
+        1,
+        "one failed read; it opened the store breaker, so the write was not attempted"
     );
     assert!(!stitch::invalidate(api.user(2)).await);
 }
@@ -236,4 +236,135 @@ async fn an_open_circuit_is_shared_through_the_store() {
         .expect("A's trial succeeds and closes the circuit for everyone");
     b.call().await.unwrap();
     assert_eq!(up.hits(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store breaker: an outage costs one store timeout, then ~0, and recovers on its own.
+
+/// A [`MemoryStore`] whose operations (get/set/delete and the circuit verb) hang for 5 s while
+/// `hang` is set, like a paused Redis; `asked` counts every operation that reached it.
+#[derive(Clone)]
+struct Hanging {
+    inner: MemoryStore,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Hanging {
+    fn new(inner: &MemoryStore) -> Self {
+        Hanging {
+            inner: inner.clone(),
+            hang: Arc::default(),
+            asked: Arc::default(),
+        }
+    }
+
+    fn then<'a, T: Send + 'a>(&'a self, op: StoreFuture<'a, T>) -> StoreFuture<'a, T> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let hang = self.hang.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if hang {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            op.await
+        })
+    }
+}
+
+impl Store for Hanging {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
+        self.then(self.inner.get(key))
+    }
+    fn set<'a>(&'a self, key: &'a str, value: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.then(self.inner.set(key, value, ttl))
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.then(self.inner.delete(key))
+    }
+    fn capabilities(&self) -> stitch::store::Verbs {
+        stitch::store::Verbs::BASIC.with(stitch::store::Verb::Circuit)
+    }
+    fn circuit<'a>(
+        &'a self,
+        key: &'a str,
+        step: stitch::store::CircuitStep,
+    ) -> StoreFuture<'a, stitch::store::CircuitReply> {
+        self.then(self.inner.circuit(key, step))
+    }
+}
+
+fn hanging_runtime(up: &Upstream, store: &Hanging) -> Runtime {
+    Runtime::builder()
+        .base_url(up.url())
+        .store(store.clone())
+        .store_timeout(Duration::from_millis(250))
+        .local_throttles() // no fleet throttle verbs
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_hanging_store_costs_one_store_timeout_then_nothing_until_it_recovers() {
+    let up = counting().await;
+    let memory = MemoryStore::default();
+    let store = Hanging::new(&memory);
+    store.hang.store(true, Ordering::SeqCst);
+    let rt = hanging_runtime(&up, &store);
+    let api = OldDeployClient::new(&rt).unwrap();
+
+    // The first call pays the store timeout once (its read), and the store breaker opens.
+    let started = std::time::Instant::now();
+    api.user(1).await.unwrap();
+    let first = started.elapsed();
+    assert!(first >= Duration::from_millis(240), "took {first:?}");
+    let opened = std::time::Instant::now();
+
+    // The breaker is the runtime's, not the cache's: the fleet circuit does not ask the store
+    // either (its in-process stand-in admits the call).
+    let started = std::time::Instant::now();
+    GuardedClient::new(&rt).unwrap().call().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(100),
+        "the guarded call took {took:?}"
+    );
+
+    // Further cached calls (each a miss in the in-process tier, so each would read the store) do
+    // not ask it while the breaker is open (500 ms): each costs about an upstream round trip.
+    let mut done = 0;
+    for id in 2..=6 {
+        if opened.elapsed() > Duration::from_millis(400) {
+            break; // a slow machine: the next call could be the probe
+        }
+        let started = std::time::Instant::now();
+        api.user(id).await.unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(100), "call {id} took {took:?}");
+        done += 1;
+    }
+    assert!(done >= 3, "only {done} calls within the breaker's window");
+    assert_eq!(
+        store.asked.load(Ordering::SeqCst),
+        1,
+        "only the first read reached the hanging store (its write and the circuit were skipped)"
+    );
+    assert_eq!(up.hits(), 2 + done);
+
+    // The store recovers: after the breaker's window one probe asks it, succeeds, and entries are
+    // written again: another runtime on the same store reads them without the upstream.
+    store.hang.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    let fresh = api.user(7).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let hits = up.hits();
+    // The write runs behind the call (at once on a healthy in-memory store): give it a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = OldDeployClient::new(&runtime(&up, &memory)).unwrap();
+    assert_eq!(other.user(7).await.unwrap(), fresh, "served from the store");
+    assert_eq!(
+        up.hits(),
+        hits,
+        "the entry was written to the recovered store"
+    );
 }

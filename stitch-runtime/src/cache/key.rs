@@ -138,10 +138,7 @@ pub(crate) fn static_digest(
     if endpoint.absolute {
         f.tag(0);
     } else {
-        let base = runtime
-            .base_url
-            .or(endpoint.base_url)
-            .unwrap_or("");
+        let base = runtime.base_url.or(endpoint.base_url).unwrap_or("");
         if may_have_userinfo(base) {
             f.tag(2);
             secret.add().str(base);

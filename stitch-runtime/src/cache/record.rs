@@ -97,7 +97,10 @@ mod tests {
         headers.append("vary", HeaderValue::from_static("accept"));
         headers.append("vary", HeaderValue::from_static("accept-language"));
         headers.insert("set-cookie", HeaderValue::from_static("session=secret"));
-        headers.insert("Authentication-Info", HeaderValue::from_static("nextnonce=x"));
+        headers.insert(
+            "Authentication-Info",
+            HeaderValue::from_static("nextnonce=x"),
+        );
         RawResponse {
             status: StatusCode::from_u16(203).unwrap(),
             headers,
@@ -156,7 +159,10 @@ mod tests {
         other_version[0] = VERSION + 1;
         assert!(decode(Bytes::from(other_version)).is_none());
         assert!(decode(Bytes::new()).is_none());
-        assert!(decode(Bytes::from_static(&[VERSION, 0, 200, 0xff, 0xff, 0xff, 0xff])).is_none());
+        assert!(decode(Bytes::from_static(&[
+            VERSION, 0, 200, 0xff, 0xff, 0xff, 0xff
+        ]))
+        .is_none());
         // A status out of range, an invalid URL and a header count far beyond the data.
         let mut bad_status = good.to_vec();
         bad_status[1..3].copy_from_slice(&9999u16.to_be_bytes());

@@ -3,7 +3,7 @@
 //! through [`url`] first.
 //!
 //! Invariant: a redacted URL has no userinfo, and the value of every secret query pair — a
-//! well-known credential key ([`crate::auth::CREDENTIAL_QUERY_KEYS`]) or a key the call marked
+//! well-known credential key ([`stitch_shared::CREDENTIAL_QUERY_KEYS`]) or a key the call marked
 //! secret (`#[query(secret)]`) — is replaced by `REDACTED`. Other pairs are left as they were sent.
 
 // From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.

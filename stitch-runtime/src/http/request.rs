@@ -5,7 +5,6 @@
 //! reported as [`Error::InvalidArgument`] before anything is sent.
 
 // From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
-use stitch_shared::{is_credential_header, is_credential_query_key};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::http::redact::Secrets;
@@ -15,6 +14,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use serde_json::Value;
+use stitch_shared::{is_credential_header, is_credential_query_key};
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path value.
 const PATH_VALUE: &AsciiSet = &NON_ALPHANUMERIC

@@ -18,26 +18,25 @@
 //! Outage: a store step that fails (or does not answer within the store timeout, retried once)
 //! admits the call with the runtime's in-process circuit instead, counted as degraded
 //! (`stitch_degraded_total{decision="circuit_local"}`); the store is then skipped for
-//! [`PROBE_AFTER`] so an outage costs one store timeout, not one per call, and asked again after.
+//! [`PROBE_AFTER`] by the runtime's store breaker (shared with the cache and the throttles), so an
+//! outage costs one store timeout, not one per call, and asked again after.
 //! An outage of the store never stops upstream calls by itself.
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::meter;
+use crate::store::breaker::StoreBreaker;
+#[cfg(doc)]
+use crate::store::breaker::PROBE_AFTER;
 use crate::store::keys::KeyLayout;
 use crate::store::{
     CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, OpId, Store, StoreError,
     StoreErrorKind,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// After a failed store step, fleet circuits use the in-process circuit for this long before
-/// asking the store again.
-pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 /// A stitch's `circuit(failures = N, cooldown = "...")` declaration.
 #[derive(Debug, Clone, Copy)]
@@ -261,9 +260,8 @@ struct FleetInner {
     local: Circuits,
     /// The state each stitch's circuit had in the store at this runtime's last step.
     seen: Mutex<HashMap<usize, &'static str>>,
-    /// Until when (ms since `origin`) the store is skipped; 0 when it is asked.
-    down_until: AtomicU64,
-    origin: Instant,
+    /// The runtime's store breaker: while it is open, the in-process circuit decides.
+    breaker: Arc<StoreBreaker>,
 }
 
 /// A call admitted by a fleet circuit.
@@ -280,7 +278,12 @@ pub(crate) struct FleetAdmission {
 }
 
 impl FleetCircuits {
-    pub(crate) fn new(store: Arc<dyn Store>, layout: KeyLayout, store_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        layout: KeyLayout,
+        breaker: Arc<StoreBreaker>,
+        store_timeout: Duration,
+    ) -> Self {
         FleetCircuits {
             inner: Arc::new(FleetInner {
                 store,
@@ -288,8 +291,7 @@ impl FleetCircuits {
                 store_timeout,
                 local: Circuits::default(),
                 seen: Mutex::default(),
-                down_until: AtomicU64::new(0),
-                origin: Instant::now(),
+                breaker,
             }),
         }
     }
@@ -301,7 +303,7 @@ impl FleetCircuits {
         trial_for: Duration,
     ) -> Result<Admitted> {
         let inner = &self.inner;
-        if inner.is_down() {
+        if !inner.breaker.may_ask() {
             meter::degraded(endpoint, "circuit_local");
             return inner.local.admit(endpoint, policy).map(Admitted::Local);
         }
@@ -324,7 +326,6 @@ impl FleetCircuits {
         let reply = match inner.step(&key, step).await {
             Ok(reply) => reply,
             Err(e) => {
-                inner.mark_down();
                 tracing::warn!(stitch = endpoint.name, error = %e, "fleet circuit unreachable; admitting with the in-process circuit");
                 meter::store_error(endpoint, e.operation, "circuit_local");
                 return inner.local.admit(endpoint, policy).map(Admitted::Local);
@@ -362,7 +363,7 @@ impl FleetCircuits {
     }
 
     fn state(&self, endpoint: &Endpoint) -> &'static str {
-        if self.inner.is_down() {
+        if self.inner.breaker.is_open() {
             return self.inner.local.state(endpoint);
         }
         self.inner
@@ -376,22 +377,6 @@ impl FleetCircuits {
 }
 
 impl FleetInner {
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64 + 1
-    }
-
-    fn is_down(&self) -> bool {
-        let until = self.down_until.load(Ordering::Acquire);
-        until != 0 && self.now_ms() < until
-    }
-
-    fn mark_down(&self) {
-        self.down_until.store(
-            self.now_ms() + PROBE_AFTER.as_millis() as u64,
-            Ordering::Release,
-        );
-    }
-
     fn saw(&self, endpoint: &Endpoint, state: CircuitState) {
         let name = match state {
             CircuitState::Closed { .. } => "closed",
@@ -405,7 +390,8 @@ impl FleetInner {
     }
 
     /// One step, bounded by the store timeout and retried once when its outcome is unknown (the
-    /// step's id makes a retried failure count once; the other events are idempotent).
+    /// step's id makes a retried failure count once; the other events are idempotent). Its outcome
+    /// opens or closes the runtime's store breaker.
     async fn step(
         &self,
         key: &str,
@@ -416,7 +402,10 @@ impl FleetInner {
             let e = match tokio::time::timeout(self.store_timeout, self.store.circuit(key, step))
                 .await
             {
-                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Ok(reply)) => {
+                    self.breaker.succeeded();
+                    return Ok(reply);
+                }
                 Ok(Err(e)) => e,
                 Err(_) => StoreError::timeout("circuit", self.store_timeout),
             };
@@ -429,6 +418,8 @@ impl FleetInner {
                 break;
             }
         }
+        // Every concern of the runtime skips the store for a while (the runtime's breaker).
+        self.breaker.failed();
         Err(last.unwrap_or_else(|| StoreError::timeout("circuit", self.store_timeout)))
     }
 }
@@ -467,7 +458,6 @@ impl FleetAdmission {
                     }
                 }
                 Err(e) => {
-                    inner.mark_down();
                     tracing::warn!(stitch = endpoint.name, error = %e, "could not report to the fleet circuit");
                     meter::store_error(endpoint, e.operation, "circuit_not_shared");
                     Transition::Unchanged

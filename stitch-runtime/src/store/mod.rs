@@ -6,6 +6,7 @@
 //! Invariant: a store failure never fails a call. Reads that fail are misses, writes that fail are
 //! skipped, both logged with `tracing::warn!`.
 
+pub(crate) mod breaker;
 pub mod conformance;
 mod error;
 pub mod keys;

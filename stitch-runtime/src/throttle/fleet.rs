@@ -16,8 +16,8 @@
 //!   follows the builder's [`ThrottleOutage`]: fail the attempt with
 //!   [`Error::ThrottleUnavailable`] (default), or pace it with an in-process limiter at a share of
 //!   the declared budget. Never unthrottled. After a failure the store is skipped for
-//!   [`PROBE_AFTER`] (so an outage does not cost every call a store timeout), then asked again:
-//!   recovery is automatic.
+//!   [`PROBE_AFTER`] by the runtime's store breaker, shared with the cache and the circuits (so an
+//!   outage does not cost every call a store timeout), then asked again: recovery is automatic.
 //!
 //! Across processes a budget is identified by name (the descriptor's address means nothing in
 //! another process): a stitch's own budget by the stitch's `name`, host pools by `host:port`, seam
@@ -31,12 +31,12 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::fasthash::FastMap;
 use crate::meter;
+use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{
     Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreError, StoreErrorKind,
     StoreFuture, Verb,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
@@ -50,7 +50,7 @@ pub(crate) const RECHECK: Duration = Duration::from_millis(250);
 
 /// After a store failure, throttles follow the outage policy without asking the store for this
 /// long; the first acquire after it probes the store again.
-pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(500);
+pub(crate) use crate::store::breaker::PROBE_AFTER;
 
 /// How long a fleet lease lives unless renewed (default of `RuntimeBuilder::throttle_lease_ttl`).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
@@ -115,9 +115,8 @@ struct Inner {
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Dropped with the runtime, which ends the event listener.
     stop: watch::Sender<()>,
-    /// Until when (ms since `origin`) the store is considered down; 0 when up.
-    down_until: AtomicU64,
-    origin: Instant,
+    /// The runtime's store breaker (shared with the cache and the circuits).
+    breaker: Arc<StoreBreaker>,
 }
 
 struct Budget {
@@ -148,7 +147,18 @@ enum Failure {
 }
 
 impl Fleet {
+    /// Fleet throttles with a breaker of their own (tests; a runtime shares its breaker).
+    #[cfg(test)]
     pub(crate) fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        let breaker = Arc::new(StoreBreaker::new(settings.store_timeout));
+        Self::with_breaker(store, breaker, settings)
+    }
+
+    pub(crate) fn with_breaker(
+        store: Arc<dyn Store>,
+        breaker: Arc<StoreBreaker>,
+        settings: Settings,
+    ) -> Self {
         let layout = settings.layout;
         Fleet {
             inner: Arc::new(Inner {
@@ -166,8 +176,7 @@ impl Fleet {
                 budgets: RwLock::default(),
                 listener: Mutex::new(None),
                 stop: watch::channel(()).0,
-                down_until: AtomicU64::new(0),
-                origin: Instant::now(),
+                breaker,
             }),
         }
     }
@@ -239,44 +248,19 @@ impl Fleet {
 }
 
 impl Inner {
-    fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64 + 1
-    }
-
-    /// Whether this acquire may ask the store. While the store is down, no; once [`PROBE_AFTER`]
-    /// has passed, exactly one acquire (the probe) may, and the others keep following the outage
-    /// policy until its answer: concurrent callers must not all pay the store timeout again, nor
-    /// each leave a reservation in a store that is frozen rather than dead (it would run them
-    /// all on its return, pushing the budget's next grant far into the future).
+    /// Whether this acquire may ask the store: see [`StoreBreaker::may_ask`] (while the store is
+    /// down, no; then exactly one probe).
     fn may_ask(&self) -> bool {
-        let until = self.down_until.load(Ordering::Acquire);
-        if until == 0 {
-            return true;
-        }
-        let now = self.now_ms();
-        if now < until {
-            return false;
-        }
-        // The probe's own bound (one operation retried once, a lease wait aside); if the probe
-        // is dropped before it answers, another acquire probes after that.
-        let probing = now + 2 * self.store_timeout.as_millis() as u64 + 1;
-        self.down_until
-            .compare_exchange(until, probing, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.breaker.may_ask()
     }
 
     /// The store answered: acquires ask it again (a load only, on the hot path).
     fn mark_up(&self) {
-        if self.down_until.load(Ordering::Relaxed) != 0 {
-            self.down_until.store(0, Ordering::Release);
-        }
+        self.breaker.succeeded();
     }
 
     fn mark_down(&self) {
-        self.down_until.store(
-            self.now_ms() + PROBE_AFTER.as_millis() as u64,
-            Ordering::Release,
-        );
+        self.breaker.failed();
     }
 
     /// The budget of `spec` at `level` of `endpoint`, by its fleet-wide name.
@@ -632,7 +616,7 @@ mod tests {
     use super::*;
     use crate::endpoint::{Endpoint, Method};
     use crate::store::MemoryStore;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex as StdMutex;
 
     const fn endpoint(name: &'static str, throttles: &'static [ThrottleSpec]) -> Endpoint {

@@ -34,6 +34,15 @@ use limiter::{Acquired, Limiters, ThrottlePermit};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// `host:port` of a URL: the key of `pool = "host"` throttles.
+pub(crate) fn host_key(url: &url::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
 /// The throttle state of one runtime, chosen when the runtime is built: in-process limiters, or
 /// budgets shared by every runtime attached to the same store ([`fleet`]). The call pipeline asks
 /// this seam and never knows which one it has.
