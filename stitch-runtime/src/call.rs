@@ -24,9 +24,9 @@ use crate::cache::{self, CachePolicy, Decoded};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result, TimeoutBound};
 use crate::http::redact;
-use crate::http::send::send;
 use crate::http::request::{Prepared, RequestParts};
 use crate::http::response::{Decode, RawResponse};
+use crate::http::send::send;
 use crate::meter::{self, CacheOutcome};
 use crate::resilience::circuit::Transition;
 use crate::runtime::{ClientCore, Credentials, Runtime};
@@ -415,7 +415,7 @@ async fn fetch(
     budget: Budget,
 ) -> Result<(&'static Endpoint, RawResponse)> {
     let endpoint = request.endpoint;
-    let prepared = request.prepare(runtime)?;
+    let prepared = request.prepare(runtime.request_context())?;
     let span = tracing::Span::current();
     if !span.is_disabled() {
         // The host only: the URL's userinfo, path and query stay out of traces.

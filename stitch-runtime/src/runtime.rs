@@ -12,9 +12,10 @@ use crate::cache::local::LocalTier;
 use crate::cache::Scope;
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::http::request::{Bases, RequestContext};
+use crate::http::send::Transport;
 use crate::resilience::circuit::{CircuitSeam, Circuits, FleetCircuits};
 use crate::resilience::RetryBudgets;
-use crate::http::send::Transport;
 use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{Store, Verb};
@@ -125,36 +126,16 @@ impl Runtime {
         &self.inner.http
     }
 
-    pub(crate) fn base_url_override(&self) -> Option<&'static str> {
-        self.inner.base_url
-    }
-    /// `base` parsed, from a per-runtime cache (bases are `'static` strings from descriptors or
-    /// the builder, so the cache is bounded by the program).
-    pub(crate) fn parsed_base(
-        &self,
-        base: &'static str,
-    ) -> std::result::Result<url::Url, url::ParseError> {
-        if let Some(url) = self
-            .inner
-            .bases
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(base)
-        {
-            return Ok(url.clone());
+    /// What this runtime adds to every request (handed to `http`, which does not know the
+    /// runtime).
+    pub(crate) fn request_context(&self) -> RequestContext<'_> {
+        RequestContext {
+            base_url: self.inner.base_url,
+            default_headers: &self.inner.default_headers,
+            bases: &self.inner.bases,
         }
-        let url = url::Url::parse(base)?;
-        self.inner
-            .bases
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(base, url.clone());
-        Ok(url)
     }
 
-    pub(crate) fn default_headers(&self) -> &HeaderMap {
-        &self.inner.default_headers
-    }
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.timeout
     }
@@ -335,9 +316,6 @@ pub struct RuntimeBuilder {
     key_prefix: Option<String>,
     local_circuits: bool,
 }
-
-/// Parsed base URLs of one runtime.
-type Bases = std::sync::RwLock<crate::fasthash::FastMap<&'static str, url::Url>>;
 
 impl RuntimeBuilder {
     /// Uses this HTTP client (and its connection pool, TLS and proxy settings) instead of a new one.

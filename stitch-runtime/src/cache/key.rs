@@ -124,10 +124,10 @@ fn may_have_userinfo(text: &str) -> bool {
 pub(crate) fn static_digest(
     endpoint: &Endpoint,
     policy: &CachePolicy,
-    runtime: KeyContext<'_>,
+    cx: KeyContext<'_>,
 ) -> [u8; 32] {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
-    let mut secret = Secrets::new(runtime.principal_key);
+    let mut secret = Secrets::new(cx.principal_key);
     f.str(endpoint.name)
         .str(endpoint.method.as_str())
         .u64(policy.fingerprint);
@@ -138,7 +138,7 @@ pub(crate) fn static_digest(
     if endpoint.absolute {
         f.tag(0);
     } else {
-        let base = runtime.base_url.or(endpoint.base_url).unwrap_or("");
+        let base = cx.base_url.or(endpoint.base_url).unwrap_or("");
         if may_have_userinfo(base) {
             f.tag(2);
             secret.add().str(base);
@@ -190,7 +190,7 @@ pub(crate) fn static_digest(
     }
     // The runtime's defaults other than credentials, by value (credentials are the principal's,
     // see `derive`); sorted, so the order they were configured in does not matter.
-    let mut defaults: Vec<(&str, &[u8])> = runtime
+    let mut defaults: Vec<(&str, &[u8])> = cx
         .default_headers
         .iter()
         .filter(|(n, _)| !is_credential_header(n.as_str()))
@@ -219,13 +219,13 @@ pub(crate) fn derive(
     static_digest: &[u8; 32],
     policy: &CachePolicy,
     parts: &RequestParts,
-    runtime: KeyContext<'_>,
+    cx: KeyContext<'_>,
     principal: Option<&Principal>,
     auth: Option<&[u8; 32]>,
     generations: (u64, u64),
 ) -> CacheKey {
     let mut f = Fields(blake3::Hasher::new_keyed(KEY_FORMAT));
-    let mut secret = Secrets::new(runtime.principal_key);
+    let mut secret = Secrets::new(cx.principal_key);
     f.0.update(static_digest);
     f.u64(generations.0).u64(generations.1);
     f.u64(parts.path.len() as u64);
@@ -265,7 +265,7 @@ pub(crate) fn derive(
             Some(digest) => f.tag(14).bytes(digest),
             None => f.tag(16),
         };
-        match runtime.default_credentials {
+        match cx.default_credentials {
             Some(digest) => f.tag(11).bytes(digest),
             None => f.tag(12),
         };

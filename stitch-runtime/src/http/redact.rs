@@ -6,8 +6,7 @@
 //! well-known credential key ([`stitch_shared::CREDENTIAL_QUERY_KEYS`]) or a key the call marked
 //! secret (`#[query(secret)]`) — is replaced by `REDACTED`. Other pairs are left as they were sent.
 
-// From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
-use stitch_shared::is_credential_query_key;
+use stitch_shared::is_credential_query_key; // not via `auth`, which builds on `http`
 
 /// What replaces a secret value.
 pub(crate) const REDACTED: &str = "REDACTED";

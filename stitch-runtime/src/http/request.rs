@@ -4,17 +4,15 @@
 //! route, and `.`/`..`/empty values are refused); encoding errors are kept, not panicked on, and
 //! reported as [`Error::InvalidArgument`] before anything is sent.
 
-// From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::http::redact::Secrets;
-use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use serde_json::Value;
-use stitch_shared::{is_credential_header, is_credential_query_key};
+use stitch_shared::{is_credential_header, is_credential_query_key}; // not via `auth`, which builds on `http`
 
 /// Everything but RFC 3986 unreserved characters is encoded in a path value.
 const PATH_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -283,10 +281,42 @@ pub(crate) struct Prepared {
     pub(crate) secrets: Secrets,
 }
 
+/// What a runtime adds to every request, passed in by the pipeline so `http` never reaches back
+/// up into the runtime that owns it.
+#[derive(Clone, Copy)]
+pub(crate) struct RequestContext<'a> {
+    /// The runtime's `base_url`, which overrides the descriptor's.
+    pub(crate) base_url: Option<&'static str>,
+    /// The runtime's default headers (merged first, then the stitch's, then the call's).
+    pub(crate) default_headers: &'a HeaderMap,
+    /// The runtime's parsed base URLs.
+    pub(crate) bases: &'a Bases,
+}
+
+/// Parsed base URLs of one runtime (bases are `'static` strings from descriptors or the builder,
+/// so the cache is bounded by the program).
+pub(crate) type Bases = std::sync::RwLock<crate::fasthash::FastMap<&'static str, url::Url>>;
+
+/// `base` parsed, from the runtime's cache.
+fn parsed_base(
+    bases: &Bases,
+    base: &'static str,
+) -> std::result::Result<url::Url, url::ParseError> {
+    if let Some(url) = bases.read().unwrap_or_else(|e| e.into_inner()).get(base) {
+        return Ok(url.clone());
+    }
+    let url = url::Url::parse(base)?;
+    bases
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(base, url.clone());
+    Ok(url)
+}
+
 impl RequestParts {
     /// Resolves the URL (base + template + query) and merges headers: the runtime's defaults, then
     /// the stitch's static headers, then the call's `#[header]` arguments.
-    pub(crate) fn prepare(self, runtime: &Runtime) -> Result<Prepared> {
+    pub(crate) fn prepare(self, cx: RequestContext<'_>) -> Result<Prepared> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -312,15 +342,15 @@ impl RequestParts {
                 ))
             })?
         } else {
-            let base = runtime
-                .base_url_override()
+            let base = cx
+                .base_url
                 .or(ep.base_url)
                 .ok_or_else(|| {
                     config("no base URL: declare `base_url` on the seam or stitch, or set `Runtime::builder().base_url(...)`".into())
                 })?;
             // The base is parsed once per runtime; a call only sets its path and query, which
             // skips parsing the scheme and host every time (most of a URL parse).
-            let mut url = runtime.parsed_base(base).map_err(|e| {
+            let mut url = parsed_base(cx.bases, base).map_err(|e| {
                 // Shown redacted: the text may carry userinfo.
                 let base = crate::http::redact::text(base);
                 config(format!("base URL `{base}` is not a valid URL: {e}"))
@@ -340,7 +370,7 @@ impl RequestParts {
             url.query_pairs_mut().extend_pairs(self.query);
         }
 
-        let mut headers = runtime.default_headers().clone();
+        let mut headers = cx.default_headers.clone();
         for (name, value) in ep.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| config(format!("invalid header name `{name}`")))?;

@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 use crate::http::redact;
 use crate::http::request::Prepared;
 use crate::http::response::RawResponse;
-// From `stitch-shared` directly, not through `auth`: `auth` builds on `http`, not the reverse.
-use stitch_shared::is_credential_header;
+use stitch_shared::is_credential_header; // not via `auth`, which builds on `http`
 
 /// What sending needs from the runtime: its HTTP client and its bounds on reading a response.
 /// Owned by the runtime and passed in by reference, so this module never reaches back up into it.
@@ -43,9 +42,7 @@ pub(crate) async fn send(
     // them back. Clones share the values' bytes; no allocation for a call without credentials.
     let sent_credentials: Vec<http::HeaderValue> = headers
         .iter()
-        .filter(|(name, value)| {
-            value.is_sensitive() || is_credential_header(name.as_str())
-        })
+        .filter(|(name, value)| value.is_sensitive() || is_credential_header(name.as_str()))
         .map(|(_, value)| value.clone())
         .collect();
     let mut builder = transport
