@@ -143,21 +143,28 @@ pub struct OpId(u128);
 pub const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl OpId {
-    /// A fresh random id (128 bits from the OS generator).
+    /// A fresh id, unique across the fleet: a random 64-bit prefix drawn once per process from the
+    /// OS generator, and a per-process counter. One OS read per id cost the Redis driver a quarter
+    /// of its acquire throughput (BENCHMARKS.md, "Fleet throttle on Redis"); two processes share a
+    /// prefix with probability about n²/2⁶⁵ for n processes.
     pub fn random() -> OpId {
-        let mut b = [0u8; 16];
-        // The OS generator only fails on platforms stitch does not build for; a counter mixed
-        // with the time still gives ids that do not collide within one process then.
-        if getrandom::fill(&mut b).is_err() {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static NEXT: AtomicU64 = AtomicU64::new(0);
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            b[..8].copy_from_slice(&t.to_le_bytes());
-            b[8..].copy_from_slice(&NEXT.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        }
-        OpId(u128::from_le_bytes(b))
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            let mut b = [0u8; 8];
+            // The OS generator only fails on platforms stitch does not build for; the time and
+            // the process id still give distinct prefixes then.
+            if getrandom::fill(&mut b).is_err() {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                b = (t ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
+            }
+            u64::from_le_bytes(b)
+        });
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        OpId((u128::from(prefix) << 64) | u128::from(n))
     }
 
     /// An id from its 128 bits (for tests and for drivers reading one back).
