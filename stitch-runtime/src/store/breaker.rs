@@ -56,9 +56,11 @@ impl StoreBreaker {
         if now < until {
             return false;
         }
-        // The probe's own bound (one operation retried once); if the probe is dropped before it
-        // answers, another caller probes after that.
-        let probing = now + 2 * self.store_timeout.as_millis() as u64 + 1;
+        // The probe's own bound (one operation retried once) plus a margin: on a loaded machine
+        // a timeout fires late, and a probe still waiting on its timer must not let a second
+        // probe in. If the probe is dropped before it answers, another caller probes after that.
+        let probing =
+            now + 2 * self.store_timeout.as_millis() as u64 + PROBE_AFTER.as_millis() as u64;
         self.down_until
             .compare_exchange(until, probing, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -188,7 +190,10 @@ mod tests {
         tokio::time::sleep(PROBE_AFTER).await;
         assert!(b.may_ask()); // the probe, then dropped without an answer
         assert!(!b.may_ask());
+        // A probe whose timer fires late is still the only one.
         tokio::time::sleep(Duration::from_millis(201)).await;
+        assert!(!b.may_ask());
+        tokio::time::sleep(PROBE_AFTER).await;
         assert!(b.may_ask());
     }
 }
