@@ -11,7 +11,8 @@
 //! 5. the added latency per call while Redis is frozen (SIGSTOP) once the store breaker is open.
 //!
 //! Run: `cargo bench -p stitch-benches --bench fleet` (needs `redis-server` and `redis-cli` on the
-//! PATH). Worker processes are this binary re-executed with `STITCH_BENCH_FLEET` set.
+//! PATH); `STITCH_BENCH_ONLY=1,2` runs only those sections. Worker processes are this binary
+//! re-executed with `STITCH_BENCH_FLEET` set.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -529,13 +530,29 @@ fn main() {
         println!("benchmark: run it with `cargo bench`");
         return;
     }
+    // `STITCH_BENCH_ONLY=2` (a comma-separated list of sections) runs only those.
+    let only = std::env::var("STITCH_BENCH_ONLY").ok();
+    let run = |n: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s.trim() == n))
+    };
     rt.block_on(async {
         let redis = Redis::start();
         let (base, _) = upstream(Duration::ZERO).await;
-        round_trips(&redis, &base).await;
-        acquire_throughput(&redis, &base).await;
-        wake_up_latency(&redis).await;
-        fleet_rate(&redis).await;
-        outage(&base).await;
+        if run("1") {
+            round_trips(&redis, &base).await;
+        }
+        if run("2") {
+            acquire_throughput(&redis, &base).await;
+        }
+        if run("3") {
+            wake_up_latency(&redis).await;
+        }
+        if run("4") {
+            fleet_rate(&redis).await;
+        }
+        if run("5") {
+            outage(&base).await;
+        }
     });
 }

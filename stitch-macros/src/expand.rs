@@ -550,7 +550,8 @@ fn endpoint(s: &model::Checked, seam_throttle: Option<&TokenStream>) -> TokenStr
     }
     if let Some(c) = &s.circuit {
         let (failures, ms) = (c.failures, millis(c.cooldown));
-        chain.push(quote!(.circuit(#pv::CircuitPolicy::new(#failures, #pv::ms(#ms)))));
+        let local = c.local.then(|| quote!(.local()));
+        chain.push(quote!(.circuit(#pv::CircuitPolicy::new(#failures, #pv::ms(#ms))#local)));
     }
     if let Some(i) = &s.idempotency {
         let header = &i.header;
@@ -619,6 +620,9 @@ fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> Toke
     if let Some(w) = t.max_wait {
         let ms = millis(w);
         spec.extend(quote!(.max_wait(#pv::ms(#ms))));
+    }
+    if t.local {
+        spec.extend(quote!(.local()));
     }
     spec
 }

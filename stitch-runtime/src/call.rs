@@ -15,7 +15,7 @@
 //! breaker is open ([`crate::store::breaker`]). The store write of step 5 runs behind the call, so
 //! no caller, leader or coalesced, waits for it.
 
-use crate::auth::{AuthRequest, Credential};
+use crate::auth::{AuthRequest, AuthResponse, Credential};
 use crate::cache::coalesce::Role;
 use crate::cache::key::{self, CacheKey};
 use crate::cache::local::{StitchCache, Value};
@@ -61,10 +61,11 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
 
 /// Runs one call of an uncached stitch.
 #[doc(hidden)]
-pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Result<D::Output> {
+pub async fn call<D: Decode>(client: &ClientCore, mut request: RequestParts) -> Result<D::Output> {
     if cache::invalidating() {
         return Err(invalidation_only(request.endpoint));
     }
+    request.principal = client.principal().map(|p| p.id.clone());
     let request_endpoint = request.endpoint;
     let run = async {
         let budget = Budget::start(client.runtime(), request_endpoint);
@@ -109,8 +110,9 @@ fn record_error<T>(span: &tracing::Span, outcome: &Result<T>) {
 #[doc(hidden)]
 pub async fn call_cached<D: Decoded>(
     client: &ClientCore,
-    request: RequestParts,
+    mut request: RequestParts,
 ) -> Result<D::Output> {
+    request.principal = client.principal().map(|p| p.id.clone());
     let endpoint = request.endpoint;
     let policy = match &endpoint.cache {
         Some(p) if !endpoint.sensitive => p,
@@ -136,7 +138,6 @@ pub async fn call_cached<D: Decoded>(
         }),
         _ => None,
     };
-    let generation = runtime.local().generation();
     let derive = |local: &StitchCache| {
         let static_digest =
             local.static_digest(|| key::static_digest(endpoint, policy, runtime.key_context()));
@@ -147,7 +148,7 @@ pub async fn call_cached<D: Decoded>(
             runtime.key_context(),
             client.principal(),
             auth.as_ref(),
-            (generation, local.generation()),
+            (runtime.local().generation(), local.generation()),
         )
     };
     // The hit path: no reference count, no span bookkeeping unless a subscriber wants it.
@@ -166,24 +167,52 @@ pub async fn call_cached<D: Decoded>(
         }
     }
     let local = runtime.local().stitch(endpoint, policy);
+    // Started before any store round trip: they count against the call's total.
+    let budget = Budget::start(runtime, endpoint);
+    let tier = match (runtime.fleet(), runtime.store()) {
+        (Some(fleet), _) => {
+            // The fleet's generations enter the key: read them (once, and after an event gap)
+            // before deriving it. Until they are known the shared tier is not used.
+            let _ = derive(&local);
+            if fleet.sync(&local, budget.store_limit(runtime)).await {
+                Tier::Fleet(fleet.clone())
+            } else {
+                meter::degraded(endpoint, "fleet_cache_local");
+                Tier::Local
+            }
+        }
+        (None, Some(_)) => Tier::Shared,
+        (None, None) => Tier::Local,
+    };
     let key = derive(&local);
     if cache::invalidating() {
         let mut existed = local.remove(&key);
-        if let Some(store) = runtime.store() {
-            let store_key = key.store_key(runtime.layout());
-            let deleted = runtime
-                .store_breaker()
-                .run(runtime.store_timeout(), "delete", || {
-                    store.delete(&store_key)
-                });
-            match deleted.await {
-                Some(Ok(found)) => existed |= found,
-                Some(Err(e)) => {
-                    tracing::warn!(stitch = endpoint.name, error = %e, "cache store delete failed");
-                    meter::store_error(endpoint, "delete", "store_delete_skipped");
+        // A request for this key in flight here must not store what it fetched.
+        runtime.flights().invalidate(&key);
+        match &tier {
+            Tier::Fleet(fleet) => match fleet.invalidate(&key).await {
+                Ok(found) => existed |= found,
+                Err(e) => invalidation_skipped(endpoint, e),
+            },
+            Tier::Shared => {
+                if let Some(store) = runtime.store() {
+                    let store_key = key.store_key(runtime.layout());
+                    let deleted = runtime
+                        .store_breaker()
+                        .run(runtime.store_timeout(), "delete", || {
+                            store.delete(&store_key)
+                        });
+                    match deleted.await {
+                        Some(Ok(found)) => existed |= found,
+                        Some(Err(e)) => invalidation_skipped(endpoint, Some(e)),
+                        None => invalidation_skipped(endpoint, None),
+                    }
                 }
-                // The store failed moments ago (the runtime's store breaker): not asked.
-                None => meter::degraded(endpoint, "store_delete_skipped"),
+            }
+            Tier::Local => {
+                if runtime.store().is_some() {
+                    invalidation_skipped(endpoint, None);
+                }
             }
         }
         cache::mark_invalidated(existed);
@@ -194,7 +223,7 @@ pub async fn call_cached<D: Decoded>(
     // more async layer moves the whole call future (measured: ~4 K instructions per call).
     let span = span(endpoint);
     let started = (!span.is_disabled()).then(Instant::now);
-    let outcome = read_through::<D>(runtime, request, key, local, policy)
+    let outcome = read_through::<D>(runtime, request, key, local, policy, budget, tier)
         .instrument(span.clone())
         .await;
     if let Some(started) = started {
@@ -203,12 +232,36 @@ pub async fn call_cached<D: Decoded>(
     outcome
 }
 
+/// Where a cached call may look beyond its in-process tier.
+enum Tier {
+    /// Nowhere: no store, or the fleet's generations are not known right now.
+    Local,
+    /// A store with plain `get`/`set`: read, then fetch and write behind the call.
+    Shared,
+    /// A store with the fleet verbs: one claim per in-process flight (`cache/fleet.rs`).
+    Fleet(Arc<crate::cache::fleet::FleetCache>),
+}
+
+fn invalidation_skipped(endpoint: &'static Endpoint, error: Option<crate::store::StoreError>) {
+    match error {
+        Some(e) => {
+            tracing::warn!(stitch = endpoint.name, error = %e, "cache store delete failed; invalidated in this process only");
+            meter::store_error(endpoint, "delete", "store_delete_skipped");
+        }
+        // The store failed moments ago (the runtime's store breaker), or the fleet's state is
+        // not known: not asked.
+        None => meter::degraded(endpoint, "store_delete_skipped"),
+    }
+}
+
 async fn read_through<D: Decoded>(
     runtime: &Runtime,
     request: RequestParts,
     key: CacheKey,
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
+    budget: Budget,
+    tier: Tier,
 ) -> Result<D::Output> {
     let endpoint = request.endpoint;
     let span = tracing::Span::current();
@@ -218,26 +271,52 @@ async fn read_through<D: Decoded>(
         return Ok(value);
     }
     let started = Instant::now();
-    // Started before the store read: the read counts against the call's total.
-    let budget = Budget::start(runtime, endpoint);
-    if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy, budget).await {
-        span.record("cache", "hit");
-        meter::hit(endpoint);
-        return Ok(value);
+    let coalesce = policy.coalesce && tokio::runtime::Handle::try_current().is_ok();
+    if matches!(tier, Tier::Shared) || (!coalesce && matches!(tier, Tier::Fleet(_))) {
+        if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy, budget).await
+        {
+            span.record("cache", "hit");
+            meter::hit(endpoint);
+            return Ok(value);
+        }
     }
     let stored_local = local.clone();
-    let fetch_store = {
-        let runtime = runtime.clone();
-        move || fetch_and_store(runtime, request, key, local, policy, budget).instrument(span)
-    };
-    let (outcome, role) = if policy.coalesce && tokio::runtime::Handle::try_current().is_ok() {
-        let stored = || stored_local.get(&key);
-        runtime.flights().run(key, stored, fetch_store).await
-    } else {
-        (fetch_store().await, Role::Leader)
+    // How the in-process leader's fleet fill was served (hit, miss or coalesced elsewhere).
+    let source = Arc::new(std::sync::atomic::AtomicU8::new(SOURCE_MISS));
+    let (outcome, role) = match (coalesce, tier) {
+        (true, Tier::Fleet(fleet)) => {
+            let stored = || stored_local.get(&key);
+            let (owned, source) = (runtime.clone(), source.clone());
+            let work = move |stale| {
+                fleet_fill(owned, fleet, request, key, local, policy, budget, stale, source)
+                    .instrument(span)
+            };
+            runtime.flights().run(key, stored, work).await
+        }
+        (coalesce, tier) => {
+            let write = matches!(tier, Tier::Shared | Tier::Fleet(_));
+            let fetch_store = {
+                let runtime = runtime.clone();
+                move |stale| {
+                    fetch_and_store(runtime, request, key, local, policy, budget, stale, write)
+                        .instrument(span)
+                }
+            };
+            if coalesce {
+                let stored = || stored_local.get(&key);
+                runtime.flights().run(key, stored, fetch_store).await
+            } else {
+                let stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                (fetch_store(stale).await, Role::Leader)
+            }
+        }
     };
     let cache = match role {
-        Role::Leader => CacheOutcome::Miss,
+        Role::Leader => match source.load(std::sync::atomic::Ordering::Acquire) {
+            SOURCE_HIT => CacheOutcome::Hit,
+            SOURCE_COALESCED => CacheOutcome::Coalesced,
+            _ => CacheOutcome::Miss,
+        },
         Role::Follower => CacheOutcome::Coalesced,
         Role::Stored => CacheOutcome::Hit,
     };
@@ -256,6 +335,150 @@ async fn read_through<D: Decoded>(
     }
     meter::call(endpoint, cache, &outcome, Some(started.elapsed()));
     outcome
+}
+
+const SOURCE_MISS: u8 = 0;
+const SOURCE_HIT: u8 = 1;
+const SOURCE_COALESCED: u8 = 2;
+
+/// The in-process leader's work with a fleet tier (see `cache/fleet.rs`): claim the entry — a hit
+/// ends it; the fill lease makes this instance the fleet's one fetcher; otherwise wait for the
+/// instance that holds it and claim again. With the store unavailable, fetch here alone.
+#[allow(clippy::too_many_arguments)]
+async fn fleet_fill(
+    runtime: Runtime,
+    fleet: Arc<crate::cache::fleet::FleetCache>,
+    request: RequestParts,
+    key: CacheKey,
+    local: Arc<StitchCache>,
+    policy: &'static CachePolicy,
+    budget: Budget,
+    stale: Arc<std::sync::atomic::AtomicBool>,
+    source: Arc<std::sync::atomic::AtomicU8>,
+) -> Result<Value> {
+    use crate::cache::fleet::{Claim, RECHECK};
+    use crate::cache::record::Record;
+    use std::sync::atomic::Ordering;
+    let endpoint = request.endpoint;
+    let waiter = fleet.waiter(key);
+    loop {
+        match fleet.claim(key, budget.store_limit(&runtime)).await {
+            Claim::Hit(bytes, ttl) => match record::decode_any(bytes) {
+                Some(Record::Response(raw)) => {
+                    let Ok(value) = policy.values.decode(endpoint, raw) else {
+                        // Another build's bytes under this key: fetch here, store nothing shared.
+                        break;
+                    };
+                    keep_local(&local, key, &value, ttl.min(policy.ttl), &stale);
+                    let hit = if source.load(Ordering::Acquire) == SOURCE_COALESCED {
+                        SOURCE_COALESCED
+                    } else {
+                        SOURCE_HIT
+                    };
+                    source.store(hit, Ordering::Release);
+                    return Ok(value);
+                }
+                Some(Record::Failure(failure)) => {
+                    source.store(SOURCE_COALESCED, Ordering::Release);
+                    return Err(failure.to_error(endpoint));
+                }
+                None => break,
+            },
+            Claim::Leader(holding) => {
+                source.store(SOURCE_MISS, Ordering::Release);
+                drop(waiter);
+                return lead(runtime, holding, request, key, local, policy, budget, stale).await;
+            }
+            Claim::Busy(lease_left) => {
+                source.store(SOURCE_COALESCED, Ordering::Release);
+                let left = budget.left();
+                if left.is_zero() {
+                    return Err(budget.timed_out(endpoint));
+                }
+                // Woken by the filler's completion; re-checks by the lease's end (a dead filler)
+                // and every `RECHECK` (a lost message) anyway.
+                let wait = (lease_left + Duration::from_millis(1)).min(RECHECK).min(left);
+                waiter.wait(wait).await;
+            }
+            Claim::Unavailable => {
+                meter::degraded(endpoint, "fleet_cache_local");
+                break;
+            }
+        }
+    }
+    drop(waiter);
+    source.store(SOURCE_MISS, Ordering::Release);
+    fetch_and_store(runtime, request, key, local, policy, budget, stale, false).await
+}
+
+/// The fleet's one fetcher for a key: fetch, keep in-process, complete the shared entry (a
+/// negative one for a failed exchange) behind the call.
+#[allow(clippy::too_many_arguments)]
+async fn lead(
+    runtime: Runtime,
+    holding: crate::cache::fleet::Holding,
+    request: RequestParts,
+    key: CacheKey,
+    local: Arc<StitchCache>,
+    policy: &'static CachePolicy,
+    budget: Budget,
+    stale: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Value> {
+    use crate::cache::fleet::NEGATIVE_TTL;
+    use crate::cache::record::Failure;
+    let share_failure = |holding: crate::cache::fleet::Holding, error: &Error| {
+        match Failure::of(error) {
+            Some(f) => holding.complete(record::encode_failure(&f), NEGATIVE_TTL.min(policy.ttl)),
+            // The leader's own situation (its budget, throttle, circuit): a waiter takes over.
+            None => drop(holding),
+        }
+    };
+    let (endpoint, mut raw) = match fetch(&runtime, request, budget).await {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            share_failure(holding, &e);
+            return Err(e);
+        }
+    };
+    let bytes = record::encode(&raw);
+    let sent = std::mem::take(&mut raw.sent);
+    match policy.values.decode(endpoint, raw) {
+        Ok(value) => {
+            keep_local(&local, key, &value, policy.ttl, &stale);
+            if stale.load(std::sync::atomic::Ordering::SeqCst) || !holding.still_held() {
+                // Invalidated meanwhile, or the lease is gone: the fence would refuse the write.
+                drop(holding);
+            } else {
+                holding.complete(bytes, policy.ttl);
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let e = sent.redact(e);
+            share_failure(holding, &e);
+            Err(e)
+        }
+    }
+}
+
+/// Keeps `value` in-process unless an exact invalidation of the key arrived while it was
+/// fetched: checked after the insert too, so an invalidation landing between the check and the
+/// insert still wins (it sets the flag, then removes; the flight inserts, then re-checks).
+fn keep_local(
+    local: &StitchCache,
+    key: CacheKey,
+    value: &Value,
+    ttl: Duration,
+    stale: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    if stale.load(Ordering::SeqCst) {
+        return;
+    }
+    local.insert_for(key, value.clone(), ttl);
+    if stale.load(Ordering::SeqCst) {
+        local.remove(&key);
+    }
 }
 
 /// A shared-store hit, decoded into this process's type and kept in the in-process tier.
@@ -292,8 +515,10 @@ async fn from_store<D: Decoded>(
     policy.values.typed(&value)
 }
 
-/// The leader's work: fetch, decode, then store in both tiers. Owned (`'static`) so it can run as
-/// its own task under coalescing.
+/// The leader's work without a fleet tier: fetch, decode, then store in-process and, when
+/// `write`, in the shared store behind the call. Owned (`'static`) so it can run as its own task
+/// under coalescing. An exact invalidation during the fetch (`stale`) wins: nothing is stored.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_and_store(
     runtime: Runtime,
     request: RequestParts,
@@ -301,20 +526,25 @@ async fn fetch_and_store(
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
     budget: Budget,
+    stale: Arc<std::sync::atomic::AtomicBool>,
+    write: bool,
 ) -> Result<Value> {
     let (endpoint, mut raw) = fetch(&runtime, request, budget).await?;
     // No record to encode while the store breaker is open: the write would be skipped (counted
     // below, once the value decoded).
     let stored = runtime
         .store()
-        .filter(|_| !runtime.store_breaker().is_open())
+        .filter(|_| write && !runtime.store_breaker().is_open())
         .map(|_| record::encode(&raw));
     let sent = std::mem::take(&mut raw.sent);
     let value = policy
         .values
         .decode(endpoint, raw)
         .map_err(|e| sent.redact(e))?;
-    local.insert(key, value.clone(), policy);
+    keep_local(&local, key, &value, policy.ttl, &stale);
+    if stale.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(value);
+    }
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
         let (store, store_key, ttl) = (store.clone(), key.store_key(runtime.layout()), policy.ttl);
         let (limit, breaker) = (runtime.store_timeout(), runtime.store_breaker().clone());
@@ -330,7 +560,7 @@ async fn fetch_and_store(
             }
         })
         .await;
-    } else if runtime.store().is_some() {
+    } else if write && runtime.store().is_some() {
         meter::degraded(endpoint, "store_write_skipped");
     }
     Ok(value)
@@ -365,6 +595,23 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// What is left of the call's total.
+    fn left(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// The error of a call whose total ran out.
+    fn timed_out(&self, endpoint: &'static Endpoint) -> Error {
+        Error::Timeout {
+            stitch: endpoint.name,
+            bound: TimeoutBound::Total,
+            after: self.total,
+        }
+    }
+}
+
 /// Runs `work` (a store write, already bounded) behind the call: on its own task, so neither the
 /// caller nor the coalesced callers waiting for the value wait for it, and dropping the call
 /// cannot cut it short. Outside a tokio runtime it runs inline.
@@ -395,6 +642,16 @@ fn other_type(endpoint: &'static Endpoint) -> Error {
         reason:
             "two stitches share this name but return different types; give one a distinct `name`"
                 .into(),
+    }
+}
+
+/// A response still rejected (a soft wall) right after a refresh: reported rather than decoded.
+fn still_rejected(strategy: &crate::auth::strategy::Registered) -> Error {
+    Error::Auth {
+        strategy: strategy.name.to_string(),
+        status: None,
+        reason: "the upstream still rejects the credential right after it was refreshed".into(),
+        body: String::new(),
     }
 }
 
@@ -498,10 +755,27 @@ async fn attempts(
             &mut sent_with,
         );
         let error = match outcome.await {
-            Ok(raw) => return Ok(raw),
+            Ok(raw) => match (&credentials, sent_with) {
+                // A strategy may read a success as a rejection (a soft wall: a `200` login page).
+                (Credentials::Strategy(strategy), Some(failed)) if strategy.rejected(&AuthResponse { status: raw.status, headers: &raw.headers, body: &raw.body }) => {
+                    if refreshed {
+                        return Err(still_rejected(strategy));
+                    }
+                    refreshed = true;
+                    Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
+                    continue;
+                }
+                _ => return Ok(raw),
+            },
             Err(e) => e,
         };
-        let unauthorized = error.status().is_some_and(|s| s.as_u16() == 401);
+        let unauthorized = match (&credentials, &error) {
+            // The strategy says which statuses reject its credential (default: `401`).
+            (Credentials::Strategy(strategy), Error::Status { status, headers, body, .. }) => {
+                strategy.rejected(&AuthResponse { status: *status, headers, body: body.as_bytes() })
+            }
+            _ => error.status().is_some_and(|s| s.as_u16() == 401),
+        };
         if unauthorized && !refreshed {
             match (&credentials, sent_with) {
                 (Credentials::Provider(auth), _) => {
@@ -606,6 +880,7 @@ async fn one_attempt(
                 headers,
                 body,
                 secrets,
+                principal,
             } = &mut prepared;
             let mut request = AuthRequest {
                 method: &method,
@@ -613,6 +888,7 @@ async fn one_attempt(
                 headers,
                 body: body.as_deref(),
                 secrets,
+                principal: principal.as_deref(),
             };
             // Boxed: calls without a strategy do not carry its state in their future.
             let applied = Box::pin(strategy.apply(&mut request, runtime.auth_context()));

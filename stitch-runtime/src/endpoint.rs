@@ -380,6 +380,9 @@ impl Endpoint {
                 value.push_str(&format!("concurrency={c} "));
             }
             value.push_str(&format!("pool={:?}", t.pool));
+            if t.local {
+                value.push_str(" local");
+            }
             policies.push(Policy {
                 name: "throttle",
                 value,
@@ -408,9 +411,10 @@ impl Endpoint {
             policies.push(Policy {
                 name: "circuit",
                 value: format!(
-                    "failures={} cooldown={}ms",
+                    "failures={} cooldown={}ms{}",
                     c.failures,
-                    c.cooldown.as_millis()
+                    c.cooldown.as_millis(),
+                    if c.local { " local" } else { "" }
                 ),
             });
         }

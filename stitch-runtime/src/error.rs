@@ -188,6 +188,19 @@ pub enum Error {
         /// The first bytes of the upstream's answer, credentials replaced by `REDACTED`.
         body: String,
     },
+    /// Another instance of the fleet made this call's request (fleet-wide coalescing) and it
+    /// failed: the outcome is shared for a moment (a short negative entry) rather than every
+    /// instance repeating a request that just failed. A failed status arrives as
+    /// [`Error::Status`] instead.
+    #[error("{stitch}: the request another instance made for this call failed ({error_type}): {message}")]
+    Shared {
+        /// The stitch's name.
+        stitch: &'static str,
+        /// The other instance's `error.type` (see [`Error::error_type`]).
+        error_type: String,
+        /// The other instance's error message (redacted as every error message is).
+        message: String,
+    },
     /// The runtime or a stitch is configured in a way that cannot produce a request
     /// (no base URL, an unparsable URL, ...).
     #[error("{stitch}: configuration error: {reason}")]
@@ -264,6 +277,7 @@ impl Error {
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::Config { .. } => "config",
             Error::Auth { .. } => "auth",
+            Error::Shared { error_type, .. } => return error_type.clone().into(),
         })
     }
 

@@ -46,6 +46,7 @@ pub mod throttle;
 
 pub use crate::auth::{is_credential_header, CREDENTIAL_HEADERS};
 pub use crate::cache::fingerprint::Fingerprint;
+pub use crate::cache::fleet::DEFAULT_FILL_LEASE;
 pub use crate::cache::invalidate;
 pub use crate::describe::{describe_table, OperationTable};
 pub use crate::endpoint::{ArgumentDescription, Endpoint, Method, Operation, Policy, Role};

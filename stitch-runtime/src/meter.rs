@@ -10,7 +10,9 @@
 //! | `stitch_throttle_wait_seconds` | histogram | `stitch` | each attempt's wait for its throttle grant |
 //! | `stitch_circuit_transitions_total` | counter | `stitch`, `to` (`open`, `closed`) | circuit state changes |
 //! | `stitch_store_errors_total` | counter | `stitch`, `operation` | failed or timed-out store operations |
-//! | `stitch_degraded_total` | counter | `stitch`, `decision` | a failure absorbed instead of failing the call (`store_read_as_miss`, `store_write_skipped`, `store_delete_skipped`, `circuit_local`, `circuit_not_shared`, `retry_budget_exhausted`) |
+//! | `stitch_degraded_total` | counter | `stitch`, `decision` | a failure absorbed instead of failing the call (`store_read_as_miss`, `store_write_skipped`, `store_delete_skipped`, `fleet_cache_local`, `invalidation_local`, `circuit_local`, `circuit_not_shared`, `retry_budget_exhausted`) |
+//! | `stitch_fleet_cache_events_total` | counter | `event` (`gap`: events lost, the in-process tier flushed; `fenced`: a fill refused because its lease was lost or its entry invalidated) | fleet cache coherence |
+//! | `stitch_fleet_store_errors_total` | counter | `operation` | failed fleet cache writes behind the call (`fill_complete`, `fill_abandon`, `bump`) |
 //!
 //! Invariant: the per-call metrics of a successful call allocate nothing and build no metric
 //! key. Each stitch's keys are built once per process (interned, `'static`) and found through a
@@ -222,4 +224,19 @@ pub(crate) fn store_error(
 pub(crate) fn degraded(endpoint: &'static Endpoint, decision: &'static str) {
     counter!("stitch_degraded_total", "stitch" => endpoint.name, "decision" => decision)
         .increment(1);
+}
+
+/// Fleet cache events were lost: the in-process tier was flushed.
+pub(crate) fn fleet_gap() {
+    counter!("stitch_fleet_cache_events_total", "event" => "gap").increment(1);
+}
+
+/// A fleet fill was refused by its fence (lease lost, or entry invalidated during the fetch).
+pub(crate) fn fleet_fill_fenced() {
+    counter!("stitch_fleet_cache_events_total", "event" => "fenced").increment(1);
+}
+
+/// A fleet cache write behind the call failed.
+pub(crate) fn fleet_store_error(operation: &'static str) {
+    counter!("stitch_fleet_store_errors_total", "operation" => operation).increment(1);
 }

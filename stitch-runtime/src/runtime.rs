@@ -47,7 +47,9 @@ struct Inner {
     breaker: Arc<StoreBreaker>,
     /// Every key this runtime writes to the store (`key_prefix`).
     layout: KeyLayout,
-    local: LocalTier,
+    local: Arc<LocalTier>,
+    /// The fleet cache tier, with a store that has the fleet verbs (`cache/fleet.rs`).
+    fleet: Option<Arc<crate::cache::fleet::FleetCache>>,
     flights: Arc<Flights>,
     limiters: Throttles,
     /// The `auth` provider as the pipeline calls it: the same object as `provider`.
@@ -173,6 +175,9 @@ impl Runtime {
     pub(crate) fn local(&self) -> &LocalTier {
         &self.inner.local
     }
+    pub(crate) fn fleet(&self) -> Option<&Arc<crate::cache::fleet::FleetCache>> {
+        self.inner.fleet.as_ref()
+    }
     pub(crate) fn flights(&self) -> &Arc<Flights> {
         &self.inner.flights
     }
@@ -237,9 +242,34 @@ impl Runtime {
         self.inner.limiters.len()
     }
 
+    /// Gives back what this process holds in the attached store, before it exits: stops renewing
+    /// and releases every fleet concurrency lease this runtime holds, so other processes get
+    /// those slots at once instead of when the leases' TTL ends. Bounded by the store timeout
+    /// (the releases run at once, each retried once). Call it once in-flight calls have ended: a
+    /// lease of an attempt still running is released too. Afterwards stitches with fleet
+    /// throttles fail with [`Error::ThrottleUnavailable`]; everything else keeps working. Without
+    /// a store (or with `local_throttles`) there is nothing to give back. Dropping the last
+    /// handle of a runtime does the same in a spawned task when a tokio runtime is there to run
+    /// it, which a process exiting right after may never do: await this instead.
+    ///
+    /// ```
+    /// # async fn run() -> stitch::Result<()> {
+    /// let runtime = stitch::Runtime::builder()
+    ///     .store(stitch::store::MemoryStore::new(10_000))
+    ///     .build()?;
+    /// // ... serve, then on SIGTERM, once in-flight calls are done:
+    /// runtime.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) {
+        self.inner.limiters.shutdown().await;
+    }
+
     /// Forgets every cached entry of one stitch, for every principal (bumps its generation;
-    /// nothing is enumerated). Other runtimes on a shared store keep their entries until their
-    /// `ttl`; [`invalidate`](crate::invalidate) deletes one entry everywhere.
+    /// nothing is enumerated). This runtime forgets them at once; with a fleet store (one with
+    /// the `bump` verb) the generation is bumped in the store behind the call and every runtime
+    /// on it drops the stitch's entries when the notification arrives. With a plain store, other
+    /// runtimes keep their entries until their `ttl`.
     ///
     /// ```
     /// #[stitch::seam(base_url = "https://api.example.com")]
@@ -255,14 +285,62 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn invalidate_stitch(&self, endpoint: &Endpoint) {
-        if let Some(cache) = self.inner.local.existing(endpoint) {
+        let existing = self.inner.local.existing(endpoint);
+        if let Some(cache) = &existing {
             cache.bump();
         }
+        let (Some(fleet), Some(policy)) = (self.fleet(), &endpoint.cache) else {
+            return;
+        };
+        let digest = crate::cache::key::static_digest(endpoint, policy, self.key_context());
+        let scope = crate::cache::local::fleet_scope(&digest);
+        let fleet = fleet.clone();
+        self.behind(endpoint.name, async move {
+            let n = fleet.bump(Some(&scope)).await?;
+            if let Some(cache) = existing {
+                cache.adopt_fleet_generation(n);
+            }
+            Ok(())
+        });
     }
 
-    /// Forgets every cached entry of every stitch of this runtime.
+    /// Forgets every cached entry of every stitch of this runtime — and, with a fleet store,
+    /// of every runtime on it (as [`Self::invalidate_stitch`]).
     pub fn invalidate_all(&self) {
         self.inner.local.bump_all();
+        let Some(fleet) = self.fleet().cloned() else {
+            return;
+        };
+        let local = self.inner.local.clone();
+        self.behind("runtime", async move {
+            let n = fleet.bump(None).await?;
+            local.adopt_generation(n);
+            Ok(())
+        });
+    }
+
+    /// Sends a bulk invalidation to the fleet behind the caller: this process forgot its entries
+    /// already; the others flush theirs when the bump's notification reaches them.
+    fn behind(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = std::result::Result<(), Option<crate::store::StoreError>>>
+            + Send
+            + 'static,
+    ) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(stitch = what, "invalidation outside a tokio runtime: not sent to the fleet");
+            return;
+        };
+        handle.spawn(async move {
+            if let Err(e) = work.await {
+                match e {
+                    Some(e) => tracing::warn!(stitch = what, error = %e, "fleet invalidation failed; it holds in this process only"),
+                    None => tracing::warn!(stitch = what, "store unavailable; the invalidation holds in this process only"),
+                }
+                crate::meter::fleet_store_error("bump");
+            }
+        });
     }
 
     /// In-process cache entries currently held for a stitch.
@@ -315,6 +393,10 @@ pub struct RuntimeBuilder {
     throttle_lease_ttl: Option<Duration>,
     key_prefix: Option<String>,
     local_circuits: bool,
+    fill_lease: Option<Duration>,
+    /// `seal_key` (current) and `retired_seal_key` calls, in order.
+    seal_keys: Vec<(u8, [u8; 32], bool)>,
+    plaintext_credentials: bool,
 }
 
 impl RuntimeBuilder {
@@ -420,6 +502,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The fleet cache's fill lease (default [`DEFAULT_FILL_LEASE`](crate::DEFAULT_FILL_LEASE),
+    /// 3 s): with a store attached, the one instance fetching a cold entry for the fleet holds
+    /// it, renewed every third while the fetch runs; when that instance dies, a waiting one
+    /// takes over within it. Shorter: faster takeover, more renewals.
+    pub fn fill_lease(mut self, lease: Duration) -> Self {
+        self.fill_lease = Some(lease);
+        self
+    }
+
     /// Keeps every throttle process-local even with a store attached: each process enforces the
     /// declared budgets alone (N processes send N times the rate). Needed for a store that
     /// implements only `get`/`set`/`delete`.
@@ -485,6 +576,46 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The key sealing credentials this runtime writes to its shared store (sessions, OAuth2
+    /// tokens), under a one-byte id written in every sealed value: XChaCha20-Poly1305, bound to
+    /// the store key (see [`crate::auth::Keyring`]). Every process of a fleet needs the same keys
+    /// (and the same `principal_key`). A runtime with a store and a strategy sharing credentials
+    /// through it is refused without a seal key or [`Self::store_credentials_in_plaintext`].
+    ///
+    /// ```
+    /// use stitch::auth::{ClientCredentials, Secret};
+    ///
+    /// # fn main() -> stitch::Result<()> {
+    /// let runtime = stitch::Runtime::builder()
+    ///     .store(stitch::store::MemoryStore::new(1_000))
+    ///     .principal_key([7; 32]) // from your secret manager, the same on every process
+    ///     .seal_key(2, [9; 32]) // seals from now on
+    ///     .retired_seal_key(1, [8; 32]) // still opens what key 1 sealed (rotation)
+    ///     .auth_strategy("acme", ClientCredentials::new("https://idp.example.com/token", "svc", Secret::new("s")))
+    ///     .build()?;
+    /// # let _ = runtime;
+    /// # Ok(()) }
+    /// ```
+    pub fn seal_key(mut self, id: u8, key: [u8; 32]) -> Self {
+        self.seal_keys.push((id, key, true));
+        self
+    }
+
+    /// A previous seal key: values it sealed still open, nothing new is sealed with it. Keep it
+    /// until the values it sealed have expired (a session's TTL, a token's lifetime).
+    pub fn retired_seal_key(mut self, id: u8, key: [u8; 32]) -> Self {
+        self.seal_keys.push((id, key, false));
+        self
+    }
+
+    /// Stores shared credentials (session cookies, tokens) in the store **in plaintext**: anyone
+    /// who can read the store (a backup, a replica, a `MONITOR`) can act as your accounts. Only
+    /// for a store that is itself the trust boundary; prefer [`Self::seal_key`].
+    pub fn store_credentials_in_plaintext(mut self) -> Self {
+        self.plaintext_credentials = true;
+        self
+    }
+
     /// The largest response body accepted (default 64 MiB); a larger one fails the call with
     /// [`Error::BodyTooLarge`] without being read to the end.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
@@ -532,6 +663,7 @@ impl RuntimeBuilder {
             }
             None => None,
         };
+        let principal_key_given = self.principal_key.is_some();
         let principal_key = match self.principal_key {
             Some(k) => k,
             None => {
@@ -654,11 +786,64 @@ impl RuntimeBuilder {
             }
             strategies.insert(name.clone(), Arc::new(Registered::new(name, strategy)));
         }
-        let auth_context = AuthContext {
-            http: http.clone(),
-            store: self.store.clone(),
-            error_body_limit: self.error_body_limit.unwrap_or(1024),
+        let default_credentials = default_credentials(&principal_key, &mut default_headers, base_url);
+        // Principals across a fleet: with a random key per process, the same credential would
+        // be a different principal in every process (entries never shared, and no way to tell).
+        if self.store.is_some()
+            && !principal_key_given
+            && (default_credentials.is_some() || provider.is_some() || !strategies.is_empty())
+        {
+            return Err(config(
+                "a runtime with a shared store and credentials needs `principal_key(..)`: every \
+                 process of the fleet must derive the same principal from the same credential, so \
+                 give each the same 32-byte secret (for example from an environment variable)"
+                    .into(),
+            ));
+        }
+        let local = Arc::new(LocalTier::default());
+        let flights: Arc<Flights> = Arc::default();
+        let fleet_cache = match &self.store {
+            Some(store) if store.capabilities().contains_all(&crate::cache::fleet::VERBS) => {
+                let lease = self
+                    .fill_lease
+                    .unwrap_or(crate::cache::fleet::DEFAULT_FILL_LEASE);
+                if lease < Duration::from_millis(3) {
+                    return Err(config(format!(
+                        "`fill_lease` of {lease:?} is too short to renew: give at least 3 ms (the default is 3 s)"
+                    )));
+                }
+                Some(crate::cache::fleet::FleetCache::new(
+                    store.clone(),
+                    layout.clone(),
+                    breaker.clone(),
+                    store_timeout,
+                    lease,
+                    local.clone(),
+                    flights.clone(),
+                ))
+            }
+            _ => None,
         };
+        let sealing = sealing(&self.seal_keys, self.plaintext_credentials)?;
+        if let Some(shared) = strategies.values().find(|s| s.shares_credentials()) {
+            if self.store.is_some() && !sealing.is_set() {
+                return Err(config(format!(
+                    "auth strategy `{}` shares its credentials through the store, which would hold them in clear: \
+                     give every process the same seal key with `Runtime::builder().seal_key(1, key)` (32 bytes \
+                     from your secret manager), or accept plaintext with `.store_credentials_in_plaintext()`",
+                    shared.name
+                )));
+            }
+        }
+        let auth_context = AuthContext::new(
+            http.clone(),
+            self.store.clone(),
+            self.error_body_limit.unwrap_or(1024),
+            sealing,
+            layout.clone(),
+            breaker.clone(),
+            store_timeout,
+        );
         let transport = Transport {
             client: http.clone(),
             max_response_bytes: self.max_response_bytes.unwrap_or(64 << 20),
@@ -668,18 +853,15 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 http,
                 base_url,
-                default_credentials: default_credentials(
-                    &principal_key,
-                    &mut default_headers,
-                    base_url,
-                ),
+                default_credentials,
                 default_headers,
                 principal_key,
                 store: self.store,
                 breaker,
                 layout,
-                local: LocalTier::default(),
-                flights: Arc::default(),
+                fleet: fleet_cache,
+                local,
+                flights,
                 limiters,
                 auth: provider.clone().map(|p| p as Arc<dyn Auth>),
                 provider,
@@ -759,6 +941,36 @@ fn default_credentials(
         }
     }
     any.then(|| *h.finalize().as_bytes())
+}
+
+/// The builder's seal keys as the runtime keeps them: one current key (the last `seal_key`),
+/// retired keys for reading; both keys and the plaintext opt-in is a contradiction.
+fn sealing(keys: &[(u8, [u8; 32], bool)], plaintext: bool) -> Result<crate::auth::Sealing> {
+    let config = |reason: String| Error::Config {
+        stitch: "runtime",
+        reason,
+    };
+    let current: Vec<_> = keys.iter().filter(|(_, _, c)| *c).collect();
+    match (current.as_slice(), plaintext) {
+        ([], true) if keys.is_empty() => Ok(crate::auth::Sealing::Plaintext),
+        (_, true) => Err(config(
+            "`store_credentials_in_plaintext()` contradicts the seal keys given: keep one".into(),
+        )),
+        ([], false) if keys.is_empty() => Ok(crate::auth::Sealing::Unset),
+        ([], false) => Err(config(
+            "only retired seal keys were given: add the current one with `seal_key(id, key)`".into(),
+        )),
+        ([(id, key, _)], false) => {
+            let mut ring = crate::auth::Keyring::new(*id, *key);
+            for (old, key, _) in keys.iter().filter(|(i, _, c)| !*c && i != id) {
+                ring = ring.retired(*old, *key);
+            }
+            Ok(crate::auth::Sealing::Keys(ring))
+        }
+        (_, false) => Err(config(
+            "`seal_key` was given more than once: one key seals, make the others `retired_seal_key`".into(),
+        )),
+    }
 }
 
 /// How a stitch's requests get their credentials on a given runtime.

@@ -96,6 +96,8 @@ pub struct Upstream {
 
 pub mod tls;
 
+pub mod fleet;
+
 /// Requests being handled right now, and the most seen at once.
 #[derive(Default)]
 struct Load {

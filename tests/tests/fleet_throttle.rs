@@ -22,6 +22,13 @@ trait Fleet {
 
     #[stitch(get, path = "/metered", throttle(rate = "20/s", concurrency = 4))]
     async fn metered(&self) -> stitch::Result<()>;
+
+    /// Opted out of the fleet: each runtime paces its own 5/s.
+    #[stitch(get, path = "/local-five", throttle(rate = "5/s", local))]
+    async fn local_five(&self) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/fleet-five", throttle = "5/s")]
+    async fn fleet_five(&self) -> stitch::Result<()>;
 }
 
 fn client(base: &str, store: &MemoryStore) -> FleetClient {
@@ -63,6 +70,73 @@ async fn two_runtimes_on_one_store_share_one_rate_budget() {
     assert!(
         hits >= 0.9 * 10.0 * seconds,
         "{hits} requests in {seconds:.2}s: below 90% of the budget"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_throttle_stays_per_runtime_next_to_a_fleet_one() {
+    let up = Upstream::start(|_| Reply::status(200, "")).await;
+    let store = MemoryStore::default();
+    let (a, b) = (client(&up.url(), &store), client(&up.url(), &store));
+    let run = |api: FleetClient, local: bool| {
+        saturate(3, Duration::from_secs(3), move || {
+            let api = api.clone();
+            async move {
+                if local {
+                    api.local_five().await
+                } else {
+                    api.fleet_five().await
+                }
+            }
+        })
+    };
+    let started = tokio::time::Instant::now();
+    let (la, lb, fa, fb) = tokio::join!(
+        run(a.clone(), true),
+        run(b.clone(), true),
+        run(a, false),
+        run(b, false)
+    );
+    // Each stitch's requests from the common start to its last arrival: every grant falls in that
+    // span (the runs end with callers queued for a slot, so the wall time of all the runs would
+    // undercount the rates).
+    let seen = up.seen();
+    let arrivals = |path: &str| {
+        let at: Vec<_> = seen
+            .iter()
+            .filter(|s| s.path == path)
+            .map(|s| s.at)
+            .collect();
+        let span = at.iter().max().unwrap().duration_since(started);
+        (at.len() as f64, span.as_secs_f64())
+    };
+    let ((local, local_s), (fleet, fleet_s)) = (arrivals("/local-five"), arrivals("/fleet-five"));
+    println!(
+        "two runtimes: `local` 5/s sent {local} in {local_s:.2}s ({:.2}/s), fleet 5/s sent {fleet} \
+         in {fleet_s:.2}s ({:.2}/s)",
+        local / local_s,
+        fleet / fleet_s
+    );
+    assert_eq!(f64::from(la.accepted + lb.accepted), local);
+    assert_eq!(f64::from(fa.accepted + fb.accepted), fleet);
+    // Two runtimes, each with its own 5/s budget: about 10/s together (each at most
+    // `1 + ⌊5 T⌋` in any window `T`), twice the single budget.
+    assert!(
+        local <= 2.0 * (1.0 + (5.0 * local_s).floor()),
+        "{local} `local` requests in {local_s:.2}s exceed two 5/s budgets"
+    );
+    assert!(
+        local >= 0.9 * 10.0 * local_s,
+        "{local} `local` requests in {local_s:.2}s: the budget was shared (below 9/s)"
+    );
+    // The fleet stitch next to it: one 5/s budget for both runtimes.
+    assert!(
+        fleet <= 1.0 + (5.0 * fleet_s).floor(),
+        "{fleet} fleet requests in {fleet_s:.2}s exceed one 5/s budget"
+    );
+    assert!(
+        fleet >= 0.9 * 5.0 * fleet_s,
+        "{fleet} fleet requests in {fleet_s:.2}s: below 90% of the budget"
     );
 }
 
@@ -401,6 +475,117 @@ async fn a_killed_process_gives_its_slot_back_within_the_lease_ttl() {
     }
     println!("slot back {:?} after the kill", killed.elapsed());
     waiting.abort();
+}
+
+/// Set in the environment of a worker that shuts down while holding leases: `redis url|base
+/// url|shutdown` (`shutdown`: `yes` calls `Runtime::shutdown` before exiting, `no` just exits).
+const SHUTDOWN_HOLDER: &str = "STITCH_FLEET_SHUTDOWN_HOLDER";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_shuts_down_gives_its_leases_back_at_once() {
+    if let Ok(spec) = std::env::var(SHUTDOWN_HOLDER) {
+        // The worker: take both fleet slots of `capped` with calls that never end, shut down,
+        // exit while they still run (as a worker does on SIGTERM).
+        let parts: Vec<&str> = spec.split('|').collect();
+        let store = stitch::store::RedisStore::connect(parts[0]).await.unwrap();
+        let rt = Runtime::builder()
+            .base_url(parts[1])
+            .store(store)
+            .throttle_lease_ttl(Duration::from_secs(4))
+            .build()
+            .unwrap();
+        let api = FleetClient::new(&rt).unwrap();
+        for _ in 0..2 {
+            let api = api.clone();
+            tokio::spawn(async move { api.capped().await });
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if parts[2] == "yes" {
+            rt.shutdown().await;
+        }
+        println!("WORKER_EXITS");
+        std::process::exit(0);
+    }
+    let redis = Redis::start();
+    let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_secs(60))).await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let store = stitch::store::RedisStore::connect(&url).await.unwrap();
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(store)
+        .build()
+        .unwrap();
+    let api = FleetClient::new(&rt).unwrap();
+    // Without the shutdown the slots stay taken until the leases' TTL (4 s, renewed every 1.33 s,
+    // so at least 2.67 s after the exit); with it, at once.
+    for (round, shutdown) in [(1, "no"), (2, "yes")] {
+        let before = up.hits();
+        let worker = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "a_process_that_shuts_down_gives_its_leases_back_at_once",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(SHUTDOWN_HOLDER, format!("{url}|{}|{shutdown}", up.url()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the holder");
+        let out = tokio::task::spawn_blocking(move || worker.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let exited = Instant::now();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("WORKER_EXITS"),
+            "round {round}: the worker failed"
+        );
+        assert_eq!(
+            up.hits(),
+            before + 2,
+            "round {round}: the worker held both slots"
+        );
+        // Both slots, asked for at once by this process.
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                let api = api.clone();
+                tokio::spawn(async move { api.capped().await })
+            })
+            .collect();
+        while up.hits() < before + 4 && exited.elapsed() < Duration::from_millis(1500) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let back = exited.elapsed();
+        println!("round {round} (shutdown: {shutdown}): both slots back {back:?} after the exit");
+        if shutdown == "yes" {
+            assert_eq!(
+                up.hits(),
+                before + 4,
+                "the shut-down worker's slots did not come back"
+            );
+            assert!(
+                back < Duration::from_millis(500),
+                "slots back {back:?} after the exit: not at once"
+            );
+        } else {
+            // The reference: a worker that just exits leaves its leases to expire.
+            assert_eq!(
+                up.hits(),
+                before + 2,
+                "a worker exiting without shutdown still holds its slots 1.5 s later"
+            );
+        }
+        for c in calls {
+            c.abort();
+            let _ = c.await;
+        }
+        // This process's own calls were dropped: their leases are released (not shut down).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if shutdown == "no" {
+            // Let the first worker's leases expire before the second round.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,17 +194,15 @@ async fn different_credentials_by_every_route_never_share_an_entry() {
         assert_eq!(a.me().await.unwrap(), first, "{route}");
     }
 
-    // The same credential without a shared `principal_key` (random per runtime): not shared.
-    let [a, b] = [(), ()].map(|()| {
-        let rt = runtime(&up)
-            .default_header("x-api-key", "SAME")
-            .store(store.clone())
-            .local_throttles()
-            .build()
-            .unwrap();
-        HostileClient::new(&rt).unwrap()
-    });
-    assert_ne!(a.me().await.unwrap(), b.me().await.unwrap());
+    // The same credential without a shared `principal_key` (random per runtime) would never be
+    // shared, silently: a store-backed runtime with credentials is refused instead.
+    let refused = runtime(&up)
+        .default_header("x-api-key", "SAME")
+        .store(store.clone())
+        .local_throttles()
+        .build()
+        .expect_err("a shared store with credentials and no principal_key is refused");
+    assert!(refused.to_string().contains("principal_key"), "{refused}");
 
     // The same runtime: bindings and per-call credentials.
     let rt = runtime(&up).build().unwrap();
@@ -421,6 +419,7 @@ async fn userinfo_and_secret_values_never_reach_response_urls_records_or_errors(
     let rt = Runtime::builder()
         .base_url(up.url().replace("http://", "http://admin:USERINFO-PW@"))
         .store(store.clone())
+        .principal_key([3; 32])
         .local_throttles()
         .build()
         .unwrap();

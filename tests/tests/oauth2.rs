@@ -298,6 +298,7 @@ async fn the_principal_is_the_client_not_the_token() {
             .store(store.clone())
             .local_throttles()
             .principal_key([7; 32])
+            .seal_key(1, [8; 32])
             .auth_strategy(
                 "acme",
                 ClientCredentials::new(format!("{}/token", up.url()), client_id, "S"),
@@ -310,7 +311,7 @@ async fn the_principal_is_the_client_not_the_token() {
         let core = s::ClientCore::new(&rt, CACHEDS).unwrap();
         s::call_cached::<s::Json<String>>(&core, s::RequestParts::new(&CACHED)).await
     };
-    // Two processes of one client, each with its own token, share the entry.
+    // Two processes of one client share the entry (and, through the store, the token).
     assert_eq!(get(fleet("svc")).await.unwrap(), "Bearer tok-1");
     // The store write runs behind the call.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -357,4 +358,81 @@ async fn client_credentials_go_in_the_form_body_or_a_basic_header_never_both() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_runtimes_on_one_store_fetch_one_token_at_expiry_and_keep_it_sealed() {
+    let (up, tokens) = counting(1, Duration::from_millis(100), &[]).await;
+    let store = stitch::store::MemoryStore::new(1_000);
+    let cores: Vec<_> = (0..8)
+        .map(|_| {
+            let oauth = ClientCredentials::new(format!("{}/token", up.url()), "svc", "S")
+                .skew(Duration::ZERO);
+            let rt = Runtime::builder()
+                .base_url(up.url())
+                .store(store.clone())
+                .local_throttles()
+                .principal_key([7; 32])
+                .seal_key(1, [8; 32])
+                .auth_strategy("acme", oauth)
+                .build()
+                .unwrap();
+            client(&rt)
+        })
+        .collect();
+    let round = || {
+        let calls: Vec<_> = cores
+            .iter()
+            .flat_map(|core| {
+                (0..64).map(move |_| {
+                    let core = core.clone();
+                    tokio::spawn(async move { call(&core).await })
+                })
+            })
+            .collect();
+        async move {
+            let mut seen = Vec::new();
+            for c in calls {
+                seen.push(c.await.unwrap().unwrap());
+            }
+            seen
+        }
+    };
+    assert!(round().await.iter().all(|t| t == "Bearer tok-1"));
+    assert_eq!(tokens.load(Ordering::SeqCst), 1, "one token for 8 × 64 cold callers");
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert!(round().await.iter().all(|t| t == "Bearer tok-2"));
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        2,
+        "8 runtimes × 64 tasks at expiry: one token request"
+    );
+}
+
+#[tokio::test]
+async fn a_401_in_one_runtime_replaces_the_fleet_token_once_and_others_reuse_it() {
+    let (up, tokens) = counting(3600, Duration::from_millis(50), &["tok-1"]).await;
+    let store = stitch::store::MemoryStore::new(1_000);
+    let member = || {
+        let rt = Runtime::builder()
+            .base_url(up.url())
+            .store(store.clone())
+            .local_throttles()
+            .principal_key([7; 32])
+            .seal_key(1, [8; 32])
+            .auth_strategy(
+                "acme",
+                ClientCredentials::new(format!("{}/token", up.url()), "svc", "S"),
+            )
+            .build()
+            .unwrap();
+        client(&rt)
+    };
+    let (a, b) = (member(), member());
+    // `a` fetches tok-1 (revoked): its 401 replaces it with tok-2 for the fleet.
+    assert_eq!(call(&a).await.unwrap(), "Bearer tok-2");
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
+    // `b` starts cold and reads tok-2 from the store; its stale-free path fetches nothing.
+    assert_eq!(call(&b).await.unwrap(), "Bearer tok-2");
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
 }

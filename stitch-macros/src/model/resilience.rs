@@ -135,7 +135,12 @@ pub(super) fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
 pub(crate) struct CircuitModel {
     pub(crate) failures: u32,
     pub(crate) cooldown: Duration,
+    /// `local`: the circuit stays in this process even with a store attached.
+    pub(crate) local: bool,
 }
+
+/// Keys accepted inside `circuit(...)`.
+pub(crate) const CIRCUIT_KEYS: &[&str] = &["failures", "cooldown", "local"];
 
 pub(super) fn circuit(args: &Args, errors: &mut Errors) -> Option<CircuitModel> {
     let arg = args.get("circuit")?;
@@ -146,7 +151,7 @@ pub(super) fn circuit(args: &Args, errors: &mut Errors) -> Option<CircuitModel> 
         );
         return None;
     };
-    let inner = args::nested(list, &["failures", "cooldown"], "circuit", errors);
+    let inner = args::nested(list, CIRCUIT_KEYS, "circuit", errors);
     // Both numbers define the breaker: without a threshold it never opens, without a cooldown it
     // never closes again.
     let mut missing = Vec::new();
@@ -172,9 +177,11 @@ pub(super) fn circuit(args: &Args, errors: &mut Errors) -> Option<CircuitModel> 
     let cooldown = inner
         .string("cooldown", "cooldown = \"30s\"", errors)
         .and_then(|lit| duration_of(&lit, "circuit `cooldown`", errors));
+    let local = super::throttle::local_flag(&inner, "circuit", "circuit", errors);
     Some(CircuitModel {
         failures: failures?,
         cooldown: cooldown?,
+        local: local.is_some(),
     })
 }
 

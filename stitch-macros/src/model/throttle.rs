@@ -11,6 +11,7 @@ pub(crate) const THROTTLE_KEYS: &[&str] = &[
     "max_wait",
     "delegate",
     "on",
+    "local",
 ];
 
 /// Who shares a throttle's budget.
@@ -32,6 +33,8 @@ pub(crate) struct ThrottleModel {
     pub(crate) max_wait: Option<Duration>,
     /// `delegate`, with the statuses that mean "rate limited" (default 429).
     pub(crate) delegate: Option<Vec<u16>>,
+    /// `local`: the budget stays in this process even with a store attached.
+    pub(crate) local: bool,
 }
 
 impl ThrottleModel {
@@ -60,6 +63,7 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
             pool: None,
             max_wait: None,
             delegate: None,
+            local: false,
         }),
         args::Value::List(list) => {
             let inner = args::nested(list, THROTTLE_KEYS, "throttle", errors);
@@ -143,6 +147,7 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
             let max_wait = inner
                 .string("max_wait", "max_wait = \"10s\"", errors)
                 .and_then(|lit| duration_of(&lit, "`max_wait`", errors));
+            let local = local_flag(&inner, "throttle", "budget", errors);
             let delegate_flag = inner.flag("delegate", errors);
             let on = inner.get("on").map(|a| statuses(a, errors));
             if let (Some(on_arg), None) = (inner.get("on"), delegate_flag) {
@@ -183,6 +188,19 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
                 }
                 on.clone().unwrap_or_else(|| vec![429])
             });
+            // Delegate mode keeps no budget of its own, so there is nothing to keep in-process:
+            // `local` would promise a choice that does not exist. Reported at the later key.
+            if let (Some(local_span), Some(delegate_span)) = (local, delegate_flag) {
+                let (at, message) = if inner.index("local") > inner.index("delegate") {
+                    (local_span, "`local` conflicts with `delegate`")
+                } else {
+                    (delegate_span, "`delegate` conflicts with `local`")
+                };
+                errors.at(
+                    at,
+                    format!("{message}: delegate mode keeps no budget (the upstream's rate-limit status is reported as a typed error), so there is none to keep in-process; remove `local`"),
+                );
+            }
             if rate.is_none()
                 && concurrency.is_none()
                 && delegate.is_none()
@@ -201,6 +219,7 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
                 pool,
                 max_wait,
                 delegate,
+                local: local.is_some(),
             })
         }
         other => {
@@ -216,4 +235,28 @@ pub(crate) fn throttle(args: &Args, errors: &mut Errors) -> Option<ThrottleModel
 /// A rate or cap was written (perhaps invalid, and then already reported).
 pub(super) fn pacing_written(inner: &Args) -> bool {
     inner.has_key("rate") || inner.has_key("concurrency")
+}
+
+/// `local` inside `throttle(...)` or `circuit(...)`: the state stays in this process even when the
+/// runtime has a store attached. A bare flag only: `local = true` would suggest `local = false`
+/// means something, and a value of any other kind is a mistake.
+pub(super) fn local_flag(
+    inner: &Args,
+    what: &str,
+    noun: &str,
+    errors: &mut Errors,
+) -> Option<Span> {
+    let arg = inner.get("local")?;
+    match &arg.value {
+        args::Value::Flag => Some(arg.key.span()),
+        other => {
+            errors.at(
+                other.span(&arg.key),
+                format!(
+                    "`local` takes no value: write `{what}(..., local)` to keep this {noun} in-process with a store attached, or remove it for a fleet-wide one"
+                ),
+            );
+            None
+        }
+    }
 }

@@ -44,22 +44,44 @@
 //! header, so the one safe rule is not to hop. A client given with `http_client` keeps its own
 //! policy: build it with `.redirect(stitch::auth::same_origin_redirects())`.
 //!
-//! # Seams left for the fleet
+//! # Sessions, and one login per fleet
 //!
-//! Token single-flight is per process ([`ClientCredentials`]' holder, `Registered`'s refresh
-//! lock); the fleet version claims the fetch through the store ([`AuthContext::store`]) and keeps
-//! the token sealed there. Cookie sessions (a login stitch, `Set-Cookie` capture) are a strategy
-//! of their own, to come.
+//! [`CookieSession`] logs in with a request built per principal, captures the `Set-Cookie`s and
+//! replays them; a configured status or a soft wall ([`Strategy::rejected`]) logs in again. With
+//! a shared store, a session and an OAuth2 token are filled once for the whole fleet (`fleet`:
+//! claim, renewed lease, fenced completion, a notification to the waiters) and kept there
+//! sealed ([`Keyring`]: XChaCha20-Poly1305, bound to the store key). A runtime with a store and
+//! such a strategy is refused unless given a seal key (`Runtime::builder().seal_key(..)`) or
+//! told to store credentials in plaintext (`store_credentials_in_plaintext()`).
 
 mod builtin;
+pub(crate) mod fleet;
 mod oauth2;
+mod seal;
 mod secret;
+mod session;
 pub(crate) mod strategy;
 
 pub use builtin::{ApiKey, Basic, Bearer};
 pub use oauth2::{ClientCredentials, DEFAULT_SKEW};
+pub(crate) use seal::Sealing;
+pub use seal::{Keyring, SealError};
 pub use secret::Secret;
-pub use strategy::{AuthContext, AuthRequest, Credential, Identity, Strategy};
+pub use session::{CookieSession, CredentialOutage, LoginRequest, DEFAULT_SESSION_TTL};
+pub use strategy::{AuthContext, AuthRequest, AuthResponse, Credential, Identity, Strategy};
+
+tokio::task_local! {
+    /// Set while a login request is sent: [`same_origin_redirects`] follows no redirect then.
+    static NO_REDIRECT: ();
+}
+
+/// Sends `request` without following any redirect, when the client's policy is
+/// [`same_origin_redirects`] (the runtime's own client): a login answering `302` with its
+/// `Set-Cookie` must be seen, not followed. The policy runs inside the request's future, so a
+/// task-local reaches it.
+pub(crate) async fn without_redirects<F: std::future::Future>(request: F) -> F::Output {
+    NO_REDIRECT.scope((), request).await
+}
 
 /// The redirect policy of the runtime's own HTTP client: follows at most 10 redirects, each
 /// within the origin (scheme, host, port) of the previous URL; a redirect to another origin is
@@ -68,6 +90,9 @@ pub use strategy::{AuthContext, AuthRequest, Credential, Identity, Strategy};
 /// Give it to a client you pass to `Runtime::builder().http_client(..)`.
 pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
+        if NO_REDIRECT.try_with(|_| ()).is_ok() {
+            return attempt.stop();
+        }
         let same = attempt.previous().last().is_none_or(|previous| {
             let next = attempt.url();
             previous.scheme() == next.scheme()
@@ -240,10 +265,12 @@ pub use stitch_shared::{
     is_credential_header, is_credential_query_key, CREDENTIAL_HEADERS, CREDENTIAL_QUERY_KEYS,
 };
 
-/// An explicitly bound principal: a digest of the caller-given identity.
+/// An explicitly bound principal: a digest of the caller-given identity, and the identity (for
+/// strategies holding one credential per principal).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Principal {
     pub(crate) digest: [u8; 32],
+    pub(crate) id: Arc<str>,
 }
 
 impl Principal {
@@ -254,6 +281,7 @@ impl Principal {
         h.update(id.as_bytes());
         Principal {
             digest: *h.finalize().as_bytes(),
+            id: Arc::from(id),
         }
     }
 }

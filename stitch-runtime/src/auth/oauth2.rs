@@ -1,15 +1,16 @@
-//! OAuth2 client credentials (RFC 6749 §4.4), in one process.
+//! OAuth2 client credentials (RFC 6749 §4.4), one token per process, or per fleet with a
+//! shared store.
 //!
-//! Invariants: at most one token request is in flight per strategy (a `tokio` mutex held across
-//! it); callers never wait while the current token is valid — within `skew` of expiry one
-//! background task fetches the next token (refresh-ahead); a `401` forces a fetch only if the
-//! rejected token is still the current one (compared by generation). The principal is the client
-//! id and token URL, never the token.
-//!
-//! Seam for the fleet work: [`Tokens`] is the in-process holder. A store-backed one (claim /
-//! complete the fetch through the store's lease, the token sealed under the store key) replaces
-//! `fetch_locked`'s mutex with the fleet's single-flight and reads the token from the store first.
+//! Invariants: at most one token request is in flight per strategy in a process (a `tokio`
+//! mutex held across it) and, with a shared store, in the fleet ([`super::fleet`]: the token is
+//! claimed, fetched by one leader, stored sealed, and read by the others); callers never wait
+//! while the current token is valid — within `skew` of expiry one background task fetches the
+//! next token (refresh-ahead); a `401` forces a fetch only if the rejected token is still the
+//! current one (compared by generation, and in the store by the stored bytes). The principal is
+//! the client id and token URL, never the token. With the store unreachable, each process
+//! fetches its own token (safe for client credentials: logged and counted).
 
+use super::fleet::{self, Account};
 use super::strategy::{redacted_body, AuthContext, AuthRequest, Credential, Identity, Strategy};
 use super::{AuthFuture, Secret};
 use crate::error::{Error, Result};
@@ -54,6 +55,7 @@ struct Inner {
     params: Vec<(String, String)>,
     basic: bool,
     skew: Duration,
+    lease: Duration,
     tokens: Tokens,
 }
 
@@ -73,7 +75,12 @@ struct Token {
     generation: u64,
     expires_at: Option<Instant>,
     refresh_at: Option<Instant>,
+    /// The sealed bytes it was stored as, when it came through the fleet.
+    stored: Option<bytes::Bytes>,
 }
+
+/// How long a token without `expires_in` is kept in a shared store.
+const UNSTATED_LIFETIME: Duration = Duration::from_secs(3600);
 
 impl Token {
     fn valid(&self, now: Instant) -> bool {
@@ -111,6 +118,7 @@ impl ClientCredentials {
                 params: Vec::new(),
                 basic: false,
                 skew: DEFAULT_SKEW,
+                lease: fleet::DEFAULT_LEASE,
                 tokens: Tokens::default(),
             }),
         }
@@ -158,6 +166,14 @@ impl ClientCredentials {
     pub fn skew(self, skew: Duration) -> Self {
         self.edit(|i| i.skew = skew)
     }
+
+    /// With a shared store, the fleet lease of a token request (default 5 s): how soon another
+    /// process takes over from one that crashed while fetching. Renewed every third of it while
+    /// the request runs.
+    #[must_use]
+    pub fn lease_ttl(self, lease: Duration) -> Self {
+        self.edit(|i| i.lease = lease.max(Duration::from_millis(3)))
+    }
 }
 
 impl Strategy for ClientCredentials {
@@ -190,6 +206,10 @@ impl Strategy for ClientCredentials {
             "oauth2-client-credentials:{}@{}",
             self.inner.client_id, self.inner.token_url
         ))
+    }
+
+    fn shares_credentials(&self) -> bool {
+        true
     }
 }
 
@@ -258,7 +278,20 @@ impl Inner {
                 }
             }
         }
-        let (value, lifetime) = self.request(cx).await?;
+        let held = self
+            .tokens
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|t| t.stored.clone());
+        let (value, lifetime, stored) = match Account::token(cx, &self.fleet_name()) {
+            Some(account) => self.from_fleet(cx, &account, held.as_ref()).await?,
+            None => {
+                let (value, lifetime) = self.request(cx).await?;
+                (value, lifetime, None)
+            }
+        };
         let fetched = cx.now();
         let mut current = self
             .tokens
@@ -270,9 +303,68 @@ impl Inner {
             generation: current.as_ref().map_or(1, |t| t.generation + 1),
             expires_at: lifetime.map(|l| fetched + l),
             refresh_at: lifetime.map(|l| fetched + l - self.skew.min(l / 2)),
+            stored,
         };
         *current = Some(token.clone());
         Ok(token)
+    }
+
+    /// The name of this client's token in the store: a digest of everything that makes the
+    /// token what it is (URL, client, scope, audience, parameters), so two configurations never
+    /// share one.
+    fn fleet_name(&self) -> String {
+        let mut h = blake3::Hasher::new_derive_key("stitch oauth2 token v1");
+        for part in [
+            self.token_url.as_str(),
+            self.client_id.as_str(),
+            self.scope.as_deref().unwrap_or("\0"),
+            self.audience.as_deref().unwrap_or("\0"),
+        ]
+        .into_iter()
+        .chain(
+            self.params
+                .iter()
+                .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+        ) {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().to_hex()[..32].to_owned()
+    }
+
+    /// The fleet's token: the stored one unless it is `held` (the one this process is replacing:
+    /// expired, rejected, or due for refresh-ahead), else one fetched by the fleet's single
+    /// leader. With the store unreachable this process fetches its own (client credentials may
+    /// be used by several processes at once).
+    async fn from_fleet(
+        &self,
+        cx: &AuthContext,
+        account: &Account,
+        held: Option<&bytes::Bytes>,
+    ) -> Result<(Arc<str>, Option<Duration>, Option<bytes::Bytes>)> {
+        let fetch = || async {
+            let (value, lifetime) = self.request(cx).await?;
+            Ok((
+                value.as_bytes().to_vec(),
+                lifetime.unwrap_or(UNSTATED_LIFETIME),
+            ))
+        };
+        match fleet::obtain(cx, account, held, self.lease, "oauth2 token", fetch).await {
+            Ok(found) => match String::from_utf8(found.plaintext) {
+                Ok(token) => Ok((Arc::from(token), Some(found.ttl), Some(found.stored))),
+                Err(_) => {
+                    let (value, lifetime) = self.request(cx).await?;
+                    Ok((value, lifetime, None))
+                }
+            },
+            Err(fleet::Failure::Upstream(e)) => Err(e),
+            Err(fleet::Failure::Store(why)) => {
+                tracing::warn!(client = %self.client_id, reason = %why, "the shared store is unreachable: fetching a token for this process alone");
+                fleet::degraded("oauth2", "token_per_instance");
+                let (value, lifetime) = self.request(cx).await?;
+                Ok((value, lifetime, None))
+            }
+        }
     }
 
     fn fail(
@@ -311,6 +403,7 @@ impl Inner {
         for (k, v) in &self.params {
             form.push((k, v));
         }
+        metrics::counter!("stitch_auth_token_requests_total", "strategy" => "oauth2").increment(1);
         let body = serde_urlencoded::to_string(&form).map_err(|e| {
             self.fail(
                 None,

@@ -2,11 +2,15 @@
 //! runtime's wrapper around a registered strategy ([`Registered`]), which makes refreshes
 //! single-flight per credential.
 
+use super::seal::Sealing;
 use super::AuthFuture;
 use crate::http::redact::Secrets;
+use crate::store::breaker::StoreBreaker;
+use crate::store::keys::KeyLayout;
 use crate::store::Store;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which credential a request was sent with: a generation that grows every time the strategy
 /// replaces its credential (a fixed key is always generation 0). Handed back to
@@ -34,9 +38,17 @@ pub struct AuthRequest<'a> {
     pub(crate) headers: &'a mut HeaderMap,
     pub(crate) body: Option<&'a [u8]>,
     pub(crate) secrets: &'a mut Secrets,
+    /// The principal the calling client is bound to (`client.as_principal(..)`).
+    pub(crate) principal: Option<&'a str>,
 }
 
 impl AuthRequest<'_> {
+    /// The principal the calling client is bound to (`client.as_principal("alice")`), if any:
+    /// a strategy holding one credential per principal (a session) picks it by this.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal
+    }
+
     /// The HTTP method.
     pub fn method(&self) -> &http::Method {
         self.method
@@ -93,6 +105,32 @@ fn config(reason: String) -> crate::Error {
     }
 }
 
+/// A response as a strategy sees it when asked whether it rejects the credential
+/// ([`Strategy::rejected`]): the status, the headers and the body (for a non-2xx status, the
+/// prefix an error keeps, at most the runtime's `error_body_limit` bytes).
+pub struct AuthResponse<'a> {
+    pub(crate) status: http::StatusCode,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
+}
+
+impl AuthResponse<'_> {
+    /// The status.
+    pub fn status(&self) -> http::StatusCode {
+        self.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.headers
+    }
+
+    /// The body (a prefix of it for a non-2xx status).
+    pub fn body(&self) -> &[u8] {
+        self.body
+    }
+}
+
 /// What a strategy may use besides the request: the runtime's HTTP client (for token requests
 /// and logins), the shared store if one is attached, and the clock. Cheap to clone.
 #[derive(Clone)]
@@ -100,9 +138,39 @@ pub struct AuthContext {
     pub(crate) http: reqwest::Client,
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) error_body_limit: usize,
+    /// How credentials written to the store are sealed.
+    pub(crate) sealing: Arc<Sealing>,
+    pub(crate) layout: KeyLayout,
+    /// The runtime's store breaker and timeout: an unreachable store costs one timeout, not one
+    /// per login.
+    pub(crate) breaker: Arc<StoreBreaker>,
+    pub(crate) store_timeout: Duration,
+    /// The fleet's fill notifications, subscribed once per runtime on first use.
+    pub(crate) events: Arc<super::fleet::Events>,
 }
 
 impl AuthContext {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        store: Option<Arc<dyn Store>>,
+        error_body_limit: usize,
+        sealing: Sealing,
+        layout: KeyLayout,
+        breaker: Arc<StoreBreaker>,
+        store_timeout: Duration,
+    ) -> Self {
+        AuthContext {
+            http,
+            store,
+            error_body_limit,
+            sealing: Arc::new(sealing),
+            layout,
+            breaker,
+            store_timeout,
+            events: Arc::default(),
+        }
+    }
+
     /// The runtime's HTTP client (same connection pool, TLS settings and redirect policy).
     pub fn http_client(&self) -> &reqwest::Client {
         &self.http
@@ -143,33 +211,67 @@ pub trait Strategy: Send + Sync + 'static {
     ) -> AuthFuture<'a, Credential>;
 
     /// Replaces credential `failed`, which the upstream rejected. The runtime never calls it twice
-    /// for the same credential, nor for one older than a credential already refreshed; a
+    /// at once for the same credential, nor again once a refresh of it succeeded; a refresh for
+    /// a credential the strategy has already replaced must do nothing (a late rejection). A
     /// strategy whose credential cannot change (a fixed key) keeps the default, which does nothing.
     fn refresh<'a>(&'a self, failed: Credential, cx: &'a AuthContext) -> AuthFuture<'a, ()> {
         let _ = (failed, cx);
         Box::pin(async { Ok(()) })
     }
 
+    /// Whether `response` says the credential is no longer accepted, so the runtime refreshes it
+    /// and redoes the attempt once (not counted as a retry). Asked for every response of a
+    /// stitch using the strategy, error statuses included; the default is a `401`. A session
+    /// strategy adds its configured statuses and soft wall (a `200` login page).
+    fn rejected(&self, response: &AuthResponse<'_>) -> bool {
+        response.status() == http::StatusCode::UNAUTHORIZED
+    }
+
     /// Who the calls are made as (see [`Identity`]). Asked by every principal-scoped cached call.
     fn identity(&self) -> Identity;
+
+    /// Whether the strategy shares its credentials with the fleet through the runtime's store
+    /// (a session, an OAuth2 token). A runtime with a store and such a strategy must say how
+    /// they are kept at rest (`seal_key`, or `store_credentials_in_plaintext`), or it is refused
+    /// when built. Default `false`.
+    fn shares_credentials(&self) -> bool {
+        false
+    }
 }
 
 /// A registered strategy, as the pipeline calls it.
 pub(crate) struct Registered {
     pub(crate) name: Arc<str>,
     strategy: Box<dyn Strategy>,
-    /// The newest credential a refresh was run for: a refresh for it or an older one is a no-op.
-    /// Held across the refresh, so concurrent `401`s on one credential wait for one refresh.
-    refreshed: tokio::sync::Mutex<Option<Credential>>,
+    /// One refresh per credential: the entry of a credential is held across its refresh, so
+    /// concurrent rejections of it wait for that one refresh, and records that it was done.
+    /// Per credential, not "the newest": a strategy with one credential per principal (a
+    /// session) has several current credentials, and a refresh of one must not make the
+    /// refresh of another, older-numbered one a no-op.
+    refreshed: std::sync::Mutex<Vec<(Credential, Arc<tokio::sync::Mutex<bool>>)>>,
 }
+
+/// How many refreshed credentials a strategy remembers (enough for every principal refreshing
+/// at once; an older entry forgotten only costs the strategy's own "already replaced" check).
+const REMEMBERED: usize = 256;
 
 impl Registered {
     pub(crate) fn new(name: String, strategy: Box<dyn Strategy>) -> Self {
         Registered {
             name: Arc::from(name),
             strategy,
-            refreshed: tokio::sync::Mutex::new(None),
+            refreshed: std::sync::Mutex::default(),
         }
+    }
+
+    /// See [`Strategy::rejected`].
+    pub(crate) fn rejected(&self, response: &AuthResponse<'_>) -> bool {
+        self.strategy.rejected(response)
+    }
+
+    /// See [`Strategy::shares_credentials`].
+    pub(crate) fn shares_credentials(&self) -> bool {
+        self.strategy.shares_credentials()
     }
 
     pub(crate) async fn apply(
@@ -193,18 +295,36 @@ impl Registered {
     }
 
     /// Single-flight per credential: the first caller refreshes, callers that waited behind it
-    /// with the same (or an older) credential return at once. A failed refresh is not recorded,
-    /// so the next `401` tries again.
+    /// with the same credential return at once. A failed refresh is not recorded, so the next
+    /// rejection tries again.
     pub(crate) async fn refresh(&self, failed: Credential, cx: &AuthContext) -> crate::Result<()> {
-        let mut done = self.refreshed.lock().await;
-        if done.is_some_and(|d| failed <= d) {
+        let entry = {
+            let mut entries = self.refreshed.lock().unwrap_or_else(|e| e.into_inner());
+            match entries.iter().find(|(c, _)| *c == failed) {
+                Some((_, entry)) => entry.clone(),
+                None => {
+                    if entries.len() >= REMEMBERED {
+                        // Forget the oldest entry nobody is waiting on.
+                        if let Some(i) = entries.iter().position(|(_, e)| Arc::strong_count(e) == 1)
+                        {
+                            entries.remove(i);
+                        }
+                    }
+                    let entry = Arc::new(tokio::sync::Mutex::new(false));
+                    entries.push((failed, entry.clone()));
+                    entry
+                }
+            }
+        };
+        let mut done = entry.lock().await;
+        if *done {
             return Ok(());
         }
         self.strategy
             .refresh(failed, cx)
             .await
             .map_err(|e| self.named(e))?;
-        *done = Some(failed);
+        *done = true;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use crate::cache::local::Value;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -22,6 +22,9 @@ type Outcome = Option<Result<Value>>;
 
 struct Flight {
     id: u64,
+    /// Set by an exact invalidation of the key while the request runs: the flight must not
+    /// store what it fetched (the invalidation wins; its value still reaches its waiters).
+    stale: Arc<AtomicBool>,
     outcome: watch::Receiver<Outcome>,
     waiters: usize,
     task: tokio::task::AbortHandle,
@@ -70,6 +73,13 @@ impl Flights {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Marks the flight of `key`, if one runs, as invalidated: it will not store its value.
+    pub(crate) fn invalidate(&self, key: &CacheKey) {
+        if let Some(flight) = self.lock().get(key) {
+            flight.stale.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Number of requests in flight (for tests and metrics).
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
@@ -80,6 +90,7 @@ impl Flights {
     /// `stored` looks the key up in the cache again under the flights lock before a new flight
     /// starts: a flight stores its value before it leaves the map, so a caller that missed the
     /// cache just before a flight ended finds the value here instead of sending a second request.
+    /// `work` gets the flight's invalidation flag (see [`Flights::invalidate`]).
     pub(crate) async fn run<F, W>(
         self: &Arc<Self>,
         key: CacheKey,
@@ -87,7 +98,7 @@ impl Flights {
         work: W,
     ) -> (Result<Value>, Role)
     where
-        W: FnOnce() -> F,
+        W: FnOnce(Arc<AtomicBool>) -> F,
         F: Future<Output = Result<Value>> + Send + 'static,
     {
         let (mut rx, waiter, role) = {
@@ -111,7 +122,8 @@ impl Flights {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let (tx, rx) = watch::channel(None);
                     let flights = self.clone();
-                    let fut = work();
+                    let stale = Arc::new(AtomicBool::new(false));
+                    let fut = work(stale.clone());
                     let task = tokio::spawn(async move {
                         let outcome = fut.await;
                         let mut map = flights.lock();
@@ -126,6 +138,7 @@ impl Flights {
                         key,
                         Flight {
                             id,
+                            stale,
                             outcome: rx.clone(),
                             waiters: 1,
                             task: task.abort_handle(),

@@ -46,7 +46,24 @@ impl CacheKey {
         layout.entry_value(self.hex(&mut [0; 64]))
     }
 
-    fn hex<'b>(&self, out: &'b mut [u8; 64]) -> &'b str {
+    /// The key from its hex digest (as fleet events carry it); `None` for anything else.
+    pub(crate) fn from_hex(hex: &[u8]) -> Option<CacheKey> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, pair) in hex.chunks_exact(2).enumerate() {
+            out[i] = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(CacheKey(out))
+    }
+
+    pub(crate) fn hex<'b>(&self, out: &'b mut [u8; 64]) -> &'b str {
         for (i, b) in self.0.iter().enumerate() {
             out[2 * i] = b"0123456789abcdef"[(b >> 4) as usize];
             out[2 * i + 1] = b"0123456789abcdef"[(b & 15) as usize];

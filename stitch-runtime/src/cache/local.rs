@@ -25,7 +25,11 @@ struct Entry {
 /// One stitch's entries and generation.
 pub(crate) struct StitchCache {
     entries: quick_cache::sync::Cache<CacheKey, Entry>,
+    /// The stitch's invalidation generation, part of every key: a per-process counter, or with a
+    /// fleet tier the last fleet-wide value seen (`fleet.rs`).
     generation: AtomicU64,
+    /// Whether `generation` holds the fleet's value (read since the last event gap).
+    fleet_synced: std::sync::atomic::AtomicBool,
     /// The static part of this stitch's keys, made once (the cache belongs to one descriptor).
     static_digest: std::sync::OnceLock<[u8; 32]>,
 }
@@ -37,6 +41,7 @@ impl StitchCache {
                 usize::try_from(policy.max_entries).unwrap_or(usize::MAX),
             ),
             generation: AtomicU64::new(0),
+            fleet_synced: std::sync::atomic::AtomicBool::new(false),
             static_digest: std::sync::OnceLock::new(),
         }
     }
@@ -61,13 +66,35 @@ impl StitchCache {
     }
 
     pub(crate) fn insert(&self, key: CacheKey, value: Value, policy: &CachePolicy) {
-        self.entries.insert(
-            key,
-            Entry {
-                value,
-                expires: Instant::now() + policy.ttl,
-            },
-        );
+        self.insert_for(key, value, policy.ttl);
+    }
+
+    /// Keeps `value` for `ttl` (a shared-tier hit's remaining lifetime: the in-process copy never
+    /// outlives the shared entry).
+    pub(crate) fn insert_for(&self, key: CacheKey, value: Value, ttl: std::time::Duration) {
+        let now = Instant::now();
+        let expires = now.checked_add(ttl).unwrap_or(now + std::time::Duration::from_secs(86_400 * 365));
+        self.entries.insert(key, Entry { value, expires });
+    }
+
+    /// The name of this stitch's fleet generation: its static key digest (the same in every
+    /// process running the same declaration against the same upstream); `None` before the first
+    /// key was derived.
+    pub(crate) fn fleet_scope(&self) -> Option<String> {
+        self.static_digest.get().map(fleet_scope)
+    }
+
+    pub(crate) fn fleet_synced(&self) -> bool {
+        self.fleet_synced.load(Ordering::Acquire)
+    }
+
+    /// Takes the fleet's generation `n` (read from the store, or announced by a bump): a newer one
+    /// makes every current entry unreachable and frees them.
+    pub(crate) fn adopt_fleet_generation(&self, n: u64) {
+        if self.generation.fetch_max(n, Ordering::AcqRel) < n {
+            self.entries.clear();
+        }
+        self.fleet_synced.store(true, Ordering::Release);
     }
 
     pub(crate) fn remove(&self, key: &CacheKey) -> bool {
@@ -84,6 +111,11 @@ impl StitchCache {
     pub(crate) fn len(&self) -> u64 {
         self.entries.len() as u64
     }
+}
+
+/// The name of a stitch's fleet generation, from its static key digest.
+pub(crate) fn fleet_scope(digest: &[u8; 32]) -> String {
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every stitch's in-process tier of one runtime, by descriptor identity ([`Endpoint::id`]): two
@@ -131,6 +163,54 @@ impl LocalTier {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Takes the fleet's runtime generation `n`: a newer one flushes every stitch.
+    pub(crate) fn adopt_generation(&self, n: u64) {
+        if self.generation.fetch_max(n, Ordering::AcqRel) < n {
+            self.clear_all();
+        }
+    }
+
+    /// Takes the fleet generation `n` of the stitch whose fleet scope is `scope`.
+    pub(crate) fn adopt_stitch_generation(&self, scope: &str, n: u64) {
+        for c in self.all() {
+            if c.fleet_scope().as_deref() == Some(scope) {
+                c.adopt_fleet_generation(n);
+            }
+        }
+    }
+
+    /// Removes `key` from every stitch (an exact invalidation announced by another process; keys
+    /// are digests of the descriptor too, so at most one stitch holds it).
+    pub(crate) fn remove_everywhere(&self, key: &CacheKey) {
+        for c in self.all() {
+            c.remove(key);
+        }
+    }
+
+    /// Fleet events may have been lost: flush every entry and forget every fleet generation
+    /// until it is read again.
+    pub(crate) fn fleet_gap(&self) {
+        for c in self.all() {
+            c.fleet_synced.store(false, Ordering::Release);
+            c.entries.clear();
+        }
+    }
+
+    fn all(&self) -> Vec<Arc<StitchCache>> {
+        self.stitches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn clear_all(&self) {
+        for c in self.all() {
+            c.entries.clear();
+        }
     }
 
     pub(crate) fn bump_all(&self) {

@@ -11,6 +11,7 @@
 
 pub(crate) mod coalesce;
 pub mod fingerprint;
+pub(crate) mod fleet;
 pub(crate) mod key;
 pub(crate) mod local;
 pub(crate) mod record;

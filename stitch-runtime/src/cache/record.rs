@@ -11,6 +11,143 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 const VERSION: u8 = 1;
+/// A negative entry: the outcome of a fleet fill that failed (see [`encode_failure`]).
+const FAILURE: u8 = 0xF1;
+
+/// What a shared-store record holds.
+pub(crate) enum Record {
+    /// A 2xx response, to decode into the caller's type.
+    Response(RawResponse),
+    /// A failed upstream exchange, kept briefly so a fleet's waiters get the outcome instead of
+    /// each repeating the request.
+    Failure(Failure),
+}
+
+/// A failed upstream exchange as a negative entry holds it: no secret (the URL and messages are
+/// already redacted by the pipeline; credential response headers are dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The status of an [`Error::Status`](crate::Error::Status); `None` for the other errors.
+    pub(crate) status: Option<StatusCode>,
+    /// The low-cardinality `error.type` of the leader's error.
+    pub(crate) error_type: String,
+    /// The leader's error message (its `Display`), or the status response's redacted URL.
+    pub(crate) message: String,
+    /// The status response's headers (credential ones dropped).
+    pub(crate) headers: HeaderMap,
+    /// The status response's body prefix.
+    pub(crate) body: String,
+}
+
+impl Failure {
+    /// The negative entry for `error`, when it is an outcome of the upstream exchange that every
+    /// waiter would get too; `None` for errors of the leader's own situation (its throttle, its
+    /// circuit, its budget, its configuration), which a waiter must not inherit.
+    pub(crate) fn of(error: &crate::Error) -> Option<Failure> {
+        use crate::Error;
+        let mut failure = Failure {
+            status: None,
+            error_type: error.error_type().into_owned(),
+            message: error.to_string(),
+            headers: HeaderMap::new(),
+            body: String::new(),
+        };
+        match error {
+            Error::Status {
+                status,
+                url,
+                headers,
+                body,
+                ..
+            } => {
+                failure.status = Some(*status);
+                failure.message = url.clone();
+                failure.headers = headers
+                    .iter()
+                    .filter(|(n, _)| !is_credential_response_header(n.as_str()))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect();
+                failure.body = body.clone();
+            }
+            Error::Transport { .. }
+            | Error::Decode { .. }
+            | Error::BodyTooLarge { .. }
+            | Error::UnexpectedContentType { .. } => {}
+            _ => return None,
+        }
+        Some(failure)
+    }
+
+    /// The error a waiter of `endpoint` returns.
+    pub(crate) fn to_error(&self, endpoint: &crate::Endpoint) -> crate::Error {
+        match self.status {
+            Some(status) => crate::Error::Status {
+                stitch: endpoint.name,
+                method: endpoint.method.as_str(),
+                url: self.message.clone(),
+                status,
+                headers: Box::new(self.headers.clone()),
+                body: self.body.clone(),
+            },
+            None => crate::Error::Shared {
+                stitch: endpoint.name,
+                error_type: self.error_type.clone(),
+                message: self.message.clone(),
+            },
+        }
+    }
+}
+
+/// Encodes a negative entry.
+pub(crate) fn encode_failure(failure: &Failure) -> Bytes {
+    let mut out = BytesMut::with_capacity(failure.body.len() + failure.message.len() + 128);
+    out.put_u8(FAILURE);
+    out.put_u16(failure.status.map_or(0, |s| s.as_u16()));
+    put_bytes(&mut out, failure.error_type.as_bytes());
+    put_bytes(&mut out, failure.message.as_bytes());
+    out.put_u32(failure.headers.len() as u32);
+    for (name, value) in &failure.headers {
+        put_bytes(&mut out, name.as_str().as_bytes());
+        put_bytes(&mut out, value.as_bytes());
+    }
+    put_bytes(&mut out, failure.body.as_bytes());
+    out.freeze()
+}
+
+/// A response record or a negative entry; `None` for anything malformed (a miss).
+pub(crate) fn decode_any(data: Bytes) -> Option<Record> {
+    match data.first() {
+        Some(&FAILURE) => decode_failure(data).map(Record::Failure),
+        _ => decode(data).map(Record::Response),
+    }
+}
+
+fn decode_failure(mut data: Bytes) -> Option<Failure> {
+    take(&mut data, 1)?;
+    let status = take(&mut data, 2)?;
+    let status = match u16::from_be_bytes([status[0], status[1]]) {
+        0 => None,
+        n => Some(StatusCode::from_u16(n).ok()?),
+    };
+    let text = |data: &mut Bytes| String::from_utf8(take_bytes(data)?.to_vec()).ok();
+    let error_type = text(&mut data)?;
+    let message = text(&mut data)?;
+    let count = u32_of(&take(&mut data, 4)?);
+    let mut headers = HeaderMap::new();
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(&take_bytes(&mut data)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(take_bytes(&mut data)?).ok()?;
+        headers.append(name, value);
+    }
+    let body = text(&mut data)?;
+    data.is_empty().then_some(Failure {
+        status,
+        error_type,
+        message,
+        headers,
+        body,
+    })
+}
 
 pub(crate) fn encode(raw: &RawResponse) -> Bytes {
     let mut out = BytesMut::with_capacity(raw.body.len() + 256);
@@ -143,6 +280,37 @@ mod tests {
         let back = decode(encode(&raw)).unwrap();
         assert_eq!(back.status, StatusCode::NO_CONTENT);
         assert!(back.headers.is_empty() && back.body.is_empty());
+    }
+
+    #[test]
+    fn negative_entries_round_trip_and_keep_no_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("3"));
+        headers.insert("set-cookie", HeaderValue::from_static("session=secret"));
+        let failure = Failure {
+            status: Some(StatusCode::SERVICE_UNAVAILABLE),
+            error_type: "503".into(),
+            message: "http://127.0.0.1/x".into(),
+            headers: headers
+                .iter()
+                .filter(|(n, _)| !is_credential_response_header(n.as_str()))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            body: "down".into(),
+        };
+        let bytes = encode_failure(&failure);
+        assert!(!bytes.windows(14).any(|w| w == b"session=secret"));
+        match decode_any(bytes.clone()) {
+            Some(Record::Failure(back)) => assert_eq!(back, failure),
+            _ => panic!("a negative entry decodes as one"),
+        }
+        for n in 0..bytes.len() {
+            assert!(decode_any(bytes.slice(..n)).is_none(), "truncated at {n}");
+        }
+        assert!(matches!(
+            decode_any(encode(&response())),
+            Some(Record::Response(_))
+        ));
     }
 
     #[test]

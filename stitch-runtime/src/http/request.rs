@@ -58,6 +58,9 @@ pub struct RequestParts {
     pub(crate) body: Option<(Bytes, &'static str)>,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) error: Option<Error>,
+    /// The principal the calling client is bound to, for auth strategies holding one credential
+    /// per principal (set by the pipeline, not by generated code).
+    pub(crate) principal: Option<std::sync::Arc<str>>,
 }
 
 #[doc(hidden)]
@@ -72,6 +75,7 @@ impl RequestParts {
             body: None,
             idempotency_key: None,
             error: None,
+            principal: None,
         }
     }
 
@@ -279,6 +283,8 @@ pub(crate) struct Prepared {
     pub(crate) body: Option<Bytes>,
     /// The call's secret query keys, to redact any URL shown or kept ([`crate::http::redact::url`]).
     pub(crate) secrets: Secrets,
+    /// See [`RequestParts::principal`].
+    pub(crate) principal: Option<std::sync::Arc<str>>,
 }
 
 /// What a runtime adds to every request, passed in by the pipeline so `http` never reaches back
@@ -417,6 +423,7 @@ impl RequestParts {
             headers,
             body,
             secrets,
+            principal: self.principal,
         })
     }
 }

@@ -33,6 +33,7 @@ pub(crate) async fn send(
         headers,
         body,
         secrets,
+        ..
     } = prepared;
     // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
     // redacted: no userinfo, no secret query values.

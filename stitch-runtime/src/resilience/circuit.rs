@@ -13,7 +13,8 @@
 //! circuit opens for all of them, exactly one call of the whole fleet is the trial after the
 //! cooldown, and its success closes the circuit for all. Across processes a circuit is identified
 //! by the stitch's `name` (under the runtime's `key_prefix`). A trial's claim lasts the call's
-//! total timeout, so a trial whose process died is taken over after it.
+//! total timeout, so a trial whose process died is taken over after it. A circuit declared
+//! `circuit(..., local)` stays in-process even with such a store.
 //!
 //! Outage: a store step that fails (or does not answer within the store timeout, retried once)
 //! admits the call with the runtime's in-process circuit instead, counted as degraded
@@ -43,12 +44,22 @@ use tokio::time::Instant;
 pub struct CircuitPolicy {
     pub(crate) failures: u32,
     pub(crate) cooldown: Duration,
+    /// `circuit(..., local)`: kept in-process even with a store attached.
+    pub(crate) local: bool,
 }
 
 #[doc(hidden)]
 impl CircuitPolicy {
     pub const fn new(failures: u32, cooldown: Duration) -> Self {
-        CircuitPolicy { failures, cooldown }
+        CircuitPolicy {
+            failures,
+            cooldown,
+            local: false,
+        }
+    }
+    pub const fn local(mut self) -> Self {
+        self.local = true;
+        self
     }
 }
 
@@ -303,6 +314,10 @@ impl FleetCircuits {
         trial_for: Duration,
     ) -> Result<Admitted> {
         let inner = &self.inner;
+        // Declared `local`: this process's circuit, whatever the store.
+        if policy.local {
+            return inner.local.admit(endpoint, policy).map(Admitted::Local);
+        }
         if !inner.breaker.may_ask() {
             meter::degraded(endpoint, "circuit_local");
             return inner.local.admit(endpoint, policy).map(Admitted::Local);
@@ -363,7 +378,7 @@ impl FleetCircuits {
     }
 
     fn state(&self, endpoint: &Endpoint) -> &'static str {
-        if self.inner.breaker.is_open() {
+        if self.inner.breaker.is_open() || endpoint.circuit.is_some_and(|c| c.local) {
             return self.inner.local.state(endpoint);
         }
         self.inner

@@ -13,11 +13,13 @@
 //! concurrency, idempotent retries); each verb it does not declare must fail with
 //! [`StoreErrorKind::Unsupported`], never answer something made up. Failures panic with a
 //! message naming the verb and what was expected. Timing checks use real time with generous
-//! margins (TTLs of a few hundred milliseconds); the suite takes about three seconds.
+//! margins (TTLs of a few hundred milliseconds); the suite takes about five seconds.
 
+use super::keys::{FillKeySet, KeyLayout};
 use super::{
-    Cas, CircuitEvent, CircuitPhase, CircuitState, CircuitStep, Decision, Event, Gcra,
-    LeaseDecision, LeaseRequest, OpId, Store, StoreErrorKind, Verb,
+    Cas, CircuitEvent, CircuitPhase, CircuitState, CircuitStep, Claimed, Decision, Event, Fill,
+    FillClaim, Gcra, LeaseDecision, LeaseRequest, Notify, OpId, Store, StoreErrorKind,
+    Subscription, Verb,
 };
 use bytes::Bytes;
 use std::collections::BTreeSet;
@@ -49,6 +51,8 @@ pub async fn run<S: Store>(make: impl Fn() -> S) {
             Verb::Reserve => reserve(&s).await,
             Verb::Lease => lease(&s).await,
             Verb::Circuit => circuit(&s).await,
+            Verb::Fill => fill(&s, caps.contains(Verb::Subscribe)).await,
+            Verb::Bump => bump(&s, caps.contains(Verb::Subscribe)).await,
             Verb::Publish if caps.contains(Verb::Subscribe) => pub_sub(&s).await,
             _ => {}
         }
@@ -98,6 +102,11 @@ async fn unsupported<S: Store>(s: &S, verb: Verb) {
             .circuit(&k, circuit_step(CircuitEvent::Admit, id))
             .await
             .map(drop),
+        Verb::Fill => s
+            .fill_claim(fill_keys().keys(), fill_claim(id, 1000))
+            .await
+            .map(drop),
+        Verb::Bump => s.bump(&k, ttl, notify(&k, "bump|")).await.map(drop),
         _ => return,
     }
     .map_err(|e| e.kind());
@@ -752,5 +761,372 @@ async fn pub_sub<S: Store>(s: &Arc<S>) {
         next_event(&mut b).await,
         Some(Event::Message(Bytes::from_static(b"after"))),
         "subscribe: dropping one subscription leaves the others"
+    );
+}
+
+/// A fresh fill key set (value, lease, generation on one tag), laid out as stitch lays out a
+/// cache entry's.
+fn fill_keys() -> FillKeySet {
+    KeyLayout::new(Some("stitch-conformance")).entry_fill(&OpId::random().to_string())
+}
+
+fn fill_claim(holder: OpId, lease_ms: u64) -> FillClaim {
+    FillClaim {
+        holder,
+        lease_ttl_us: lease_ms * MS,
+    }
+}
+
+fn notify<'a>(channel: &'a str, message: &'static str) -> Notify<'a> {
+    Notify {
+        channel,
+        message: Bytes::from_static(message.as_bytes()),
+    }
+}
+
+/// Subscribes to `channel` when the driver can (a fill's notifications are then checked too).
+async fn listen<S: Store>(s: &S, subscribe: bool, channel: &str) -> Option<Subscription> {
+    if subscribe {
+        Some(s.subscribe(channel).await.unwrap())
+    } else {
+        None
+    }
+}
+
+/// Waits (at most 2 s) for `message` on `sub`, skipping others (a driver may repeat a
+/// notification, for example on a retried completion).
+async fn expect_message(sub: &mut Option<Subscription>, message: &str, what: &str) {
+    let Some(sub) = sub else { return };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(Event::Message(m))) if m == message.as_bytes() => return,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("{what}: `{message}` is published in the same step"),
+        }
+    }
+}
+
+fn leader(c: &Claimed) -> Option<u64> {
+    match c {
+        Claimed::Leader { generation } => Some(*generation),
+        _ => None,
+    }
+}
+
+async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
+    let set = fill_keys();
+    let k = set.keys();
+    let channel = key("fill-events");
+    let mut sub = listen(s.as_ref(), subscribe, &channel).await;
+    let claim = |holder, lease_ms| {
+        let s = s.clone();
+        let set = set.clone();
+        async move {
+            s.fill_claim(set.keys(), fill_claim(holder, lease_ms))
+                .await
+                .unwrap()
+        }
+    };
+    let complete = |holder, generation, value: &'static str, message| {
+        let (s, set, channel) = (s.clone(), set.clone(), channel.clone());
+        async move {
+            let fill = Fill {
+                holder,
+                generation,
+                value: Bytes::from_static(value.as_bytes()),
+                ttl: Duration::from_secs(30),
+                notify: Some(notify(&channel, message)),
+            };
+            s.fill_complete(set.keys(), fill).await.unwrap()
+        }
+    };
+    let (a, b) = (OpId::random(), OpId::random());
+
+    // Claim: the first claimant leads at generation 0, the others see it busy.
+    assert_eq!(
+        claim(a, 30_000).await,
+        Claimed::Leader { generation: 0 },
+        "fill_claim: an empty key makes the claimant the leader at generation 0"
+    );
+    match claim(b, 30_000).await {
+        Claimed::Busy { lease_ends_in_us } => assert!(
+            lease_ends_in_us > 0 && lease_ends_in_us <= 30_000 * MS,
+            "fill_claim: `Busy` says when the leader's lease ends: {lease_ends_in_us}"
+        ),
+        other => {
+            panic!("fill_claim: a second holder is refused while the lease lives, got {other:?}")
+        }
+    }
+    assert_eq!(
+        claim(a, 30_000).await,
+        Claimed::Leader { generation: 0 },
+        "fill_claim: the holder claiming again keeps the lease (a retry is idempotent)"
+    );
+
+    // Fencing: a non-holder's completion stores nothing, frees nothing, and still notifies.
+    assert!(
+        !complete(b, 0, "intruder", "refused").await,
+        "fill_complete: a non-holder's completion answers false"
+    );
+    expect_message(&mut sub, "refused", "fill_complete (refused)").await;
+    assert_eq!(
+        s.get(k.value).await.unwrap(),
+        None,
+        "fill_complete: a refused completion stores nothing"
+    );
+    assert!(
+        matches!(claim(b, 30_000).await, Claimed::Busy { .. }),
+        "fill_complete: a refused completion leaves the holder's lease"
+    );
+
+    // Completion stores, frees the lease, notifies; a retry answers true.
+    assert!(
+        complete(a, 0, "v1", "done").await,
+        "fill_complete: the holder's completion answers true"
+    );
+    expect_message(&mut sub, "done", "fill_complete").await;
+    assert!(
+        complete(a, 0, "v1", "done").await,
+        "fill_complete: a retried completion answers true"
+    );
+    match claim(b, 30_000).await {
+        Claimed::Hit { value, ttl_us } => {
+            assert_eq!(
+                value,
+                Bytes::from_static(b"v1"),
+                "fill_claim: a hit returns the bytes"
+            );
+            assert!(
+                ttl_us > 0 && ttl_us <= 30_000 * MS,
+                "fill_claim: a hit says how long the value lives: {ttl_us}"
+            );
+        }
+        other => panic!("fill_claim: a completed fill is a hit, got {other:?}"),
+    }
+    assert_eq!(
+        s.get(k.value).await.unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "fill_complete: the value reads back with `get`"
+    );
+
+    // Invalidation: the value goes, the generation moves, everyone is told.
+    assert!(
+        s.fill_invalidate(k, Some(notify(&channel, "inv")))
+            .await
+            .unwrap(),
+        "fill_invalidate: answers true when a value was there"
+    );
+    expect_message(&mut sub, "inv", "fill_invalidate").await;
+    assert_eq!(
+        claim(a, 30_000).await,
+        Claimed::Leader { generation: 1 },
+        "fill_invalidate: the next fill leads at the next generation (the same holder id too)"
+    );
+    assert!(
+        complete(a, 1, "v2", "done2").await,
+        "fill_complete: a holder id that completed before completes a later fill again"
+    );
+    assert!(
+        matches!(claim(b, 30_000).await, Claimed::Hit { value, .. } if value == "v2"),
+        "fill_complete: a later fill by the same holder id stores its own value"
+    );
+    assert!(s.fill_invalidate(k, None).await.unwrap());
+    assert!(
+        !s.fill_invalidate(k, None).await.unwrap(),
+        "fill_invalidate: answers false when no value was there"
+    );
+
+    // An invalidation between claim and completion wins: the completion stores nothing.
+    let set = fill_keys();
+    let k = set.keys();
+    let fill_at = |holder, generation, value: &'static str| Fill {
+        holder,
+        generation,
+        value: Bytes::from_static(value.as_bytes()),
+        ttl: Duration::from_secs(30),
+        notify: None,
+    };
+    assert_eq!(
+        s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap(),
+        Claimed::Leader { generation: 0 }
+    );
+    assert!(
+        !s.fill_invalidate(k, None).await.unwrap(),
+        "fill_invalidate: nothing stored yet"
+    );
+    assert!(
+        !s.fill_complete(k, fill_at(a, 0, "stale")).await.unwrap(),
+        "fill_complete: a fill invalidated meanwhile answers false"
+    );
+    assert_eq!(
+        s.get(k.value).await.unwrap(),
+        None,
+        "fill_complete: an invalidated fill stores nothing"
+    );
+    assert_eq!(
+        s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap(),
+        Claimed::Leader { generation: 1 },
+        "fill_invalidate: the generation moved"
+    );
+    assert!(
+        !s.fill_complete(k, fill_at(a, 0, "stale")).await.unwrap(),
+        "fill_complete: a fill fenced with an old generation stores nothing, even when its \
+         holder claimed again"
+    );
+    assert_eq!(s.get(k.value).await.unwrap(), None);
+
+    // Abandon: the lease is free at once.
+    let set = fill_keys();
+    let k = set.keys();
+    assert!(leader(&s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap()).is_some());
+    assert!(
+        !s.fill_abandon(k, b, None).await.unwrap(),
+        "fill_abandon: a non-holder holds nothing to give up"
+    );
+    assert!(
+        s.fill_abandon(k, a, Some(notify(&channel, "gone")))
+            .await
+            .unwrap(),
+        "fill_abandon: the holder gives its lease up"
+    );
+    expect_message(&mut sub, "gone", "fill_abandon").await;
+    assert_eq!(
+        s.fill_claim(k, fill_claim(b, 30_000)).await.unwrap(),
+        Claimed::Leader { generation: 0 },
+        "fill_abandon: another holder leads at once"
+    );
+    assert!(
+        !s.fill_abandon(k, a, None).await.unwrap(),
+        "fill_abandon: giving up twice answers false"
+    );
+
+    // Renewal and expiry (lease 300 ms, renewed at 150 ms: held at 375 ms, gone by 600 ms).
+    let set = fill_keys();
+    let k = set.keys();
+    assert!(leader(&s.fill_claim(k, fill_claim(a, 300)).await.unwrap()).is_some());
+    assert!(
+        !s.fill_renew(k, b, 300 * MS).await.unwrap(),
+        "fill_renew: a non-holder cannot renew"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        s.fill_renew(k, a, 300 * MS).await.unwrap(),
+        "fill_renew: the holder renews"
+    );
+    tokio::time::sleep(Duration::from_millis(225)).await;
+    assert!(
+        matches!(
+            s.fill_claim(k, fill_claim(b, 300)).await.unwrap(),
+            Claimed::Busy { .. }
+        ),
+        "fill_renew: a renewed lease holds past its first ttl"
+    );
+    tokio::time::sleep(Duration::from_millis(225)).await;
+    assert!(
+        !s.fill_renew(k, a, 300 * MS).await.unwrap(),
+        "fill_renew: an expired lease cannot be renewed"
+    );
+    assert_eq!(
+        s.fill_claim(k, fill_claim(b, 30_000)).await.unwrap(),
+        Claimed::Leader { generation: 0 },
+        "fill_claim: an expired lease lets another holder lead"
+    );
+    assert!(
+        !s.fill_complete(k, fill_at(a, 0, "late")).await.unwrap(),
+        "fill_complete: a holder whose lease expired stores nothing"
+    );
+    assert_eq!(s.get(k.value).await.unwrap(), None);
+    assert!(
+        matches!(
+            s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap(),
+            Claimed::Busy { .. }
+        ),
+        "fill_complete: a late completion does not free the new holder's lease"
+    );
+
+    // 20 concurrent claims by distinct holders: exactly one leads.
+    let set = fill_keys();
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (s, set) = (s.clone(), set.clone());
+        tasks.spawn(async move {
+            s.fill_claim(set.keys(), fill_claim(OpId::random(), 30_000))
+                .await
+                .unwrap()
+        });
+    }
+    let results = tasks.join_all().await;
+    assert_eq!(
+        results.iter().filter(|c| leader(c).is_some()).count(),
+        1,
+        "fill_claim: exactly one of 20 racers leads: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|c| matches!(c, Claimed::Leader { .. } | Claimed::Busy { .. })),
+        "fill_claim: the others see it busy: {results:?}"
+    );
+}
+
+async fn bump<S: Store>(s: &Arc<S>, subscribe: bool) {
+    let k = key("generation");
+    let channel = key("bumps");
+    let mut sub = listen(s.as_ref(), subscribe, &channel).await;
+    let long = Duration::from_secs(30);
+    for n in 1..=3u64 {
+        assert_eq!(
+            s.bump(&k, long, notify(&channel, "g|")).await.unwrap(),
+            n,
+            "bump: returns 1, 2, 3..."
+        );
+        expect_message(&mut sub, &format!("g|{n}"), "bump").await;
+    }
+    assert_eq!(
+        s.get(&k).await.unwrap().as_deref(),
+        Some(&b"3"[..]),
+        "bump: the generation reads back as decimal text"
+    );
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (s, k, channel) = (s.clone(), k.clone(), channel.clone());
+        tasks.spawn(async move { s.bump(&k, long, notify(&channel, "g|")).await.unwrap() });
+    }
+    let got: BTreeSet<u64> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(
+        got,
+        (4..=23).collect(),
+        "bump: 20 concurrent bumps return 4..=23"
+    );
+
+    // The ttl runs from each bump (a generation in use never expires), then it goes.
+    let k = key("brief-generation");
+    let ttl = Duration::from_millis(250);
+    let quiet = |n| {
+        let (s, k) = (s.clone(), k.clone());
+        async move {
+            let c = key("quiet");
+            assert_eq!(s.bump(&k, ttl, notify(&c, "")).await.unwrap(), n);
+        }
+    };
+    quiet(1).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    quiet(2).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    quiet(3).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    quiet(1).await;
+
+    let text = key("text");
+    s.set(&text, Bytes::from_static(b"abc"), long)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.bump(&text, long, notify(&channel, "g|"))
+            .await
+            .map_err(|e| e.kind()),
+        Err(StoreErrorKind::Protocol),
+        "bump of a non-integer fails as a protocol error"
     );
 }

@@ -5,17 +5,41 @@
 //! stitch:<prefix>:{b:<budget>}:leases   holders of a concurrency budget, scored by expiry
 //! stitch:<prefix>:{k:<circuit>}:state   a circuit's atomic state
 //! stitch:<prefix>:{c:<digest>}:v|:l|:g  a cache entry: value, fill lease, generation
-//! stitch:<prefix>:{t:<client>}:tok      a shared token
-//! stitch:<prefix>:{s:<account>}:jar|:ver  a shared session and its version
+//! stitch:<prefix>:{t:<name>}:tok|:lease|:gen   a shared token: value, fill lease, generation
+//! stitch:<prefix>:{s:<account>}:jar|:lease|:ver  a shared session: jar, fill lease, version
+//! stitch:<prefix>:{g:<scope>}:n         a fleet-wide generation (bulk invalidation of a scope)
 //! stitch:<prefix>:ev                    the fleet's event channel
 //! <key>:op:<id>  (same hash tag)       an idempotency marker (see `companion`)
 //! ```
 //!
 //! The `{...}` part is a Redis Cluster hash tag: only it decides a key's slot, so every key a
 //! script touches for one budget, entry or account lands on one slot (no `CROSSSLOT`). User
-//! names are escaped so they cannot close the tag early or inject a tag of their own.
+//! names are escaped so they cannot close the tag early or inject a tag of their own. A value
+//! filled for the whole fleet (a cache entry, a token, a session) is a [`FillKeySet`]: its value,
+//! fill lease and generation under one tag, since `fill_*` touch all three in one step.
 
+use super::FillKeys;
 use std::fmt::Write as _;
+
+/// The keys of one fleet-filled value (see [`Store::fill_claim`](super::Store::fill_claim)),
+/// owned; all three share one hash tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FillKeySet {
+    value: String,
+    lease: String,
+    generation: String,
+}
+
+impl FillKeySet {
+    /// The keys, borrowed, as the `fill_*` verbs take them.
+    pub fn keys(&self) -> FillKeys<'_> {
+        FillKeys {
+            value: &self.value,
+            lease: &self.lease,
+            generation: &self.generation,
+        }
+    }
+}
 
 /// The namespace every stitch key starts with.
 pub const NAMESPACE: &str = "stitch";
@@ -87,9 +111,28 @@ impl KeyLayout {
         self.tagged("c", digest, "g")
     }
 
+    /// A cache entry's value, fill lease and generation, for the `fill_*` verbs.
+    pub fn entry_fill(&self, digest: &str) -> FillKeySet {
+        FillKeySet {
+            value: self.entry_value(digest),
+            lease: self.entry_lease(digest),
+            generation: self.entry_generation(digest),
+        }
+    }
+
     /// A shared token of `client`.
     pub fn token(&self, client: &str) -> String {
         self.tagged("t", client, "tok")
+    }
+
+    /// The shared token `name`, its fill lease (who refreshes it for the fleet) and its
+    /// generation (moved when it is rejected, so a refresh that started before cannot store).
+    pub fn token_fill(&self, name: &str) -> FillKeySet {
+        FillKeySet {
+            value: self.token(name),
+            lease: self.tagged("t", name, "lease"),
+            generation: self.tagged("t", name, "gen"),
+        }
     }
 
     /// A shared session (cookie jar) of `account`.
@@ -100,6 +143,23 @@ impl KeyLayout {
     /// The version of `account`'s session.
     pub fn session_version(&self, account: &str) -> String {
         self.tagged("s", account, "ver")
+    }
+
+    /// `account`'s shared session (its jar), the fill lease of whoever logs in for the fleet,
+    /// and its version (the fill generation, moved when the session is invalidated).
+    pub fn session_fill(&self, account: &str) -> FillKeySet {
+        FillKeySet {
+            value: self.session(account),
+            lease: self.tagged("s", account, "lease"),
+            generation: self.session_version(account),
+        }
+    }
+
+    /// A fleet-wide generation: `scope` names what it invalidates in bulk (`rt` for a runtime's
+    /// whole cache, `client:<name>`, `stitch:<name>`; escaped like every name). One key per
+    /// scope, each on its own slot.
+    pub fn generation(&self, scope: &str) -> String {
+        self.tagged("g", scope, "n")
     }
 
     /// The fleet's event channel (releases, invalidations).
@@ -194,6 +254,41 @@ mod tests {
         assert_eq!(fleet.session("me"), "stitch:prod:{s:me}:jar");
         assert_eq!(fleet.session_version("me"), "stitch:prod:{s:me}:ver");
         assert_eq!(fleet.events(), "stitch:prod:ev");
+        let entry = fleet.entry_fill("ab12");
+        let k = entry.keys();
+        assert_eq!(
+            (k.value, k.lease, k.generation),
+            (
+                "stitch:prod:{c:ab12}:v",
+                "stitch:prod:{c:ab12}:l",
+                "stitch:prod:{c:ab12}:g"
+            )
+        );
+        let session = fleet.session_fill("me");
+        let k = session.keys();
+        assert_eq!(
+            (k.value, k.lease, k.generation),
+            (
+                "stitch:prod:{s:me}:jar",
+                "stitch:prod:{s:me}:lease",
+                "stitch:prod:{s:me}:ver"
+            )
+        );
+        let token = fleet.token_fill("app");
+        let k = token.keys();
+        assert_eq!(
+            (k.value, k.lease, k.generation),
+            (
+                "stitch:prod:{t:app}:tok",
+                "stitch:prod:{t:app}:lease",
+                "stitch:prod:{t:app}:gen"
+            )
+        );
+        assert_eq!(fleet.generation("rt"), "stitch:prod:{g:rt}:n");
+        assert_eq!(
+            fleet.generation("client:github"),
+            "stitch:prod:{g:client%3Agithub}:n"
+        );
     }
 
     #[test]
@@ -204,6 +299,21 @@ mod tests {
         assert_eq!(slot(&tat), slot(&l.budget_leases("users")));
         assert_eq!(slot(&tat), slot(&marker(&tat, OpId::from_u128(7))));
         assert_eq!(slot(&l.session("a")), slot(&l.session_version("a")));
+        for set in [l.entry_fill("ab12"), l.session_fill("a"), l.token_fill("t")] {
+            let k = set.keys();
+            let one = slot(k.value);
+            assert_eq!(
+                (slot(k.lease), slot(k.generation)),
+                (one, one),
+                "a fill key set is one slot: {k:?}"
+            );
+            assert_eq!(slot(&marker(k.value, OpId::from_u128(9))), one);
+        }
+        assert_eq!(
+            hash_tag(&l.generation("stitch:x}")),
+            Some("g:stitch%3Ax%7D"),
+            "a generation scope is escaped inside its own tag"
+        );
         let slots: std::collections::HashSet<u16> = (0..50)
             .map(|i| slot(&l.budget_tat(&format!("api{i}"))))
             .collect();

@@ -6,10 +6,11 @@
 //! (read, decide, write) is never interleaved with another write. Idempotency markers are kept
 //! under the same keys a networked driver uses (`keys::marker`).
 
-use super::vocab::{circuit_step, circuit_ttl, RETRY_WINDOW};
+use super::vocab::{circuit_step, circuit_ttl, FILL_GENERATION_KEEP, RETRY_WINDOW};
 use super::{
-    keys, Cas, CircuitEvent, CircuitReply, CircuitStep, Decision, Gcra, LeaseDecision, LeaseGrant,
-    LeaseRequest, OpId, Reservation, Store, StoreError, StoreFuture, Subscription, Verbs,
+    keys, Cas, CircuitEvent, CircuitReply, CircuitStep, Claimed, Decision, Fill, FillClaim,
+    FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, Notify, OpId, Reservation, Store,
+    StoreError, StoreFuture, Subscription, Verbs,
 };
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -404,6 +405,144 @@ impl Store for MemoryStore {
         })())
     }
 
+    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            if let Some(value) = self.live_bytes("fill_claim", keys.value, now)? {
+                let expires = self.remaining(keys.value).unwrap_or(now);
+                return Ok(Claimed::Hit {
+                    value,
+                    ttl_us: expires.saturating_sub(now).max(1),
+                });
+            }
+            if let Some(holder) = self.live_bytes("fill_claim", keys.lease, now)? {
+                if holder != claim.holder.to_string().as_bytes() {
+                    let expires = self.remaining(keys.lease).unwrap_or(now);
+                    return Ok(Claimed::Busy {
+                        lease_ends_in_us: expires.saturating_sub(now).max(1),
+                    });
+                }
+            }
+            let generation = self.hold_fill(keys, claim.holder, claim.lease_ttl_us, now)?;
+            Ok(Claimed::Leader { generation })
+        })())
+    }
+
+    fn fill_renew<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        ttl_us: u64,
+    ) -> StoreFuture<'a, bool> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            if !self.fill_held(keys, holder, now)? {
+                return Ok(false);
+            }
+            self.hold_fill(keys, holder, ttl_us, now)?;
+            Ok(true)
+        })())
+    }
+
+    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let generation = Bytes::from(fill.generation.to_string());
+            // The marker holds the generation stored at, so a holder id reused for a later fill
+            // (after an invalidation) is not answered by an old completion.
+            if self.marked(keys.value, fill.holder, now).as_ref() == Some(&generation) {
+                return Ok(true);
+            }
+            let held = self.fill_held(keys, fill.holder, now)?;
+            let current = self.fill_generation(keys, now)?;
+            let stored = held && current == fill.generation;
+            if stored {
+                self.put(
+                    keys.value,
+                    Value::Bytes(fill.value),
+                    now.saturating_add(us(fill.ttl)),
+                );
+                self.mark(keys.value, fill.holder, generation, now, 0);
+            }
+            if held {
+                self.shared.entries.invalidate(keys.lease);
+            }
+            self.notify(fill.notify);
+            Ok(stored)
+        })())
+    }
+
+    fn fill_abandon<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            if !self.fill_held(keys, holder, now)? {
+                return Ok(false);
+            }
+            self.shared.entries.invalidate(keys.lease);
+            self.notify(notify);
+            Ok(true)
+        })())
+    }
+
+    fn fill_invalidate<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let existed = self
+                .live_bytes("fill_invalidate", keys.value, now)?
+                .is_some();
+            let next = self.fill_generation(keys, now)?.saturating_add(1);
+            self.shared.entries.invalidate(keys.value);
+            self.shared.entries.invalidate(keys.lease);
+            self.put(
+                keys.generation,
+                Value::Bytes(Bytes::from(next.to_string())),
+                now.saturating_add(us(FILL_GENERATION_KEEP)),
+            );
+            self.notify(notify);
+            Ok(existed)
+        })())
+    }
+
+    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let current = match self.live_bytes("bump", key, now)? {
+                Some(b) => u64::try_from(int("bump", &b)?)
+                    .map_err(|_| StoreError::protocol("bump", "value is negative"))?,
+                None => 0,
+            };
+            let next = current
+                .checked_add(1)
+                .ok_or_else(|| StoreError::protocol("bump", "bump would overflow"))?;
+            let text = next.to_string();
+            self.put(
+                key,
+                Value::Bytes(Bytes::from(text.clone())),
+                now.saturating_add(us(ttl)),
+            );
+            let mut message = Vec::with_capacity(notify.message.len() + text.len());
+            message.extend_from_slice(&notify.message);
+            message.extend_from_slice(text.as_bytes());
+            self.send(notify.channel, Bytes::from(message));
+            Ok(next)
+        })())
+    }
+
     fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
         self.send(channel, message);
         ready(Ok(()))
@@ -431,6 +570,53 @@ impl MemoryStore {
         match holders.iter().map(|(_, e)| *e).max() {
             Some(last) => self.put(key, Value::Holders(Arc::new(holders)), last),
             None => self.shared.entries.invalidate(key),
+        }
+    }
+
+    /// Whether `holder` holds the fill lease of `keys` (unexpired).
+    fn fill_held(&self, keys: FillKeys<'_>, holder: OpId, now: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .live_bytes("fill", keys.lease, now)?
+            .is_some_and(|h| h == holder.to_string().as_bytes()))
+    }
+
+    /// The fill generation of `keys` (absent: 0).
+    fn fill_generation(&self, keys: FillKeys<'_>, now: u64) -> Result<u64, StoreError> {
+        match self.live_bytes("fill", keys.generation, now)? {
+            Some(b) => u64::try_from(int("fill", &b)?)
+                .map_err(|_| StoreError::protocol("fill", "generation is negative")),
+            None => Ok(0),
+        }
+    }
+
+    /// Gives the fill lease of `keys` to `holder` for `ttl_us`, keeping the generation at least
+    /// as long as the lease it fences (plus the retry window); returns the generation.
+    fn hold_fill(
+        &self,
+        keys: FillKeys<'_>,
+        holder: OpId,
+        ttl_us: u64,
+        now: u64,
+    ) -> Result<u64, StoreError> {
+        let expires = now.saturating_add(ttl_us.max(1));
+        self.put(
+            keys.lease,
+            Value::Bytes(Bytes::from(holder.to_string())),
+            expires,
+        );
+        let generation = self.fill_generation(keys, now)?;
+        let keep = expires.saturating_add(us(RETRY_WINDOW));
+        if let Some(Entry { value, expires: e }) = self.shared.entries.get(keys.generation) {
+            if e < keep {
+                self.put(keys.generation, value, keep);
+            }
+        }
+        Ok(generation)
+    }
+
+    fn notify(&self, notify: Option<Notify<'_>>) {
+        if let Some(n) = notify {
+            self.send(n.channel, n.message);
         }
     }
 

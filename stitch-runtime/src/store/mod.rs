@@ -20,9 +20,9 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use vocab::{
-    Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Decision, Event,
-    Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation, Subscription, Verb, Verbs,
-    RETRY_WINDOW,
+    Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Claimed, Decision,
+    Event, Fill, FillClaim, FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, Notify, OpId,
+    Reservation, Subscription, Verb, Verbs, RETRY_WINDOW,
 };
 
 use bytes::Bytes;
@@ -162,6 +162,83 @@ pub trait Store: Send + Sync + 'static {
     fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
         let _ = (key, step);
         unsupported(Verb::Circuit)
+    }
+
+    /// Fleet fill, step 1, in one atomic step: the value when present ([`Claimed::Hit`]);
+    /// otherwise the fill lease for `claim.holder` when it is free or already theirs
+    /// ([`Claimed::Leader`], with the generation to fence the fill with); otherwise
+    /// [`Claimed::Busy`] with the current holder's remaining lease. One round trip on a hit.
+    fn fill_claim<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        claim: FillClaim,
+    ) -> StoreFuture<'a, Claimed> {
+        let _ = (keys, claim);
+        unsupported(Verb::Fill)
+    }
+
+    /// Extends `holder`'s fill lease to `ttl_us` from the store's now; `false` when the lease is
+    /// no longer theirs (expired, taken over, or removed by an invalidation): the holder must not
+    /// expect its `fill_complete` to store.
+    fn fill_renew<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        ttl_us: u64,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (keys, holder, ttl_us);
+        unsupported(Verb::Fill)
+    }
+
+    /// Fleet fill, step 2, in one atomic step, fenced: when the lease is still `fill.holder`'s
+    /// and the generation is still `fill.generation`, stores the value, frees the lease and
+    /// publishes `fill.notify`, returning `true`. Otherwise stores nothing, frees the lease only
+    /// if it is still the holder's, still publishes (waiters claim again at once) and returns
+    /// `false`. Idempotent by `fill.holder`: a retry of a completion that stored answers `true`.
+    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
+        let _ = (keys, fill);
+        unsupported(Verb::Fill)
+    }
+
+    /// Gives up `holder`'s fill lease without a value (the filler was cancelled or failed without
+    /// an outcome to share): frees it if it is still theirs and publishes `notify`, so one waiter
+    /// takes over at once instead of when the lease would have ended. Returns whether it was
+    /// held.
+    fn fill_abandon<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (keys, holder, notify);
+        unsupported(Verb::Fill)
+    }
+
+    /// Invalidates a fleet-filled value in one atomic step: deletes the value and the fill lease,
+    /// increments the generation (so a fill in flight cannot store what it fetched before) and
+    /// publishes `notify`. Returns whether a value was there.
+    fn fill_invalidate<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (keys, notify);
+        unsupported(Verb::Fill)
+    }
+
+    /// Increments the integer under `key` (absent: 0), keeps it for `ttl` from now, and publishes
+    /// `notify.message` followed by the new value in decimal ASCII on `notify.channel`, in one
+    /// atomic step; returns the new value. Used for fleet-wide generations (bulk invalidation):
+    /// a process that holds the generation and listens on the channel never misses a bump
+    /// without an [`Event::Gap`].
+    fn bump<'a>(
+        &'a self,
+        key: &'a str,
+        ttl: Duration,
+        notify: Notify<'a>,
+    ) -> StoreFuture<'a, u64> {
+        let _ = (key, ttl, notify);
+        unsupported(Verb::Bump)
     }
 
     /// Sends `message` to the current subscribers of `channel` (fire and forget: subscribers

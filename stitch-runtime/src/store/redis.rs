@@ -13,22 +13,28 @@
 //!   that had not yet received the last writes, up to one more burst plus
 //!   `rate × replication lag` can be admitted (Redis replication is asynchronous).
 //! - **Cluster**: a script's keys are one key plus its idempotency marker
-//!   ([`keys::companion`](super::keys::companion)), which share a hash slot, so no script is ever
+//!   ([`keys::companion`](super::keys::companion)), which share a hash slot, or the keys of one
+//!   fill ([`keys::FillKeySet`](super::keys::FillKeySet): one hash tag), so no script is ever
 //!   `CROSSSLOT`; stitch's own keys (`keys::KeyLayout`) carry one hash tag per concern.
+//! - **Fills**: the fill lease is one string `<holder>:<expiry µs>` with a `PX` rounded up, so
+//!   its expiry is decided on `TIME` to the microsecond and Redis drops it soon after. The
+//!   notifications of `fill_*` and `bump` are `PUBLISH`ed inside their script, atomically with
+//!   the write (a channel is not a key: in a cluster it reaches every node).
 //! - **Timeouts and retries**: every operation is bounded by the store's timeout
 //!   ([`RedisStore::with_timeout`], default 200 ms) and fails with `StoreErrorKind::Timeout` past
 //!   it. A mutating verb whose outcome is unknown can be retried once with the same `OpId`: the
 //!   scripts remember ids for [`RETRY_WINDOW`].
 //! - **Pub/sub**: `PUBLISH` / `SUBSCRIBE` (global channels; in a cluster a message published on any
 //!   node reaches subscribers on every node). A subscription whose connection drops reconnects
-//!   (50 ms, doubling to 1 s) and, once subscribed again, yields `Event::Gap`; a `PING` every
-//!   second with a 2 s deadline detects a half-open connection the same way.
+//!   (50 ms, doubling to 1 s); it yields `Event::Gap` as soon as the connection is found gone and
+//!   again once subscribed again. A `PING` every second with a 2 s deadline finds a half-open
+//!   connection: a gap is reported at most 3 s after the connection stopped delivering.
 
-use super::vocab::{circuit_ttl, RETRY_WINDOW};
+use super::vocab::{circuit_ttl, FILL_GENERATION_KEEP, RETRY_WINDOW};
 use super::{
-    keys, Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Decision,
-    Event, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, OpId, Reservation, Store, StoreError,
-    StoreErrorKind, StoreFuture, Subscription, Verbs,
+    keys, Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Claimed,
+    Decision, Event, Fill, FillClaim, FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest,
+    Notify, OpId, Reservation, Store, StoreError, StoreErrorKind, StoreFuture, Subscription, Verbs,
 };
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -173,6 +179,41 @@ impl RedisStore {
         bounded(op, self.timeout, inv.invoke_async(&mut conn)).await
     }
 
+    /// `EVALSHA` of `script` with `keys` and `args` written straight into one command, loading
+    /// the script on `NOSCRIPT`: the throttle verbs' path. `run` goes through redis-rs's
+    /// `ScriptInvocation`, which copies every key and argument twice (into its vectors, then into
+    /// the command) and takes arguments as byte strings formatted beforehand; on the acquire path
+    /// those allocations were a measurable part of the cost (BENCHMARKS.md, "Fleet throttle on
+    /// Redis").
+    async fn eval<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &Script,
+        keys: &[&str],
+        args: impl FnOnce(&mut Cmd),
+    ) -> Result<T, StoreError> {
+        let mut cmd = Cmd::with_capacity(3 + keys.len() + 4, 160);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            cmd.arg(*k);
+        }
+        args(&mut cmd);
+        let mut conn = self.conn.clone();
+        bounded(op, self.timeout, async move {
+            match cmd.query_async(&mut conn).await {
+                // After a restart or a failover the server no longer knows the script.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
     async fn cmd<T: FromRedisValue>(&self, op: &'static str, cmd: Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         bounded(op, self.timeout, cmd.query_async(&mut conn)).await
@@ -218,6 +259,21 @@ fn retry_ms() -> Vec<u8> {
     ms(RETRY_WINDOW)
 }
 
+/// [`RETRY_WINDOW`] in milliseconds, rounded up (as [`ms`]).
+const RETRY_MS: u64 =
+    RETRY_WINDOW.as_millis() as u64 + (RETRY_WINDOW.subsec_nanos() % 1_000_000 != 0) as u64;
+
+/// An id as its 32 lowercase hex digits (its `Display` form), without allocating.
+fn hex(id: OpId) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let v = id.as_u128();
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 fn int_at(op: &'static str, v: &[Value], i: usize) -> Result<i64, StoreError> {
     v.get(i)
         .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
@@ -236,7 +292,32 @@ struct Scripts {
     lease_renew: Script,
     lease_release: Script,
     circuit: Script,
+    fill_claim: Script,
+    fill_renew: Script,
+    fill_complete: Script,
+    fill_abandon: Script,
+    fill_invalidate: Script,
+    bump: Script,
 }
+
+/// Parses the fill lease in `KEYS[lease]` into `holder` (or nil) and whether it is held by
+/// `ARGV[1]` at `now` (an expiry in the past is no lease, even before Redis drops the key).
+const LEASE: &str = r"
+local function lease_of(key)
+  local l = redis.call('GET', key)
+  if not l then return nil, 0 end
+  local h, e = string.match(l, '^(%x+):(%d+)$')
+  if not h or tonumber(e) <= now then return nil, 0 end
+  return h, tonumber(e)
+end
+local function hold(key, gen, holder, ttl_us, keep_ms)
+  local exp = now + ttl_us
+  redis.call('SET', key, holder .. ':' .. string.format('%d', exp), 'PX', math.ceil(ttl_us / 1000))
+  local pt = redis.call('PTTL', gen)
+  local keep = math.ceil(ttl_us / 1000) + keep_ms
+  if pt >= 0 and pt < keep then redis.call('PEXPIRE', gen, keep) end
+end
+";
 
 /// `TIME` as integer microseconds, in a local `now`.
 const NOW: &str =
@@ -245,6 +326,7 @@ const NOW: &str =
 impl Scripts {
     fn new() -> Scripts {
         let with_now = |body: &str| Script::new(&format!("{NOW}{body}"));
+        let with_lease = |body: &str| Script::new(&format!("{NOW}{LEASE}{body}"));
         Scripts {
             // KEYS: counter, marker. ARGV: by, ttl ms, retry ms.
             increment: Script::new(
@@ -378,7 +460,90 @@ if kind == 'h' and holder == id then
 end
 return {before, 0, 0}",
             ),
+            // KEYS: value, lease, generation. ARGV: holder, lease µs, retry ms. Returns
+            // {0, value, pttl ms} (hit), {1, generation} (leader) or {2, lease left µs} (busy).
+            fill_claim: with_lease(
+                r"
+local v = redis.call('GET', KEYS[1])
+if v then return {0, v, redis.call('PTTL', KEYS[1])} end
+local h, e = lease_of(KEYS[2])
+if h and h ~= ARGV[1] then return {2, e - now} end
+hold(KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {1, redis.call('GET', KEYS[3]) or '0'}",
+            ),
+            // KEYS: lease, generation. ARGV: holder, lease µs, retry ms.
+            fill_renew: with_lease(
+                r"
+local h = lease_of(KEYS[1])
+if h ~= ARGV[1] then return 0 end
+hold(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return 1",
+            ),
+            // KEYS: value, lease, generation, marker. ARGV: holder, generation, value, ttl ms,
+            // retry ms, '1' to publish | '0', channel, message. The marker holds the generation
+            // stored at: a retry answers 1, a later fill by the same holder id is not confused
+            // with it. Generations are compared as the decimal text `INCR` writes.
+            fill_complete: with_lease(
+                r"
+if redis.call('GET', KEYS[4]) == ARGV[2] then return 1 end
+local held = lease_of(KEYS[2]) == ARGV[1]
+local stored = 0
+if held and (redis.call('GET', KEYS[3]) or '0') == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[5])
+  stored = 1
+end
+if held then redis.call('DEL', KEYS[2]) end
+if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+return stored",
+            ),
+            // KEYS: lease. ARGV: holder, '1' to publish | '0', channel, message.
+            fill_abandon: with_lease(
+                r"
+if lease_of(KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1",
+            ),
+            // KEYS: value, lease, generation. ARGV: generation keep ms, '1' to publish | '0',
+            // channel, message.
+            fill_invalidate: Script::new(
+                r"
+local existed = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return existed",
+            ),
+            // KEYS: generation. ARGV: ttl ms, channel, message prefix.
+            bump: Script::new(
+                r"
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. string.format('%d', n))
+return n",
+            ),
         }
+    }
+}
+
+/// The `publish flag, channel, message` arguments of a script for an optional notification.
+fn notify_args<'a>(notify: &'a Option<Notify<'_>>) -> [&'a [u8]; 3] {
+    match notify {
+        Some(n) => [b"1", n.channel.as_bytes(), &n.message],
+        None => [b"0", b"", b""],
+    }
+}
+
+fn flag(op: &'static str, n: i64) -> Result<bool, StoreError> {
+    match n {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(StoreError::protocol(
+            op,
+            format!("unexpected script reply {n}"),
+        )),
     }
 }
 
@@ -502,25 +667,16 @@ impl Store for RedisStore {
             let marker = keys::marker(key, gcra.id);
             let max_wait = gcra
                 .max_wait_us
-                .map_or_else(|| num(-1), |m| num(m.min(i64::MAX as u64)));
-            let v: Vec<Value> = self
-                .run(
-                    "reserve",
-                    &self.scripts.reserve,
-                    &[key, &marker],
-                    &[
-                        &num(gcra.interval_us.max(1)),
-                        &num(gcra.tolerance_us),
-                        &max_wait,
-                        &retry_ms(),
-                    ],
-                )
+                .map_or(-1, |m| m.min(i64::MAX as u64) as i64);
+            let (flag, t, now): (i64, i64, i64) = self
+                .eval("reserve", &self.scripts.reserve, &[key, &marker], |c| {
+                    c.arg(gcra.interval_us.max(1))
+                        .arg(gcra.tolerance_us)
+                        .arg(max_wait)
+                        .arg(RETRY_MS);
+                })
                 .await?;
-            let (flag, t, now) = (
-                int_at("reserve", &v, 0)?,
-                int_at("reserve", &v, 1)? as u64,
-                int_at("reserve", &v, 2)? as u64,
-            );
+            let (t, now) = (t as u64, now as u64);
             let decision = match flag {
                 0 => Decision::Refused { wait_us: t },
                 _ if t <= now => Decision::Granted { at: t },
@@ -539,24 +695,14 @@ impl Store for RedisStore {
         lease: LeaseRequest,
     ) -> StoreFuture<'a, LeaseGrant> {
         Box::pin(async move {
-            let holder = lease.holder.to_string();
-            let v: Vec<Value> = self
-                .run(
-                    "lease_acquire",
-                    &self.scripts.lease_acquire,
-                    &[key],
-                    &[
-                        holder.as_bytes(),
-                        &num(lease.limit),
-                        &num(lease.ttl_us.max(1)),
-                    ],
-                )
+            let (flag, t, now): (i64, i64, i64) = self
+                .eval("lease_acquire", &self.scripts.lease_acquire, &[key], |c| {
+                    c.arg(&hex(lease.holder)[..])
+                        .arg(lease.limit)
+                        .arg(lease.ttl_us.max(1));
+                })
                 .await?;
-            let (flag, t, now) = (
-                int_at("lease_acquire", &v, 0)?,
-                int_at("lease_acquire", &v, 1)? as u64,
-                int_at("lease_acquire", &v, 2)? as u64,
-            );
+            let (t, now) = (t as u64, now as u64);
             let decision = if flag == 1 {
                 LeaseDecision::Acquired { expires_at: t }
             } else {
@@ -571,14 +717,10 @@ impl Store for RedisStore {
 
     fn lease_renew<'a>(&'a self, key: &'a str, holder: OpId, ttl_us: u64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let holder = holder.to_string();
             let n: i64 = self
-                .run(
-                    "lease_renew",
-                    &self.scripts.lease_renew,
-                    &[key],
-                    &[holder.as_bytes(), &num(ttl_us.max(1))],
-                )
+                .eval("lease_renew", &self.scripts.lease_renew, &[key], |c| {
+                    c.arg(&hex(holder)[..]).arg(ttl_us.max(1));
+                })
                 .await?;
             Ok(n == 1)
         })
@@ -591,14 +733,10 @@ impl Store for RedisStore {
         notify: Option<&'a str>,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let holder = holder.to_string();
             let n: i64 = self
-                .run(
-                    "lease_release",
-                    &self.scripts.lease_release,
-                    &[key],
-                    &[holder.as_bytes(), notify.unwrap_or_default().as_bytes()],
-                )
+                .eval("lease_release", &self.scripts.lease_release, &[key], |c| {
+                    c.arg(&hex(holder)[..]).arg(notify.unwrap_or_default());
+                })
                 .await?;
             Ok(n == 1)
         })
@@ -648,6 +786,153 @@ impl Store for RedisStore {
                 },
             };
             Ok(CircuitReply { before, state })
+        })
+    }
+
+    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+        Box::pin(async move {
+            let holder = claim.holder.to_string();
+            let v: Vec<Value> = self
+                .run(
+                    "fill_claim",
+                    &self.scripts.fill_claim,
+                    &[keys.value, keys.lease, keys.generation],
+                    &[
+                        holder.as_bytes(),
+                        &num(claim.lease_ttl_us.max(1)),
+                        &retry_ms(),
+                    ],
+                )
+                .await?;
+            let bad =
+                || StoreError::protocol("fill_claim", format!("unexpected script reply {v:?}"));
+            match int_at("fill_claim", &v, 0)? {
+                0 => {
+                    let value = v
+                        .get(1)
+                        .and_then(|v| redis::from_redis_value_ref::<Vec<u8>>(v).ok())
+                        .ok_or_else(bad)?;
+                    // A value without an expiry was not written by `fill_complete`: how long it
+                    // stays is unknown, so it is reported as about to expire.
+                    let pttl = int_at("fill_claim", &v, 2)?;
+                    let ttl_us = u64::try_from(pttl).map_or(1, |ms| ms.saturating_mul(1000).max(1));
+                    Ok(Claimed::Hit {
+                        value: Bytes::from(value),
+                        ttl_us,
+                    })
+                }
+                1 => {
+                    let generation = v
+                        .get(1)
+                        .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
+                        .ok_or_else(bad)?;
+                    Ok(Claimed::Leader { generation })
+                }
+                2 => Ok(Claimed::Busy {
+                    lease_ends_in_us: (int_at("fill_claim", &v, 1)?.max(1)) as u64,
+                }),
+                _ => Err(bad()),
+            }
+        })
+    }
+
+    fn fill_renew<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        ttl_us: u64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let holder = holder.to_string();
+            let n: i64 = self
+                .run(
+                    "fill_renew",
+                    &self.scripts.fill_renew,
+                    &[keys.lease, keys.generation],
+                    &[holder.as_bytes(), &num(ttl_us.max(1)), &retry_ms()],
+                )
+                .await?;
+            flag("fill_renew", n)
+        })
+    }
+
+    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let marker = keys::marker(keys.value, fill.holder);
+            let holder = fill.holder.to_string();
+            let [publish, channel, message] = notify_args(&fill.notify);
+            let n: i64 = self
+                .run(
+                    "fill_complete",
+                    &self.scripts.fill_complete,
+                    &[keys.value, keys.lease, keys.generation, &marker],
+                    &[
+                        holder.as_bytes(),
+                        &num(fill.generation),
+                        &fill.value,
+                        &ms(fill.ttl),
+                        &retry_ms(),
+                        publish,
+                        channel,
+                        message,
+                    ],
+                )
+                .await?;
+            flag("fill_complete", n)
+        })
+    }
+
+    fn fill_abandon<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let holder = holder.to_string();
+            let [publish, channel, message] = notify_args(&notify);
+            let n: i64 = self
+                .run(
+                    "fill_abandon",
+                    &self.scripts.fill_abandon,
+                    &[keys.lease],
+                    &[holder.as_bytes(), publish, channel, message],
+                )
+                .await?;
+            flag("fill_abandon", n)
+        })
+    }
+
+    fn fill_invalidate<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let [publish, channel, message] = notify_args(&notify);
+            let n: i64 = self
+                .run(
+                    "fill_invalidate",
+                    &self.scripts.fill_invalidate,
+                    &[keys.value, keys.lease, keys.generation],
+                    &[&ms(FILL_GENERATION_KEEP), publish, channel, message],
+                )
+                .await?;
+            flag("fill_invalidate", n)
+        })
+    }
+
+    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let n: i64 = self
+                .run(
+                    "bump",
+                    &self.scripts.bump,
+                    &[key],
+                    &[&ms(ttl), notify.channel.as_bytes(), &notify.message],
+                )
+                .await?;
+            u64::try_from(n).map_err(|_| StoreError::protocol("bump", "generation is negative"))
         })
     }
 
@@ -713,6 +998,12 @@ async fn forward(
             }
         }
         drop((sink, stream));
+        // Reported at once, not only once subscribed again: a reader that derives state from
+        // events (the fleet cache's in-process tier) must stop trusting it now, however long
+        // the store stays away.
+        if tx.send(Event::Gap).await.is_err() {
+            return;
+        }
         let mut delay = Duration::from_millis(50);
         ps = loop {
             tokio::select! {

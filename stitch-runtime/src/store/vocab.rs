@@ -40,11 +40,16 @@ pub enum Verb {
     Time,
     /// `circuit`: one atomic step of a fleet-wide circuit breaker.
     Circuit,
+    /// `fill_claim` / `fill_renew` / `fill_complete` / `fill_abandon` / `fill_invalidate`: one
+    /// fenced fill of a value for the whole fleet (cache entries, sessions, tokens).
+    Fill,
+    /// `bump`: increment a generation and announce it in one atomic step.
+    Bump,
 }
 
 impl Verb {
     /// Every verb, in declaration order.
-    pub const ALL: [Verb; 12] = [
+    pub const ALL: [Verb; 14] = [
         Verb::Get,
         Verb::Set,
         Verb::Delete,
@@ -57,6 +62,8 @@ impl Verb {
         Verb::Subscribe,
         Verb::Time,
         Verb::Circuit,
+        Verb::Fill,
+        Verb::Bump,
     ];
 
     /// The method name, as written in messages.
@@ -74,6 +81,8 @@ impl Verb {
             Verb::Subscribe => "subscribe",
             Verb::Time => "time",
             Verb::Circuit => "circuit",
+            Verb::Fill => "fill",
+            Verb::Bump => "bump",
         }
     }
 
@@ -110,6 +119,11 @@ impl Verbs {
     /// Whether `verb` is in the set.
     pub fn contains(self, verb: Verb) -> bool {
         self.0 & verb.bit() != 0
+    }
+
+    /// Whether every verb of `verbs` is in the set.
+    pub fn contains_all(self, verbs: &[Verb]) -> bool {
+        verbs.iter().all(|v| self.contains(*v))
     }
 
     /// The set with `verb` added.
@@ -512,4 +526,84 @@ pub(crate) fn circuit_ttl(step: &CircuitStep) -> std::time::Duration {
             .saturating_add(step.trial_ttl_us)
             .saturating_add(3_600_000_000),
     )
+}
+
+/// The keys of one fleet-filled value (a cache entry, a session, a token): the value, its fill
+/// lease and its generation. A networked driver touches all three in one atomic step, so they
+/// must share a hash slot; [`keys::FillKeySet`](super::keys::FillKeySet) makes them so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillKeys<'a> {
+    /// The value.
+    pub value: &'a str,
+    /// The fill lease: who is fetching the value for the fleet, until when.
+    pub lease: &'a str,
+    /// The generation (absent: 0), moved by every invalidation so a fill that started before one
+    /// cannot store what it fetched.
+    pub generation: &'a str,
+}
+
+/// A claim on a fleet-filled value (see [`Store::fill_claim`](super::Store::fill_claim)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillClaim {
+    /// Who would fill: claiming again with the same id while holding the lease refreshes it
+    /// (a retried claim is idempotent).
+    pub holder: OpId,
+    /// The lease's lifetime in microseconds from the store's now; the holder renews it (every
+    /// third of it) while its fetch runs.
+    pub lease_ttl_us: u64,
+}
+
+/// What a fill claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The value is there.
+    Hit {
+        /// The stored bytes.
+        value: Bytes,
+        /// How much longer the value lives (microseconds; at least 1).
+        ttl_us: u64,
+    },
+    /// The caller holds the fill lease: it fetches and then calls
+    /// [`Store::fill_complete`](super::Store::fill_complete) with this generation.
+    Leader {
+        /// The generation the fill is fenced with.
+        generation: u64,
+    },
+    /// Another holder is filling; wait for its notification, and claim again no later than when
+    /// its lease ends (so a lost message or a dead holder only delays).
+    Busy {
+        /// Until the current holder's lease ends (microseconds; at least 1).
+        lease_ends_in_us: u64,
+    },
+}
+
+/// How long a fill generation is kept after an invalidation moved it (and at least as long as a
+/// lease fenced by it lives): long enough that no fill in flight sees it fall back to 0, short
+/// enough that invalidated entries do not leave a key behind for ever.
+pub(crate) const FILL_GENERATION_KEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A notification published in the same atomic step as a write: waiters and other processes'
+/// in-process tiers learn of it without polling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify<'a> {
+    /// The channel (see [`Store::subscribe`](super::Store::subscribe)). Not a key: a cluster
+    /// driver publishes it to every node.
+    pub channel: &'a str,
+    /// The message.
+    pub message: Bytes,
+}
+
+/// A fenced completion of a fill (see [`Store::fill_complete`](super::Store::fill_complete)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fill<'a> {
+    /// The lease holder, as in its claim; also the completion's idempotency id.
+    pub holder: OpId,
+    /// The generation its [`Claimed::Leader`] returned.
+    pub generation: u64,
+    /// The bytes to store.
+    pub value: Bytes,
+    /// How long the value lives.
+    pub ttl: std::time::Duration,
+    /// Published whether the value was stored or not (waiters claim again either way).
+    pub notify: Option<Notify<'a>>,
 }

@@ -19,13 +19,24 @@
 //!   [`PROBE_AFTER`] by the runtime's store breaker, shared with the cache and the circuits (so an
 //!   outage does not cost every call a store timeout), then asked again: recovery is automatic.
 //!
+//! - **Opting out**: a declaration written `throttle(..., local)` is enforced by an in-process
+//!   limiter of this runtime even though the others are fleet budgets; a stitch with both kinds
+//!   takes its local throttles first, then the fleet ones (the fleet's pacing is the last wait, so
+//!   what the fleet sends stays spaced by the fleet's grants).
+//! - **Shutdown**: [`Fleet::shutdown`] (`Runtime::shutdown`) stops every renewal and releases
+//!   every lease this process holds, so their slots come back at once instead of after the TTL;
+//!   acquires after it fail with [`Error::ThrottleUnavailable`]. Dropping the runtime's last
+//!   handle does the same in a spawned task when a tokio runtime is there to run it (best effort:
+//!   a process that exits right after may not run it; a SIGKILLed one never does, and its leases
+//!   expire within the TTL).
+//!
 //! Across processes a budget is identified by name (the descriptor's address means nothing in
 //! another process): a stitch's own budget by the stitch's `name`, host pools by `host:port`, seam
 //! and named pools by their name. Processes must declare the same rate for the same budget.
 //! A pacing reservation cannot be handed back to the store: a caller dropped while waiting for its
 //! slot leaves it unused (the fleet sends less, never more).
 
-use super::limiter::{bound, Limiters, PacingClock, ThrottlePermit};
+use super::limiter::{bound, Limiters, PacingClock, Scope, ThrottlePermit};
 use super::{Pool, ThrottleSpec};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
@@ -106,14 +117,22 @@ struct Inner {
     channel: String,
     store_timeout: Duration,
     lease_ttl: Duration,
-    /// The in-process stand-in used during an outage with [`ThrottleOutage::Local`].
+    /// The in-process stand-in used during an outage with [`ThrottleOutage::Local`] (for the
+    /// fleet declarations only).
     fallback: Option<Limiters>,
+    /// The declarations written `local`: enforced in this process whatever the store.
+    local: Limiters,
+    /// Every lease this process holds, for [`Fleet::shutdown`].
+    held: Mutex<FastMap<OpId, Arc<Budget>>>,
+    /// Set by [`Fleet::shutdown`] (under `held`'s lock, so no lease is registered after it).
+    closed: std::sync::atomic::AtomicBool,
     /// Per budget (by its lease key), the instance-local queue and wake-up.
     budgets: RwLock<FastMap<String, Arc<Budget>>>,
     /// The event listener, started lazily (it needs a tokio runtime) and again if the tokio
     /// runtime it ran on has gone.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Dropped with the runtime, which ends the event listener.
+    /// Signalled by [`Fleet::shutdown`] (stops the renewals) and dropped with the runtime (ends
+    /// the event listener).
     stop: watch::Sender<()>,
     /// The runtime's store breaker (shared with the cache and the circuits).
     breaker: Arc<StoreBreaker>,
@@ -144,6 +163,8 @@ enum Failure {
     Throttle(Error),
     /// The store failed: the outage policy decides.
     Store(StoreError),
+    /// The runtime was shut down while the attempt waited.
+    Closed,
 }
 
 impl Fleet {
@@ -169,10 +190,13 @@ impl Fleet {
                 lease_ttl: settings.lease_ttl.max(Duration::from_millis(30)),
                 fallback: match settings.outage {
                     ThrottleOutage::Local { share } => {
-                        Some(Limiters::with_share(settings.clock, share))
+                        Some(Limiters::scoped(settings.clock, share, Scope::Fleet))
                     }
                     ThrottleOutage::Fail => None,
                 },
+                local: Limiters::scoped(settings.clock, 1.0, Scope::Local),
+                held: Mutex::default(),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 budgets: RwLock::default(),
                 listener: Mutex::new(None),
                 stop: watch::channel(()).0,
@@ -181,17 +205,30 @@ impl Fleet {
         }
     }
 
-    /// Budgets currently known to this instance.
+    /// Budgets currently known to this instance, and the in-process pools of `local` ones.
     pub(crate) fn len(&self) -> usize {
         self.inner
             .budgets
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+            + self.inner.local.len()
     }
 
-    /// Acquires every throttle of `endpoint` for one attempt on the fleet budgets: leases first,
-    /// then pacing, like the in-process limiters; waits bounded by `max_wait` and `deadline`.
+    /// The limiters of the declarations written `local`, when those are all `endpoint` declares
+    /// (its uncontended path then needs no future, as without a store).
+    #[inline]
+    pub(crate) fn only_local(&self, endpoint: &Endpoint) -> Option<&Limiters> {
+        endpoint
+            .throttles
+            .iter()
+            .all(|s| s.local)
+            .then_some(&self.inner.local)
+    }
+
+    /// Acquires every throttle of `endpoint` for one attempt: the `local` declarations on this
+    /// process's limiters, then the fleet budgets (leases first, then pacing, like the in-process
+    /// limiters); waits bounded by `max_wait` and `deadline`.
     pub(crate) async fn acquire(
         &self,
         endpoint: &'static Endpoint,
@@ -199,12 +236,44 @@ impl Fleet {
         deadline: Option<Instant>,
     ) -> crate::Result<ThrottlePermit> {
         let inner = &self.inner;
+        if !inner.local.covers(endpoint) {
+            return self.acquire_fleet(endpoint, host, deadline).await;
+        }
+        let mut local = inner.local.acquire(endpoint, host, deadline).await?;
+        if endpoint.throttles.iter().all(|s| s.local) {
+            return Ok(local);
+        }
+        // Held while the fleet budgets are acquired: released if that fails or is dropped.
+        let fleet = self.acquire_fleet(endpoint, host, deadline).await?;
+        local.waited += fleet.waited;
+        local._fleet = fleet._fleet;
+        Ok(local)
+    }
+
+    /// Stops renewing and releases every lease this process holds (each release bounded by the
+    /// store timeout, retried once, all at once), so other processes get the slots now rather
+    /// than when the leases' TTL ends. Fleet acquires fail from then on.
+    pub(crate) async fn shutdown(&self) {
+        Inner::shutdown(&self.inner).await;
+    }
+
+    async fn acquire_fleet(
+        &self,
+        endpoint: &'static Endpoint,
+        host: &str,
+        deadline: Option<Instant>,
+    ) -> crate::Result<ThrottlePermit> {
+        let inner = &self.inner;
+        if inner.is_closed() {
+            return Err(closed(endpoint));
+        }
         let failure = if !inner.may_ask() {
             None
         } else {
             match inner.acquire(endpoint, host, deadline).await {
                 Ok(permit) => return Ok(permit),
                 Err(Failure::Throttle(e)) => return Err(e),
+                Err(Failure::Closed) => return Err(closed(endpoint)),
                 Err(Failure::Store(e)) => {
                     inner.mark_down();
                     Some(e)
@@ -247,7 +316,64 @@ impl Fleet {
     }
 }
 
+impl Drop for Fleet {
+    /// The runtime's last handle is gone: leases still registered (an attempt outliving its
+    /// runtime, or a release not yet done) are released in a spawned task when a tokio runtime
+    /// is there; without one they expire within their TTL. Never blocks.
+    fn drop(&mut self) {
+        let pending = !self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if pending {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let inner = self.inner.clone();
+                handle.spawn(async move { Inner::shutdown(&inner).await });
+            }
+        }
+    }
+}
+
+/// The error of a fleet acquire after `Runtime::shutdown`.
+fn closed(endpoint: &'static Endpoint) -> Error {
+    Error::ThrottleUnavailable {
+        stitch: endpoint.name,
+        source: StoreError::new(
+            "lease_acquire",
+            StoreErrorKind::Unavailable,
+            "the runtime was shut down (`Runtime::shutdown`): its fleet throttles take no new leases",
+        ),
+    }
+}
+
 impl Inner {
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn shutdown(this: &Arc<Inner>) {
+        let leases: Vec<(OpId, Arc<Budget>)> = {
+            let mut held = this.held.lock().unwrap_or_else(|e| e.into_inner());
+            this.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            held.drain().collect()
+        };
+        // Renewals stop (a renewal racing a release finds the holder gone and adds nothing
+        // back); waiters wake, see the runtime closed and leave.
+        this.stop.send_replace(());
+        this.wake_all();
+        let mut releases = tokio::task::JoinSet::new();
+        for (holder, budget) in leases {
+            let inner = this.clone();
+            releases.spawn(async move { inner.release(&budget, holder).await });
+        }
+        // Each release is bounded by the store timeout and retried once; the bound is a guard.
+        let all = async { while releases.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(this.store_timeout * 2 + Duration::from_millis(50), all).await;
+    }
+
     /// Whether this acquire may ask the store: see [`StoreBreaker::may_ask`] (while the store is
     /// down, no; then exactly one probe).
     fn may_ask(&self) -> bool {
@@ -354,13 +480,17 @@ impl Inner {
         };
         let mut leases: [Option<Lease>; 2] = [None, None];
         for (level, spec) in specs.iter().enumerate() {
-            let Some(n) = spec.concurrency else { continue };
+            let Some(n) = spec.concurrency.filter(|_| !spec.local) else {
+                continue;
+            };
             let budget = self.budget(endpoint, level, spec, host);
             leases[level] = Some(self.lease(endpoint, &budget, n, limit(spec)).await?);
         }
         let mut wait = Duration::ZERO;
         for (level, spec) in specs.iter().enumerate() {
-            let Some(rate) = spec.rate else { continue };
+            let Some(rate) = spec.rate.filter(|_| !spec.local) else {
+                continue;
+            };
             let budget = self.budget(endpoint, level, spec, host);
             let limit = limit(spec);
             let interval_us = (rate.interval().as_micros() as u64).max(1);
@@ -437,6 +567,9 @@ impl Inner {
             holder,
         };
         loop {
+            if self.is_closed() {
+                return Err(Failure::Closed);
+            }
             // Registered before asking, so a release between the answer and the wait is not lost.
             let released = budget.released.notified();
             tokio::pin!(released);
@@ -471,7 +604,14 @@ impl Inner {
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
-        Ok(Lease::hold(self.clone(), budget.clone(), holder))
+        match Lease::hold(self.clone(), budget.clone(), holder) {
+            Some(lease) => Ok(lease),
+            None => {
+                // Granted after the shutdown took its list: given back here.
+                self.release(budget, holder).await;
+                Err(Failure::Closed)
+            }
+        }
     }
 
     /// Starts the listener of the fleet's event channel (once): a released lease wakes the head
@@ -541,6 +681,14 @@ impl Inner {
         }
     }
 
+    /// `holder`'s lease is no longer this process's (released or expired).
+    fn forget(&self, holder: OpId) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&holder);
+    }
+
     /// Gives `holder`'s lease back (bounded, retried once), waking waiters fleet-wide.
     async fn release(&self, budget: &Budget, holder: OpId) {
         let released = self
@@ -575,39 +723,55 @@ impl Drop for Pending {
 
 impl Lease {
     /// Keeps `holder`'s lease alive (renewed every TTL/3) until the returned handle is dropped,
-    /// then releases it.
-    fn hold(inner: Arc<Inner>, budget: Arc<Budget>, holder: OpId) -> Lease {
+    /// then releases it; registered meanwhile for [`Fleet::shutdown`]. `None` once the runtime
+    /// is shut down (the caller gives the lease back).
+    fn hold(inner: Arc<Inner>, budget: Arc<Budget>, holder: OpId) -> Option<Lease> {
+        {
+            let mut held = inner.held.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked under the lock the shutdown takes: a lease registered here is in its list.
+            if inner.is_closed() {
+                return None;
+            }
+            held.insert(holder, budget.clone());
+        }
         let (stop, mut stopped) = oneshot::channel::<()>();
+        let mut shutdown = inner.stop.subscribe();
         tokio::spawn(async move {
             let every = inner.lease_ttl / 3;
             let ttl_us = inner.lease_ttl.as_micros() as u64;
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
+                    // The shutdown releases every registered lease itself.
+                    _ = shutdown.changed() => return,
                     () = tokio::time::sleep(every) => {
                         let renewed = inner
                             .op("lease_renew", || inner.store.lease_renew(&budget.leases, holder, ttl_us))
                             .await;
                         match renewed {
                             Ok(true) => {}
+                            // Released by a shutdown meanwhile: nothing to warn about.
+                            Ok(false) if inner.is_closed() => return,
                             // Expired (the store was unreachable for a whole TTL): the slot may
                             // already be someone else's; nothing to renew any more.
                             Ok(false) => {
                                 tracing::warn!("a fleet lease expired while its attempt was running");
+                                inner.forget(holder);
                                 let _ = stopped.await;
                                 return;
                             }
                             Err(Failure::Store(e)) => {
                                 tracing::warn!(error = %e, "could not renew a fleet lease");
                             }
-                            Err(Failure::Throttle(_)) => {}
+                            Err(Failure::Throttle(_) | Failure::Closed) => {}
                         }
                     }
                 }
             }
             inner.release(&budget, holder).await;
+            inner.forget(holder);
         });
-        Lease { _stop: stop }
+        Some(Lease { _stop: stop })
     }
 }
 
@@ -664,6 +828,110 @@ mod tests {
         let mut g = grants.lock().unwrap().clone();
         g.sort();
         assert_eq!(g, [0, 500, 1000, 1500, 2000, 2500]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_local_declaration_keeps_its_budget_in_each_instance() {
+        static LOCAL: Endpoint = endpoint(
+            "local",
+            &[ThrottleSpec::new(Pool::Stitch)
+                .rate(2, Duration::from_secs(1))
+                .local()],
+        );
+        // The seam's budget is the fleet's, the method's stays in each instance.
+        static MIXED: Endpoint = endpoint(
+            "mixed",
+            &[
+                ThrottleSpec::new(Pool::Seam("s")).rate(4, Duration::from_secs(1)),
+                ThrottleSpec::new(Pool::Stitch)
+                    .rate(2, Duration::from_secs(1))
+                    .local(),
+            ],
+        );
+        let store = MemoryStore::default();
+        let (a, b) = (
+            fleet(&store, ThrottleOutage::Fail),
+            fleet(&store, ThrottleOutage::Fail),
+        );
+        let t0 = Instant::now();
+        async fn grants(f: &Fleet, ep: &'static Endpoint, t0: Instant) -> Vec<u128> {
+            let mut at = Vec::new();
+            for _ in 0..3 {
+                f.acquire(ep, "h:1", None).await.unwrap();
+                at.push((Instant::now() - t0).as_millis());
+            }
+            at
+        }
+        let (ga, gb) = tokio::join!(grants(&a, &LOCAL, t0), grants(&b, &LOCAL, t0));
+        // Each instance paces its own 2/s: a fleet budget would have spaced all six 500 ms apart.
+        assert_eq!((ga, gb), (vec![0, 500, 1000], vec![0, 500, 1000]));
+        let t1 = Instant::now();
+        let (ma, mb) = tokio::join!(grants(&a, &MIXED, t1), grants(&b, &MIXED, t1));
+        let mut all: Vec<u128> = ma.into_iter().chain(mb).collect();
+        all.sort_unstable();
+        // Each instance's own 2/s (500 ms) and, on top, the fleet's 4/s (250 ms) between all six.
+        assert_eq!(all, [0, 250, 500, 750, 1000, 1250]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_releases_every_held_lease_at_once() {
+        static EP: Endpoint = endpoint("held", &[ThrottleSpec::new(Pool::Stitch).concurrency(2)]);
+        let store = MemoryStore::default();
+        let (a, b) = (
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+        );
+        // `a` holds both slots and never drops the permits (as calls of a process about to exit).
+        let held = [
+            a.acquire(&EP, "h:1", None).await.unwrap(),
+            a.acquire(&EP, "h:1", None).await.unwrap(),
+        ];
+        // A third caller of `a` waits for a slot when the shutdown comes.
+        let queued = {
+            let a = a.clone();
+            tokio::spawn(async move { a.acquire(&EP, "h:1", None).await.map(|_| ()) })
+        };
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let p = b.acquire(&EP, "h:1", None).await;
+                (p, Instant::now() - t)
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "the fleet's two slots are held");
+        let t = Instant::now();
+        a.shutdown().await;
+        assert_eq!(Instant::now(), t, "a reachable store answers at once");
+        // Released, not left to expire (the TTL is 3 s, the re-check 250 ms): woken at once.
+        let (granted, waited) = waiting.await.unwrap();
+        let _first = granted.unwrap();
+        assert_eq!(waited.as_millis(), 100, "{waited:?}");
+        // Both of `a`'s slots came back, not only the one a waiter was woken for.
+        let _second = b
+            .acquire(&EP, "h:1", Some(Instant::now() + Duration::from_millis(10)))
+            .await
+            .expect("the second slot is free too");
+        assert!(matches!(
+            queued.await.unwrap(),
+            Err(Error::ThrottleUnavailable { .. })
+        ));
+        assert!(matches!(
+            a.acquire(&EP, "h:1", None).await,
+            Err(Error::ThrottleUnavailable { .. })
+        ));
+        // The permits dropped late take nothing from `b` (their leases are gone), and the
+        // stopped renewals did not bring them back: `b` still holds both slots past the TTL.
+        drop(held);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let third = b
+            .acquire(&EP, "h:1", Some(Instant::now() + Duration::from_millis(10)))
+            .await;
+        assert!(
+            matches!(third, Err(Error::Throttled { .. })),
+            "`b` holds the fleet's two slots"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -128,6 +128,29 @@ pub struct Limiters {
     /// The share of each declared rate and concurrency these limiters enforce (1.0 but for the
     /// stand-in of a fleet budget whose store is unreachable).
     share: f64,
+    /// Which declarations these limiters enforce (next to fleet budgets, only some of them).
+    scope: Scope,
+}
+
+/// Which of a stitch's throttle declarations a set of [`Limiters`] enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Every declaration (no store, or `RuntimeBuilder::local_throttles`).
+    All,
+    /// Only those declared `local`: the in-process part of a runtime with fleet budgets.
+    Local,
+    /// Only the fleet ones: the stand-in for fleet budgets while their store is unreachable.
+    Fleet,
+}
+
+impl Scope {
+    fn covers(self, spec: &ThrottleSpec) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Local => spec.local,
+            Scope::Fleet => !spec.local,
+        }
+    }
 }
 
 impl Default for Limiters {
@@ -225,12 +248,14 @@ const MAX_THROTTLES: usize = 2;
 impl Limiters {
     /// Limiters pacing on `clock`.
     pub fn new(clock: PacingClock) -> Self {
-        Self::with_share(clock, 1.0)
+        Self::scoped(clock, 1.0, Scope::All)
     }
 
-    /// Limiters enforcing `share` (in `(0, 1]`) of every declared rate and concurrency: the
-    /// in-process stand-in for fleet budgets while their store is unreachable.
-    pub(crate) fn with_share(clock: PacingClock, share: f64) -> Self {
+    /// Limiters enforcing `share` (in `(0, 1]`) of the declared rate and concurrency of the
+    /// declarations in `scope` (the others are left to fleet budgets, or to other limiters):
+    /// a share below 1 is the in-process stand-in for fleet budgets while their store is
+    /// unreachable.
+    pub(crate) fn scoped(clock: PacingClock, share: f64, scope: Scope) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Limiters {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -238,7 +263,13 @@ impl Limiters {
             by_endpoint: RwLock::default(),
             clock: Clock::new(clock),
             share,
+            scope,
         }
+    }
+
+    /// Whether `endpoint` declares a throttle these limiters enforce.
+    pub(crate) fn covers(&self, endpoint: &Endpoint) -> bool {
+        endpoint.throttles.iter().any(|s| self.scope.covers(s))
     }
 
     fn key(endpoint: &'static Endpoint, level: usize, spec: &ThrottleSpec, host: &str) -> PoolKey {
@@ -279,7 +310,10 @@ impl Limiters {
     fn resolve(&self, endpoint: &'static Endpoint, specs: &[ThrottleSpec], host: &str) -> Resolved {
         let mut resolved: Resolved = [None, None];
         for (level, spec) in specs.iter().enumerate() {
-            resolved[level] = Some(self.limiter(Self::key(endpoint, level, spec, host), spec));
+            // Out of scope: enforced elsewhere (a fleet budget), so no limiter and no wait here.
+            if self.scope.covers(spec) {
+                resolved[level] = Some(self.limiter(Self::key(endpoint, level, spec, host), spec));
+            }
         }
         if specs.iter().all(|s| s.pool != Pool::Host) {
             self.by_endpoint
@@ -301,7 +335,10 @@ impl Limiters {
         deadline: Option<Instant>,
     ) -> Result<Acquired<'_>> {
         let specs = &endpoint.throttles[..endpoint.throttles.len().min(MAX_THROTTLES)];
-        if specs.iter().any(|s| s.concurrency.is_some()) {
+        if specs
+            .iter()
+            .any(|s| s.concurrency.is_some() && self.scope.covers(s))
+        {
             return Ok(Acquired::Contended);
         }
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));

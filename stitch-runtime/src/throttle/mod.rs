@@ -14,8 +14,9 @@
 //! Where the state lives is chosen when the runtime is built ([`Throttles`]): in-process limiters
 //! (`limiter`, the default, and with `RuntimeBuilder::local_throttles`), or, when a store is
 //! attached, fleet budgets on the store (`fleet`: GCRA reservations on the store's clock and
-//! renewed leases), shared by every runtime attached to it. The pipeline asks the seam the same
-//! way in both cases; the store's outage policy is [`ThrottleOutage`].
+//! renewed leases), shared by every runtime attached to it; a declaration written
+//! `throttle(..., local)` keeps its budget in-process even then. The pipeline asks the seam the
+//! same way in both cases; the store's outage policy is [`ThrottleOutage`].
 //!
 //! Why our own pacer rather than governor: we need reservations that can be handed back on
 //! cancellation, waits bounded by `max_wait` and the call's remaining budget with the would-be wait
@@ -56,7 +57,8 @@ pub enum Throttles {
 
 impl Throttles {
     /// The uncontended path without a future (see [`Limiters::try_acquire`]); fleet budgets always
-    /// answer `Contended`, since they need a store round trip.
+    /// answer `Contended`, since they need a store round trip (a stitch whose throttles are all
+    /// written `local` takes the in-process path).
     #[inline]
     pub fn try_acquire(
         &self,
@@ -66,7 +68,10 @@ impl Throttles {
     ) -> crate::Result<Acquired<'_>> {
         match self {
             Throttles::Local(l) => l.try_acquire(endpoint, host, deadline),
-            Throttles::Fleet(_) => Ok(Acquired::Contended),
+            Throttles::Fleet(f) => match f.only_local(endpoint) {
+                Some(l) => l.try_acquire(endpoint, host, deadline),
+                None => Ok(Acquired::Contended),
+            },
         }
     }
 
@@ -80,6 +85,14 @@ impl Throttles {
         match self {
             Throttles::Local(l) => l.acquire(endpoint, host, deadline).await,
             Throttles::Fleet(f) => f.acquire(endpoint, host, deadline).await,
+        }
+    }
+
+    /// Stops renewing and releases every fleet lease this runtime holds (see
+    /// [`fleet::Fleet::shutdown`]); nothing to do for in-process limiters.
+    pub(crate) async fn shutdown(&self) {
+        if let Throttles::Fleet(f) = self {
+            f.shutdown().await;
         }
     }
 
@@ -144,6 +157,8 @@ pub struct ThrottleSpec {
     pub(crate) concurrency: Option<u32>,
     pub(crate) pool: Pool,
     pub(crate) max_wait: Option<Duration>,
+    /// `throttle(..., local)`: this budget stays in-process even with a store attached.
+    pub(crate) local: bool,
 }
 
 #[doc(hidden)]
@@ -155,6 +170,7 @@ impl ThrottleSpec {
             concurrency: None,
             pool,
             max_wait: None,
+            local: false,
         }
     }
     pub const fn rate(mut self, count: u64, window: Duration) -> Self {
@@ -173,6 +189,10 @@ impl ThrottleSpec {
         self.max_wait = Some(d);
         self
     }
+    pub const fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
 }
 
 impl ThrottleSpec {
@@ -187,5 +207,10 @@ impl ThrottleSpec {
     /// Who shares the budget.
     pub fn pool(&self) -> Pool {
         self.pool
+    }
+    /// Whether the declaration opted out of the fleet (`throttle(..., local)`): its budget is
+    /// enforced by this process alone even when the runtime has a store attached.
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 }

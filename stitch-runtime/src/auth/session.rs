@@ -1,0 +1,877 @@
+//! Cookie-session login: log in with a request built per principal, capture the `Set-Cookie`s of
+//! the answer (parsed by the `cookie` crate: expiry, domain and path honoured), replay them as
+//! `Cookie` on the requests they match, and log in again when the upstream says the session is
+//! over (a configured status, `401` by default, or a soft wall such as a `200` login page).
+//!
+//! Invariants:
+//! - One login at a time per principal in a process (a per-principal async mutex, re-checked
+//!   after waiting), and with a shared store one per principal in the fleet ([`super::fleet`]):
+//!   waiters replay the session the leader captured.
+//! - A re-login is for the session that failed only: a `refresh` for a session already replaced
+//!   (by this process or, through the store, by another) logs nothing in.
+//! - Cookies are sent only where RFC 6265 sends them (domain and path match, `Secure` only over
+//!   https, never past their expiry); two principals never share a session (the session key
+//!   names the account, and the principal is part of it).
+//! - The password, the cookies and the login body are never in a `Debug`, an error or a trace;
+//!   the identity is the session key (the account), never a secret.
+
+use super::fleet::{self, Account};
+use super::strategy::{
+    redacted_body, AuthContext, AuthRequest, AuthResponse, Credential, Identity, Strategy,
+};
+use super::{AuthFuture, Secret};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a captured session is used when its cookies state no expiry (and the most it is used
+/// when they do), unless [`CookieSession::ttl`] says otherwise.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// The login request of a [`CookieSession`], built by its closure for one principal: like a
+/// `reqwest::RequestBuilder`, with fields sent as a form (the default) or a JSON object, and
+/// secret values kept as [`Secret`]s so they are never shown.
+///
+/// ```
+/// use stitch::auth::{LoginRequest, Secret};
+///
+/// let login = LoginRequest::post("https://app.example.com/login")
+///     .field("user", "ada")
+///     .secret_field("password", Secret::new("hunter2"))
+///     .header("x-client", "stitch");
+/// assert!(!format!("{login:?}").contains("hunter2"));
+/// ```
+#[derive(Clone)]
+pub struct LoginRequest {
+    method: http::Method,
+    url: String,
+    headers: Vec<(String, Field)>,
+    fields: Vec<(String, Field)>,
+    json: bool,
+}
+
+#[derive(Clone)]
+enum Field {
+    Plain(String),
+    Secret(Secret),
+}
+
+impl Field {
+    fn value(&self) -> Arc<str> {
+        match self {
+            Field::Plain(v) => Arc::from(v.as_str()),
+            Field::Secret(s) => s.expose(),
+        }
+    }
+}
+
+impl LoginRequest {
+    /// A `POST` to `url`.
+    pub fn post(url: impl Into<String>) -> Self {
+        Self::new(http::Method::POST, url)
+    }
+
+    /// A login with another method (a `GET` with credentials in headers, a `PUT`).
+    pub fn new(method: http::Method, url: impl Into<String>) -> Self {
+        LoginRequest {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            fields: Vec::new(),
+            json: false,
+        }
+    }
+
+    /// A body field (the user name, a tenant).
+    #[must_use]
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fields.push((name.into(), Field::Plain(value.into())));
+        self
+    }
+
+    /// A secret body field (the password): redacted from any error quoting the login's answer.
+    #[must_use]
+    pub fn secret_field(mut self, name: impl Into<String>, value: impl Into<Secret>) -> Self {
+        self.fields.push((name.into(), Field::Secret(value.into())));
+        self
+    }
+
+    /// Sends the fields as a JSON object of strings instead of a form.
+    #[must_use]
+    pub fn json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+
+    /// A header of the login request.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), Field::Plain(value.into())));
+        self
+    }
+
+    /// A secret header of the login request (an API key the login needs): marked sensitive.
+    #[must_use]
+    pub fn secret_header(mut self, name: impl Into<String>, value: impl Into<Secret>) -> Self {
+        self.headers
+            .push((name.into(), Field::Secret(value.into())));
+        self
+    }
+
+    fn secrets(&self) -> Vec<Arc<str>> {
+        self.fields
+            .iter()
+            .chain(&self.headers)
+            .filter_map(|(_, f)| match f {
+                Field::Secret(s) => Some(s.expose()),
+                Field::Plain(_) => None,
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.fields.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("LoginRequest")
+            .field("method", &self.method)
+            .field("url", &crate::http::redact::text(&self.url))
+            .field("fields", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`CookieSession`] does when it needs a login and the shared store cannot be asked
+/// (down, or not answering within the store timeout). A session still valid in the process keeps
+/// being used whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialOutage {
+    /// Ask the store again every half second for up to this long, then fail the call with
+    /// [`Error::Auth`] (reason: the store is unreachable). The default (5 s): for logins that end
+    /// the account's other sessions, or rotating credentials, where two processes logging in at
+    /// once would log each other out.
+    Wait(Duration),
+    /// Log in from this process alone (logged and counted as
+    /// `stitch_auth_degraded_total{decision="login_per_instance"}`): at most one login per
+    /// process while the store is down. For upstreams that allow concurrent sessions.
+    LoginPerInstance,
+}
+
+impl Default for CredentialOutage {
+    fn default() -> Self {
+        CredentialOutage::Wait(Duration::from_secs(5))
+    }
+}
+
+/// How often a [`CredentialOutage::Wait`] asks the store again.
+const WAIT_STEP: Duration = Duration::from_millis(500);
+
+type LoginFn = dyn Fn(Option<&str>) -> Result<LoginRequest> + Send + Sync;
+type WallFn = dyn Fn(&AuthResponse<'_>) -> bool + Send + Sync;
+
+/// A cookie session: logs in, captures the session cookies, replays them, and logs in again
+/// when the upstream rejects them.
+///
+/// The closure builds the login for a principal: the one a client is bound to
+/// (`client.as_principal("alice")`), or `None`. Each principal has its own session; with a
+/// shared store the fleet logs each one in once (sealed in the store: see
+/// `Runtime::builder().seal_key(..)`).
+///
+/// ```
+/// use stitch::auth::{CookieSession, LoginRequest, Secret};
+///
+/// # fn main() -> stitch::Result<()> {
+/// let password = Secret::new("hunter2"); // or Secret::from_env("ACME_PASSWORD")?
+/// let session = CookieSession::new("acme", move |principal: Option<&str>| {
+///     Ok(LoginRequest::post("https://app.example.com/login")
+///         .field("user", principal.unwrap_or("service"))
+///         .secret_field("password", password.clone()))
+/// })
+/// .cookie("SID") // capture this cookie only (default: every cookie the login sets)
+/// .relogin_on(&[401, 403])
+/// .soft_wall(|r| r.status() == 200 && r.body().starts_with(b"<form id=\"login\""));
+/// let runtime = stitch::Runtime::builder().auth_strategy("acme", session).build()?;
+/// # let _ = runtime;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct CookieSession {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: String,
+    login: Arc<LoginFn>,
+    cookie: Option<String>,
+    ttl: Duration,
+    statuses: Vec<u16>,
+    soft_wall: Option<Arc<WallFn>>,
+    outage: CredentialOutage,
+    lease: Duration,
+    /// Sessions by principal (`None`: an unbound client).
+    slots: Mutex<HashMap<Option<Arc<str>>, Arc<Slot>>>,
+    /// Generations are unique across principals: a refresh names one session.
+    generations: AtomicU64,
+}
+
+/// One principal's session in this process.
+#[derive(Default)]
+struct Slot {
+    current: Mutex<Option<Arc<Session>>>,
+    /// Held across a login (or a wait for the fleet's): one at a time per principal.
+    login: tokio::sync::Mutex<()>,
+}
+
+/// A captured session.
+struct Session {
+    cookies: Vec<StoredCookie>,
+    /// Wall clock, ms since the Unix epoch: the same meaning in every process.
+    expires_ms: u64,
+    generation: u64,
+    /// The stored bytes it came from (sealed): a re-login compares them with the store's.
+    stored: Option<bytes::Bytes>,
+}
+
+/// A cookie as kept: RFC 6265's storage model, minus what a client library has no use for.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct StoredCookie {
+    #[serde(rename = "n")]
+    name: String,
+    #[serde(rename = "v")]
+    value: String,
+    /// Lower-case, no leading dot.
+    #[serde(rename = "d")]
+    domain: String,
+    /// No `Domain` attribute: sent to exactly the login's host.
+    #[serde(rename = "h")]
+    host_only: bool,
+    #[serde(rename = "p")]
+    path: String,
+    #[serde(rename = "s")]
+    secure: bool,
+    /// Wall clock ms, when the cookie states an expiry.
+    #[serde(rename = "e", skip_serializing_if = "Option::is_none", default)]
+    expires_ms: Option<u64>,
+}
+
+/// A session as stored in the shared store (sealed): cookies and when the session ends.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    c: Vec<StoredCookie>,
+    x: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl std::fmt::Debug for CookieSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieSession")
+            .field("key", &self.inner.key)
+            .field("cookie", &self.inner.cookie)
+            .field("ttl", &self.inner.ttl)
+            .field("relogin_on", &self.inner.statuses)
+            .field("soft_wall", &self.inner.soft_wall.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CookieSession {
+    /// A session named `key` (the account it logs in as: sessions, and the store keys of a
+    /// fleet, are keyed by it and the principal), logging in with the request `login` builds
+    /// for a principal.
+    pub fn new(
+        key: impl Into<String>,
+        login: impl Fn(Option<&str>) -> Result<LoginRequest> + Send + Sync + 'static,
+    ) -> Self {
+        CookieSession {
+            inner: Arc::new(Inner {
+                key: key.into(),
+                login: Arc::new(login),
+                cookie: None,
+                ttl: DEFAULT_SESSION_TTL,
+                statuses: vec![401],
+                soft_wall: None,
+                outage: CredentialOutage::default(),
+                lease: fleet::DEFAULT_LEASE,
+                slots: Mutex::default(),
+                generations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        // Configured before first use: the `Arc` is not shared yet.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            f(inner);
+        }
+        self
+    }
+
+    /// Captures only cookie `name` from the login's answer (a login that does not set it
+    /// fails); by default every cookie it sets is captured and replayed.
+    #[must_use]
+    pub fn cookie(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.edit(|i| i.cookie = Some(name))
+    }
+
+    /// The longest a captured session is used (default [`DEFAULT_SESSION_TTL`]); a cookie's own
+    /// `Max-Age` or `Expires` ends it sooner.
+    #[must_use]
+    pub fn ttl(self, ttl: Duration) -> Self {
+        self.edit(|i| i.ttl = ttl)
+    }
+
+    /// The statuses meaning "the session is over: log in again" (default `[401]`).
+    #[must_use]
+    pub fn relogin_on(self, statuses: &[u16]) -> Self {
+        let statuses = statuses.to_vec();
+        self.edit(|i| i.statuses = statuses)
+    }
+
+    /// A soft wall: a response that says the session is over without an error status (a `200`
+    /// login page). Checked on every response of a stitch using this strategy; `true` logs in
+    /// again and redoes the call once, like a `401`.
+    #[must_use]
+    pub fn soft_wall(
+        self,
+        predicate: impl Fn(&AuthResponse<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.edit(|i| i.soft_wall = Some(Arc::new(predicate)))
+    }
+
+    /// The fleet lease of a login (default 5 s): how soon another process takes over from one
+    /// that crashed while logging in. Renewed every third of it while the login runs, so a
+    /// slower login is still one login.
+    #[must_use]
+    pub fn lease_ttl(self, lease: Duration) -> Self {
+        self.edit(|i| i.lease = lease.max(Duration::from_millis(3)))
+    }
+
+    /// What to do when a login is needed and the shared store is unreachable (default
+    /// [`CredentialOutage::Wait`] for 5 s, then fail).
+    #[must_use]
+    pub fn store_outage(self, policy: CredentialOutage) -> Self {
+        self.edit(|i| i.outage = policy)
+    }
+}
+
+impl Strategy for CookieSession {
+    fn apply<'a>(
+        &'a self,
+        request: &'a mut AuthRequest<'_>,
+        cx: &'a AuthContext,
+    ) -> AuthFuture<'a, Credential> {
+        Box::pin(async move {
+            let slot = self.inner.slot(request.principal());
+            let session = match slot.valid() {
+                Some(session) => session,
+                None => {
+                    self.inner
+                        .obtain(&slot, request.principal(), None, cx)
+                        .await?
+                }
+            };
+            let pairs = session.header_for(request.url(), now_ms());
+            if !pairs.is_empty() {
+                let cookie = match request
+                    .headers()
+                    .get(http::header::COOKIE)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(existing) if !existing.is_empty() => format!("{existing}; {pairs}"),
+                    _ => pairs,
+                };
+                request.set_credential_header("cookie", &cookie)?;
+            }
+            Ok(Credential(session.generation))
+        })
+    }
+
+    fn refresh<'a>(&'a self, failed: Credential, cx: &'a AuthContext) -> AuthFuture<'a, ()> {
+        Box::pin(async move {
+            // The generation names the session (they are unique across principals); a session
+            // that is no longer current was already replaced: nothing to do.
+            let found = {
+                let slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.iter().find_map(|(principal, slot)| {
+                    slot.current()
+                        .filter(|s| s.generation == failed.0)
+                        .map(|s| (principal.clone(), slot.clone(), s))
+                })
+            };
+            let Some((principal, slot, stale)) = found else {
+                return Ok(());
+            };
+            self.inner
+                .obtain(&slot, principal.as_deref(), Some(stale), cx)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn rejected(&self, response: &AuthResponse<'_>) -> bool {
+        self.inner.statuses.contains(&response.status().as_u16())
+            || self
+                .inner
+                .soft_wall
+                .as_ref()
+                .is_some_and(|wall| wall(response))
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::Named(format!("cookie-session:{}", self.inner.key))
+    }
+
+    fn shares_credentials(&self) -> bool {
+        true
+    }
+}
+
+impl Slot {
+    fn current(&self) -> Option<Arc<Session>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn valid(&self) -> Option<Arc<Session>> {
+        self.current().filter(|s| now_ms() < s.expires_ms)
+    }
+}
+
+impl Inner {
+    fn slot(&self, principal: Option<&str>) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get(&principal.map(Arc::from)) {
+            return slot.clone();
+        }
+        slots.entry(principal.map(Arc::from)).or_default().clone()
+    }
+
+    /// The account a principal's session is stored under: the session key, and a hash of the
+    /// principal (the principal's name may be personal data; the store needs no more than a
+    /// stable, distinct name).
+    fn account(&self, principal: Option<&str>) -> String {
+        match principal {
+            None => self.key.clone(),
+            Some(p) => {
+                let digest = blake3::Hasher::new_derive_key("stitch session principal v1")
+                    .update(p.as_bytes())
+                    .finalize();
+                format!("{}/{}", self.key, &digest.to_hex()[..32])
+            }
+        }
+    }
+
+    /// A session for `slot`: after waiting for any login in flight in this process, the current
+    /// one if it is valid and not `stale`; else the fleet's (with a shared store) or a login.
+    async fn obtain(
+        &self,
+        slot: &Slot,
+        principal: Option<&str>,
+        stale: Option<Arc<Session>>,
+        cx: &AuthContext,
+    ) -> Result<Arc<Session>> {
+        let _one = slot.login.lock().await;
+        if let Some(current) = slot.valid() {
+            let replaced = stale
+                .as_ref()
+                .is_none_or(|s| s.generation != current.generation);
+            if replaced {
+                return Ok(current);
+            }
+        }
+        let wire = self
+            .shared_or_login(principal, stale.as_deref(), cx)
+            .await?;
+        let (wire, stored) = wire;
+        let session = Arc::new(Session {
+            cookies: wire.c,
+            expires_ms: wire.x,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            stored,
+        });
+        *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
+        Ok(session)
+    }
+
+    /// The fleet's session (with a shared store) or this process's own login, and the stored
+    /// bytes it came from.
+    async fn shared_or_login(
+        &self,
+        principal: Option<&str>,
+        stale: Option<&Session>,
+        cx: &AuthContext,
+    ) -> Result<(Wire, Option<bytes::Bytes>)> {
+        let Some(account) = Account::session(cx, &self.account(principal)) else {
+            return Ok((self.login(principal, cx).await?, None));
+        };
+        let stale = stale.and_then(|s| s.stored.as_ref());
+        let fetch = || async {
+            let wire = self.login(principal, cx).await?;
+            let lifetime = Duration::from_millis(wire.x.saturating_sub(now_ms()).max(1));
+            let bytes = serde_json::to_vec(&wire)
+                .map_err(|_| self.fail(None, "the session does not serialize".into(), cx))?;
+            Ok((bytes, lifetime))
+        };
+        let waited_since = tokio::time::Instant::now();
+        loop {
+            match fleet::obtain(cx, &account, stale, self.lease, "cookie session", fetch).await {
+                Ok(found) => {
+                    return match serde_json::from_slice::<Wire>(&found.plaintext) {
+                        Ok(wire) => Ok((wire, Some(found.stored))),
+                        Err(_) => {
+                            // Written by an incompatible version: this process logs in alone.
+                            tracing::warn!(session = %self.key, "a stored session does not parse; logging in from this process");
+                            Ok((self.login(principal, cx).await?, None))
+                        }
+                    };
+                }
+                Err(fleet::Failure::Upstream(e)) => return Err(e),
+                Err(fleet::Failure::Store(why)) => match self.outage {
+                    CredentialOutage::LoginPerInstance => {
+                        tracing::warn!(session = %self.key, reason = %why, "the shared store is unreachable: logging in from this process alone");
+                        fleet::degraded("cookie-session", "login_per_instance");
+                        return Ok((self.login(principal, cx).await?, None));
+                    }
+                    CredentialOutage::Wait(limit) => {
+                        if waited_since.elapsed() + WAIT_STEP > limit {
+                            fleet::degraded("cookie-session", "login_refused");
+                            return Err(self.fail(
+                                None,
+                                format!(
+                                    "the shared store is unreachable ({why}) and a login from this process alone could end the \
+                                     fleet's session: the call fails rather than race (after waiting {limit:?}; \
+                                     `CookieSession::store_outage(CredentialOutage::LoginPerInstance)` allows it)"
+                                ),
+                                cx,
+                            ));
+                        }
+                        tokio::time::sleep(WAIT_STEP).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn fail(&self, status: Option<http::StatusCode>, reason: String, cx: &AuthContext) -> Error {
+        let _ = cx;
+        Error::Auth {
+            // Replaced by the registered name when the runtime reports it.
+            strategy: "cookie-session".into(),
+            status,
+            reason: format!("{reason} (session `{}`)", self.key),
+            body: String::new(),
+        }
+    }
+
+    /// One login: sends the request the closure builds, captures the cookies it sets.
+    async fn login(&self, principal: Option<&str>, cx: &AuthContext) -> Result<Wire> {
+        let request = (self.login)(principal)?;
+        let secrets = request.secrets();
+        let secret_refs: Vec<&str> = secrets.iter().map(|s| &**s).collect();
+        let limit = cx.error_body_limit();
+        let fail = |status, reason: String, body: &[u8]| Error::Auth {
+            strategy: "cookie-session".into(),
+            status,
+            reason: format!("{reason} (session `{}`)", self.key),
+            body: redacted_body(body, limit, &secret_refs),
+        };
+        let shown_url = crate::http::redact::text(&request.url);
+        let url = url::Url::parse(&request.url).map_err(|e| {
+            fail(
+                None,
+                format!("the login URL `{shown_url}` is invalid: {e}"),
+                b"",
+            )
+        })?;
+        let mut builder = cx
+            .http_client()
+            .request(request.method.clone(), url.clone());
+        for (name, field) in &request.headers {
+            let mut value = http::HeaderValue::from_str(&field.value()).map_err(|_| {
+                fail(
+                    None,
+                    format!("login header `{name}` is not a valid header value"),
+                    b"",
+                )
+            })?;
+            value.set_sensitive(matches!(field, Field::Secret(_)));
+            builder = builder.header(name.as_str(), value);
+        }
+        if !request.fields.is_empty() {
+            let values: Vec<(&str, Arc<str>)> = request
+                .fields
+                .iter()
+                .map(|(n, f)| (n.as_str(), f.value()))
+                .collect();
+            let (content_type, body) = if request.json {
+                let object: serde_json::Map<String, serde_json::Value> = values
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), serde_json::Value::from(&**v)))
+                    .collect();
+                (
+                    "application/json",
+                    serde_json::Value::Object(object).to_string(),
+                )
+            } else {
+                let pairs: Vec<(&str, &str)> = values.iter().map(|(n, v)| (*n, &**v)).collect();
+                let body = serde_urlencoded::to_string(&pairs)
+                    .map_err(|_| fail(None, "the login form does not encode".into(), b""))?;
+                ("application/x-www-form-urlencoded", body)
+            };
+            builder = builder
+                .header(http::header::CONTENT_TYPE, content_type)
+                .body(body);
+        }
+        // A login answering with a redirect sets its cookies on the redirect itself: not
+        // followed (see `super::without_redirects`), so they are seen.
+        let response = super::without_redirects(builder.send())
+            .await
+            .map_err(|e| {
+                let cause = crate::error::TransportCause::of(&e).as_str();
+                fail(
+                    None,
+                    format!("the login request to `{shown_url}` failed: {cause}"),
+                    b"",
+                )
+            })?;
+        let status = response.status();
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        if !(status.is_success() || status.is_redirection()) {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(fail(Some(status), "the login was refused".into(), &body));
+        }
+        drop(response);
+        let now = now_ms();
+        let mut cookies = capture(&url, &set_cookies, now);
+        if let Some(name) = &self.cookie {
+            cookies.retain(|c| &c.name == name);
+            if cookies.is_empty() {
+                return Err(fail(
+                    Some(status),
+                    format!("the login's answer does not set cookie `{name}`"),
+                    b"",
+                ));
+            }
+        } else if cookies.is_empty() {
+            return Err(fail(
+                Some(status),
+                "the login's answer sets no cookie".into(),
+                b"",
+            ));
+        }
+        let ttl_end = now.saturating_add(self.ttl.as_millis() as u64);
+        let expires = cookies
+            .iter()
+            .filter_map(|c| c.expires_ms)
+            .fold(ttl_end, u64::min);
+        tracing::debug!(session = %self.key, cookies = cookies.len(), "logged in");
+        metrics::counter!("stitch_auth_logins_total", "strategy" => "cookie-session").increment(1);
+        Ok(Wire {
+            c: cookies,
+            x: expires,
+        })
+    }
+}
+
+impl Session {
+    /// `name=value; ...` of the cookies RFC 6265 sends to `url` (§5.4): domain and path
+    /// match, `Secure` ones only over https, unexpired.
+    fn header_for(&self, url: &url::Url, now: u64) -> String {
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let path = url.path();
+        let secure = url.scheme() == "https";
+        let mut out = String::new();
+        for c in &self.cookies {
+            let domain_ok = if c.host_only {
+                host == c.domain
+            } else {
+                domain_match(&host, &c.domain)
+            };
+            if domain_ok
+                && path_match(path, &c.path)
+                && (secure || !c.secure)
+                && c.expires_ms.is_none_or(|e| now < e)
+            {
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                out.push_str(&c.name);
+                out.push('=');
+                out.push_str(&c.value);
+            }
+        }
+        out
+    }
+}
+
+/// The cookies a login answer at `url` sets (RFC 6265 §5.3): a `Domain` that does not cover the
+/// login's host is refused, no `Domain` makes a host-only cookie, no `Path` takes the login path's
+/// directory, `Max-Age` wins over `Expires`, and an already expired cookie removes its name.
+fn capture(url: &url::Url, set_cookies: &[String], now: u64) -> Vec<StoredCookie> {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let mut jar: Vec<StoredCookie> = Vec::new();
+    for line in set_cookies {
+        let Ok(parsed) = cookie::Cookie::parse(line.as_str()) else {
+            continue;
+        };
+        let (domain, host_only) = match parsed.domain() {
+            Some(d) if !d.is_empty() => {
+                let d = d.trim_start_matches('.').to_ascii_lowercase();
+                if !domain_match(&host, &d) {
+                    continue;
+                }
+                (d, false)
+            }
+            _ => (host.clone(), true),
+        };
+        let path = match parsed.path() {
+            Some(p) if p.starts_with('/') => p.to_owned(),
+            _ => default_path(url.path()),
+        };
+        let expires_ms = match (parsed.max_age(), parsed.expires_datetime()) {
+            (Some(age), _) => Some(if age.whole_seconds() <= 0 {
+                0
+            } else {
+                now.saturating_add(age.whole_seconds() as u64 * 1000)
+            }),
+            (None, Some(at)) => Some(u64::try_from(at.unix_timestamp()).unwrap_or(0) * 1000),
+            (None, None) => None,
+        };
+        jar.retain(|c| !(c.name == parsed.name() && c.domain == domain && c.path == path));
+        if expires_ms.is_some_and(|e| e <= now) {
+            continue;
+        }
+        jar.push(StoredCookie {
+            name: parsed.name().to_owned(),
+            value: parsed.value().to_owned(),
+            domain,
+            host_only,
+            path,
+            secure: parsed.secure().unwrap_or(false),
+            expires_ms,
+        });
+    }
+    jar
+}
+
+/// RFC 6265 §5.1.3: `host` is `domain`, or ends with `.domain` and is not an IP address.
+fn domain_match(host: &str, domain: &str) -> bool {
+    host == domain
+        || (host.len() > domain.len()
+            && host.ends_with(domain)
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+            && host.parse::<std::net::IpAddr>().is_err())
+}
+
+/// RFC 6265 §5.1.4.
+fn path_match(request: &str, cookie: &str) -> bool {
+    request == cookie
+        || (request.starts_with(cookie)
+            && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))
+}
+
+/// RFC 6265 §5.1.4: the directory of the request path.
+fn default_path(path: &str) -> String {
+    match path.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => path[..i].to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn set_cookie_attributes_follow_rfc_6265() {
+        let now = 1_700_000_000_000; // 2023, after the `Expires` date below
+        let jar = capture(
+            &url("https://app.example.com/auth/login"),
+            &[
+                "SID=s1; Path=/; HttpOnly".into(),
+                "wide=w; Domain=.example.com; Max-Age=60; Path=/".into(),
+                "evil=e; Domain=other.com".into(),
+                "local=l".into(),
+                "gone=g; Max-Age=0".into(),
+                "sec=x; Secure; Path=/api".into(),
+                "dated=d; Expires=Wed, 21 Oct 2015 07:28:00 GMT".into(),
+            ],
+            now,
+        );
+        let names: Vec<&str> = jar.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["SID", "wide", "local", "sec"],
+            "foreign domain and expired refused"
+        );
+        let wide = &jar[1];
+        assert_eq!(
+            (wide.domain.as_str(), wide.host_only),
+            ("example.com", false)
+        );
+        assert_eq!(wide.expires_ms, Some(now + 60_000));
+        assert_eq!(jar[2].path, "/auth", "default path: the login's directory");
+        let session = Session {
+            cookies: jar,
+            expires_ms: u64::MAX,
+            generation: 1,
+            stored: None,
+        };
+        assert_eq!(
+            session.header_for(&url("https://app.example.com/api/x"), now),
+            "SID=s1; wide=w; sec=x"
+        );
+        assert_eq!(
+            session.header_for(&url("http://app.example.com/api/x"), now),
+            "SID=s1; wide=w",
+            "Secure only over https"
+        );
+        assert_eq!(
+            session.header_for(&url("https://cdn.example.com/auth/y"), now),
+            "wide=w",
+            "host-only stays on its host"
+        );
+        assert_eq!(
+            session.header_for(&url("https://app.example.com/auth/y"), now),
+            "SID=s1; wide=w; local=l"
+        );
+        assert_eq!(
+            session.header_for(&url("https://example.org/"), now),
+            "",
+            "another site gets nothing"
+        );
+        assert_eq!(
+            session.header_for(&url("https://app.example.com/apix"), now),
+            "SID=s1; wide=w",
+            "path match is by segment"
+        );
+    }
+
+    #[test]
+    fn ip_hosts_never_domain_match_a_suffix() {
+        assert!(domain_match("127.0.0.1", "127.0.0.1"));
+        assert!(!domain_match("10.0.0.1", "0.0.1"));
+        assert!(!domain_match("badexample.com", "example.com"));
+        assert!(domain_match("a.example.com", "example.com"));
+    }
+}

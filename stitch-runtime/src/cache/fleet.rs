@@ -1,0 +1,602 @@
+//! The fleet tier: with a shared store that has the `fill`, `bump`, `publish` and `subscribe`
+//! verbs, a cached stitch behaves as if the fleet were one process.
+//!
+//! - **One in-flight request per key for the fleet.** Only a key's in-process leader (see
+//!   `coalesce.rs`) talks to the store: it claims the entry ([`Store::fill_claim`], one round trip,
+//!   which also returns the value on a hit). The claimant that gets the fill lease fetches, renews
+//!   the lease every third of its TTL while the fetch runs (a slow fetch never lets a second
+//!   leader in) and completes fenced ([`Store::fill_complete`]: a leader that lost its lease, or
+//!   whose entry was invalidated meanwhile, stores nothing). The others wait for the completion
+//!   notification, published atomically with the write, and re-check at most every
+//!   [`RECHECK`] (a lost message only delays) and when the lease would end (a dead leader is
+//!   replaced within the lease TTL). A failed upstream exchange is completed as a short negative
+//!   entry ([`record::Failure`]), so the waiters get the outcome without repeating the request.
+//!   A leader dropped before its outcome gives the lease back at once ([`Store::fill_abandon`]).
+//! - **Generations live in the store.** The runtime's and each stitch's invalidation generations
+//!   are fleet-wide counters ([`Store::bump`]) that enter every key; each process keeps the last
+//!   value it saw, read once after subscribing and updated by the bump's own notification, which
+//!   also flushes that scope of the in-process tier. An exact invalidation deletes the entry, its
+//!   fill lease and bumps the entry's own generation in one step, and its notification removes the
+//!   entry from every process's in-process tier.
+//! - **Coherence under faults.** When the event channel reports a gap (a lagging subscriber, a
+//!   reconnect, or a connection found dead by the driver's heartbeat: about 3 s for
+//!   [`RedisStore`](crate::store::RedisStore)), every in-process entry is flushed and every
+//!   generation is read again before the shared tier is used: staleness after a lost
+//!   invalidation is bounded by the heartbeat, never silent.
+//! - **Outage.** A store that fails or times out (or whose breaker is open) is skipped: the call
+//!   falls back to the in-process tier and in-process coalescing, traced and counted, and never
+//!   fails because of the store.
+
+use crate::cache::key::CacheKey;
+use crate::cache::local::LocalTier;
+use crate::store::breaker::StoreBreaker;
+use crate::store::keys::KeyLayout;
+use crate::store::{Claimed, Event, FillClaim, Notify, OpId, Store, StoreError, Verb};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify as Wake;
+
+/// The longest a waiting instance goes without asking the store again, whatever the lease says:
+/// bounds the delay a lost completion message can cause.
+pub(crate) const RECHECK: Duration = Duration::from_millis(500);
+
+/// How long a negative entry (a failed fill's outcome) is kept: long enough for the fleet's
+/// waiters to read it, short enough that the next call retries the upstream soon.
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
+/// The default fill lease: renewed every third while the fetch runs, so it only matters when the
+/// leader dies (a waiter takes over within it).
+pub const DEFAULT_FILL_LEASE: Duration = Duration::from_secs(3);
+
+/// How long fleet generations are kept in the store after their last bump.
+const GENERATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The verbs the fleet tier needs; a store without them keeps the two-tier cache of plain
+/// `get`/`set` (no fleet coalescing, generations per process).
+pub(crate) const VERBS: [Verb; 4] = [Verb::Fill, Verb::Bump, Verb::Publish, Verb::Subscribe];
+
+/// Event messages on the fleet's channel (throttle lease keys share it; they start with the
+/// namespace, never with these).
+const COMPLETED: &[u8] = b"C|";
+const INVALIDATED: &[u8] = b"I|";
+const RUNTIME_BUMPED: &[u8] = b"G|r|";
+const STITCH_BUMPED: &[u8] = b"G|s|";
+
+/// One runtime's fleet tier.
+pub(crate) struct FleetCache {
+    store: Arc<dyn Store>,
+    layout: KeyLayout,
+    channel: String,
+    breaker: Arc<StoreBreaker>,
+    store_timeout: Duration,
+    lease: Duration,
+    local: Arc<LocalTier>,
+    /// This runtime's in-process flights: an exact invalidation from another process must win
+    /// over a flight here too.
+    flights: Arc<crate::cache::coalesce::Flights>,
+    /// The instance waiting on a key (one per key: only the in-process leader waits).
+    waiting: Mutex<HashMap<CacheKey, Arc<Wake>>>,
+    /// The event listener (started by the first call that uses the shared tier).
+    listener: Mutex<Option<Listener>>,
+    /// Whether the runtime's generation has been read since the last gap.
+    runtime_synced: AtomicBool,
+}
+
+struct Listener {
+    task: tokio::task::JoinHandle<()>,
+    /// Set once the subscription is live: reading a generation before would miss a bump.
+    subscribed: Arc<AtomicBool>,
+    ready: Arc<Wake>,
+}
+
+impl Drop for FleetCache {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.get_mut().ok().and_then(Option::take) {
+            l.task.abort();
+        }
+    }
+}
+
+/// What a fill claim decided, for the caller.
+pub(crate) enum Claim {
+    /// The shared tier had the entry; it expires in `ttl`.
+    Hit(Bytes, Duration),
+    /// This instance fills, holding the lease.
+    Leader(Holding),
+    /// Another instance fills: wait, then claim again.
+    Busy(Duration),
+    /// The store could not be asked (breaker open, error, timeout): fall back to in-process.
+    Unavailable,
+}
+
+impl FleetCache {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        layout: KeyLayout,
+        breaker: Arc<StoreBreaker>,
+        store_timeout: Duration,
+        lease: Duration,
+        local: Arc<LocalTier>,
+        flights: Arc<crate::cache::coalesce::Flights>,
+    ) -> Arc<Self> {
+        Arc::new(FleetCache {
+            channel: layout.events(),
+            store,
+            layout,
+            breaker,
+            store_timeout,
+            lease,
+            local,
+            flights,
+            waiting: Mutex::new(HashMap::new()),
+            listener: Mutex::new(None),
+            runtime_synced: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the shared tier may be used for a stitch now: the event subscription is live and
+    /// the runtime's and the stitch's fleet generations have been read since the last gap (so
+    /// the key this process derives is the fleet's). Reads what is missing, bounded by `limit`;
+    /// `false` (use the in-process tier alone) when the store cannot answer.
+    pub(crate) async fn sync(
+        self: &Arc<Self>,
+        stitch: &crate::cache::local::StitchCache,
+        limit: Duration,
+    ) -> bool {
+        if self.runtime_synced.load(Ordering::Acquire) && stitch.fleet_synced() {
+            return true;
+        }
+        if !self.subscribed(limit).await {
+            return false;
+        }
+        if !self.runtime_synced.load(Ordering::Acquire) {
+            let key = self.layout.generation("rt");
+            match self.read_generation(&key, limit).await {
+                Some(n) => {
+                    self.local.adopt_generation(n);
+                    self.runtime_synced.store(true, Ordering::Release);
+                }
+                None => return false,
+            }
+        }
+        if !stitch.fleet_synced() {
+            let Some(scope) = stitch.fleet_scope() else {
+                return false;
+            };
+            let key = self.layout.generation(&format!("s:{scope}"));
+            match self.read_generation(&key, limit).await {
+                Some(n) => stitch.adopt_fleet_generation(n),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    async fn read_generation(&self, key: &str, limit: Duration) -> Option<u64> {
+        match self.breaker.run(limit, "get", || self.store.get(key)).await {
+            Some(Ok(None)) => Some(0),
+            Some(Ok(Some(b))) => std::str::from_utf8(&b).ok()?.trim().parse().ok(),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not read a fleet cache generation; using the in-process tier");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Whether the listener's subscription is live. The call that starts the listener waits for
+    /// it, at most `limit`; later calls only look (a store that cannot be subscribed to costs
+    /// one wait, not one per call: the listener keeps retrying behind).
+    async fn subscribed(self: &Arc<Self>, limit: Duration) -> bool {
+        let (subscribed, ready, started) = {
+            let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+            let start = listener.as_ref().is_none_or(|l| l.task.is_finished());
+            if start {
+                *listener = Some(self.listen());
+            }
+            match listener.as_ref() {
+                Some(l) => (l.subscribed.clone(), l.ready.clone(), start),
+                None => return false,
+            }
+        };
+        if subscribed.load(Ordering::Acquire) {
+            return true;
+        }
+        if !started || self.breaker.is_open() {
+            return false;
+        }
+        let notified = ready.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if subscribed.load(Ordering::Acquire) {
+            return true;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+        subscribed.load(Ordering::Acquire)
+    }
+
+    fn listen(self: &Arc<Self>) -> Listener {
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(Wake::new());
+        let weak = Arc::downgrade(self);
+        let (store, channel, limit) = (
+            self.store.clone(),
+            self.channel.clone(),
+            self.store_timeout,
+        );
+        let (flag, wake) = (subscribed.clone(), ready.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let events = tokio::time::timeout(limit, store.subscribe(&channel)).await;
+                if let Ok(Ok(mut events)) = events {
+                    flag.store(true, Ordering::Release);
+                    wake.notify_waiters();
+                    loop {
+                        let event = events.next().await;
+                        let Some(fleet) = weak.upgrade() else { return };
+                        match event {
+                            Some(Event::Message(m)) => fleet.on_message(&m),
+                            Some(Event::Gap) => fleet.on_gap(),
+                            None => {
+                                flag.store(false, Ordering::Release);
+                                fleet.on_gap();
+                                break;
+                            }
+                        }
+                    }
+                } else if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            }
+        });
+        Listener {
+            task,
+            subscribed,
+            ready,
+        }
+    }
+
+    fn on_message(&self, message: &[u8]) {
+        if let Some(hex) = message.strip_prefix(COMPLETED) {
+            if let Some(key) = CacheKey::from_hex(hex) {
+                self.wake(&key);
+            }
+        } else if let Some(hex) = message.strip_prefix(INVALIDATED) {
+            if let Some(key) = CacheKey::from_hex(hex) {
+                self.flights.invalidate(&key);
+                self.local.remove_everywhere(&key);
+                self.wake(&key);
+            }
+        } else if let Some(n) = message.strip_prefix(RUNTIME_BUMPED) {
+            if let Some(n) = parse(n) {
+                self.local.adopt_generation(n);
+            }
+        } else if let Some(rest) = message.strip_prefix(STITCH_BUMPED) {
+            let mut parts = rest.rsplitn(2, |b| *b == b'|');
+            if let (Some(n), Some(scope)) = (parts.next().and_then(parse), parts.next()) {
+                if let Ok(scope) = std::str::from_utf8(scope) {
+                    self.local.adopt_stitch_generation(scope, n);
+                }
+            }
+        }
+    }
+
+    /// Messages may have been lost: nothing in-process can be trusted to be current. Flush it,
+    /// re-read every generation before the shared tier is used again, and wake every waiter.
+    fn on_gap(&self) {
+        self.runtime_synced.store(false, Ordering::Release);
+        self.local.fleet_gap();
+        crate::meter::fleet_gap();
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for w in waiting.values() {
+            w.notify_one();
+        }
+    }
+
+    fn wake(&self, key: &CacheKey) {
+        if let Some(w) = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            w.notify_one();
+        }
+    }
+
+    /// Registers this instance as waiting on `key` until the returned guard is dropped. Made
+    /// before the claim, so a completion published between the claim's answer and the wait
+    /// is not lost (the wake is kept as a permit).
+    pub(crate) fn waiter(self: &Arc<Self>, key: CacheKey) -> Waiter {
+        let wake = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(Wake::new()))
+            .clone();
+        Waiter {
+            fleet: self.clone(),
+            key,
+            wake,
+        }
+    }
+
+    fn entry_keys(&self, key: &CacheKey) -> crate::store::keys::FillKeySet {
+        self.layout.entry_fill(key.hex(&mut [0; 64]))
+    }
+
+    /// Claims `key`: the stored value, the fill lease, or who holds it. `limit` bounds the
+    /// round trip (the store timeout, or less when the call's budget has less left).
+    pub(crate) async fn claim(self: &Arc<Self>, key: CacheKey, limit: Duration) -> Claim {
+        let keys = self.entry_keys(&key);
+        let holder = OpId::random();
+        let claim = FillClaim {
+            holder,
+            lease_ttl_us: self.lease.as_micros() as u64,
+        };
+        let claimed = self
+            .breaker
+            .run(limit, "fill_claim", || self.store.fill_claim(keys.keys(), claim))
+            .await;
+        match claimed {
+            Some(Ok(Claimed::Hit { value, ttl_us })) => {
+                Claim::Hit(value, Duration::from_micros(ttl_us))
+            }
+            Some(Ok(Claimed::Leader { generation })) => {
+                Claim::Leader(Holding::start(self.clone(), key, holder, generation))
+            }
+            Some(Ok(Claimed::Busy { lease_ends_in_us })) => {
+                Claim::Busy(Duration::from_micros(lease_ends_in_us))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "fleet cache claim failed; using the in-process tier");
+                Claim::Unavailable
+            }
+            None => Claim::Unavailable,
+        }
+    }
+
+    /// Deletes `key`'s shared entry and fill lease and bumps its generation, fleet-wide, in one
+    /// step; every process drops it from its in-process tier. Whether an entry existed.
+    pub(crate) async fn invalidate(&self, key: &CacheKey) -> Result<bool, Option<StoreError>> {
+        let keys = self.entry_keys(key);
+        let notify = Notify {
+            channel: &self.channel,
+            message: message(INVALIDATED, key),
+        };
+        match self
+            .breaker
+            .run(self.store_timeout, "fill_invalidate", || {
+                self.store.fill_invalidate(keys.keys(), Some(notify))
+            })
+            .await
+        {
+            Some(Ok(existed)) => Ok(existed),
+            Some(Err(e)) => Err(Some(e)),
+            None => Err(None),
+        }
+    }
+
+    /// Bumps a fleet generation (`scope`: `None` for the runtime's, `Some(stitch scope)`), and
+    /// returns the new value; every process flushes that scope when the notification arrives.
+    pub(crate) async fn bump(&self, scope: Option<&str>) -> Result<u64, Option<StoreError>> {
+        let (key, mut prefix) = match scope {
+            None => (self.layout.generation("rt"), RUNTIME_BUMPED.to_vec()),
+            Some(s) => (self.layout.generation(&format!("s:{s}")), {
+                let mut p = STITCH_BUMPED.to_vec();
+                p.extend_from_slice(s.as_bytes());
+                p.push(b'|');
+                p
+            }),
+        };
+        prefix.shrink_to_fit();
+        let notify = Notify {
+            channel: &self.channel,
+            message: Bytes::from(prefix),
+        };
+        match self
+            .breaker
+            .run(self.store_timeout, "bump", || {
+                self.store.bump(&key, GENERATION_TTL, notify)
+            })
+            .await
+        {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(e)) => Err(Some(e)),
+            None => Err(None),
+        }
+    }
+}
+
+fn parse(n: &[u8]) -> Option<u64> {
+    std::str::from_utf8(n).ok()?.parse().ok()
+}
+
+fn message(kind: &[u8], key: &CacheKey) -> Bytes {
+    let mut m = Vec::with_capacity(kind.len() + 64);
+    m.extend_from_slice(kind);
+    m.extend_from_slice(key.hex(&mut [0; 64]).as_bytes());
+    Bytes::from(m)
+}
+
+/// This instance waiting on a key; unregisters on drop.
+pub(crate) struct Waiter {
+    fleet: Arc<FleetCache>,
+    key: CacheKey,
+    wake: Arc<Wake>,
+}
+
+impl Waiter {
+    /// Waits for a completion (or invalidation, or gap) on the key, at most `wait`.
+    pub(crate) async fn wait(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut waiting = self.fleet.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting
+            .get(&self.key)
+            .is_some_and(|w| Arc::ptr_eq(w, &self.wake))
+        {
+            waiting.remove(&self.key);
+        }
+    }
+}
+
+/// The fill lease of one key, held while this instance fetches: renewed every third of its TTL;
+/// completed with a value or a negative entry, or given back when dropped without an outcome
+/// (the flight was cancelled), so fleet waiters never wait out a lease nobody works under.
+pub(crate) struct Holding {
+    fleet: Arc<FleetCache>,
+    key: CacheKey,
+    holder: OpId,
+    generation: u64,
+    /// Cleared when a renewal finds the lease gone (expired or invalidated).
+    held: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+    finished: bool,
+}
+
+impl Holding {
+    fn start(fleet: Arc<FleetCache>, key: CacheKey, holder: OpId, generation: u64) -> Holding {
+        let held = Arc::new(AtomicBool::new(true));
+        let renewer = {
+            let (weak, held) = (Arc::downgrade(&fleet), held.clone());
+            tokio::spawn(renew(weak, key, holder, held))
+        };
+        Holding {
+            fleet,
+            key,
+            holder,
+            generation,
+            held,
+            renewer,
+            finished: false,
+        }
+    }
+
+    /// Whether the lease is still this instance's as far as the last renewal knows.
+    pub(crate) fn still_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Stores `value` for `ttl` (fenced) and wakes the fleet's waiters. Runs behind the call: on
+    /// its own task, so neither the leader nor the in-process followers wait for the write.
+    pub(crate) fn complete(mut self, value: Bytes, ttl: Duration) {
+        self.finished = true;
+        self.renewer.abort();
+        let (fleet, key, holder, generation) =
+            (self.fleet.clone(), self.key, self.holder, self.generation);
+        spawn(async move {
+            let keys = fleet.entry_keys(&key);
+            let fill = crate::store::Fill {
+                holder,
+                generation,
+                value,
+                ttl,
+                notify: Some(Notify {
+                    channel: &fleet.channel,
+                    message: message(COMPLETED, &key),
+                }),
+            };
+            let done = fleet
+                .breaker
+                .run(fleet.store_timeout, "fill_complete", || {
+                    fleet.store.fill_complete(keys.keys(), fill)
+                })
+                .await;
+            match done {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => crate::meter::fleet_fill_fenced(),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "fleet cache write failed; waiters fetch on their own after the lease");
+                    crate::meter::fleet_store_error("fill_complete");
+                }
+                None => crate::meter::fleet_store_error("fill_complete"),
+            }
+        });
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if self.finished {
+            return;
+        }
+        let (fleet, key, holder) = (self.fleet.clone(), self.key, self.holder);
+        spawn(async move {
+            let keys = fleet.entry_keys(&key);
+            let notify = Notify {
+                channel: &fleet.channel,
+                message: message(COMPLETED, &key),
+            };
+            let _ = fleet
+                .breaker
+                .run(fleet.store_timeout, "fill_abandon", || {
+                    fleet.store.fill_abandon(keys.keys(), holder, Some(notify))
+                })
+                .await;
+        });
+    }
+}
+
+async fn renew(fleet: Weak<FleetCache>, key: CacheKey, holder: OpId, held: Arc<AtomicBool>) {
+    loop {
+        let (every, ttl_us) = match fleet.upgrade() {
+            Some(f) => (f.lease / 3, f.lease.as_micros() as u64),
+            None => return,
+        };
+        tokio::time::sleep(every.max(Duration::from_millis(1))).await;
+        let Some(f) = fleet.upgrade() else { return };
+        let keys = f.entry_keys(&key);
+        let renewed = f
+            .breaker
+            .run(f.store_timeout, "fill_renew", || {
+                f.store.fill_renew(keys.keys(), holder, ttl_us)
+            })
+            .await;
+        match renewed {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) => {
+                held.store(false, Ordering::Release);
+                return;
+            }
+            // Unknown: keep trying; the completion is fenced anyway.
+            _ => {}
+        }
+    }
+}
+
+/// Runs store work behind the call (on its own task when there is a tokio runtime).
+fn spawn(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        drop(handle.spawn(work));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_messages_name_the_key_they_were_made_for() {
+        let key = CacheKey([0xa7; 32]);
+        let m = message(INVALIDATED, &key);
+        let hex = m.strip_prefix(INVALIDATED).expect("prefixed");
+        assert_eq!(CacheKey::from_hex(hex), Some(key));
+        assert_eq!(CacheKey::from_hex(&hex[1..]), None, "short");
+        assert_eq!(CacheKey::from_hex(&[b'g'; 64]), None, "not hex");
+        assert_eq!(CacheKey::from_hex(&[b'A'; 64]), None, "upper case is not ours");
+    }
+}
