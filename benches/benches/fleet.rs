@@ -3,8 +3,9 @@
 //!
 //! 1. round trips per fleet acquire of a pacing-only stitch (Redis `INFO commandstats` deltas);
 //! 2. acquire throughput with 64 concurrent tasks (the driver's `reserve`, the one round trip a
-//!    pacing acquire makes) next to a raw redis-rs `EVALSHA` loop of the same script, alternating
-//!    rounds; and whole calls with the fleet throttle next to the in-process one;
+//!    pacing acquire makes, and the fleet throttle's whole acquire) next to a raw redis-rs
+//!    `EVALSHA` loop of the same script, alternating rounds; and whole calls with the fleet
+//!    throttle next to the in-process one;
 //! 3. release-to-waiter wake-up latency across processes (a `concurrency = 1` budget handed
 //!    between 4 worker processes, timed at the upstream);
 //! 4. the achieved fleet rate of 4 processes against the declared one;
@@ -218,13 +219,34 @@ redis.call('SET', KEYS[2], string.format('%d', grant), 'PX',
   tonumber(ARGV[4]) + math.ceil((grant - now) / 1000))
 return {1, grant, now}";
 
-/// Operations per second of `TASKS` tasks running `op` back to back for `ROUND`.
+/// This process's CPU time (user + system, all threads) in microseconds, from `/proc/self/stat`
+/// (clock ticks of 10 ms, Linux's `CLK_TCK` of 100). On a machine whose cores are shared with
+/// other work, throughput follows the load; the client's CPU per operation does not.
+fn cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() * 10_000
+}
+
+/// CPU microseconds per operation of the last [`throughput`] run in this process.
+static CPU_PER_OP: Mutex<f64> = Mutex::new(0.0);
+
+/// Operations per second of `TASKS` tasks running `op` back to back for `ROUND` (and, in
+/// [`CPU_PER_OP`], this process's CPU time per operation).
 async fn throughput<F, Fut>(op: F) -> f64
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let started = Instant::now();
+    let cpu = cpu_us();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..TASKS as u64 {
         let op = op.clone();
@@ -241,7 +263,13 @@ where
     while let Some(n) = tasks.join_next().await {
         total += n.unwrap();
     }
+    *CPU_PER_OP.lock().unwrap() = cpu_us().saturating_sub(cpu) as f64 / total.max(1) as f64;
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// [`CPU_PER_OP`], read once after a run.
+fn cpu_per_op() -> f64 {
+    *CPU_PER_OP.lock().unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -250,7 +278,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 async fn acquire_throughput(redis: &Redis, base: &str) {
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    // Bounds long enough that a loaded machine does not turn into failed operations.
+    let store = RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_timeout(Duration::from_secs(2));
     let raw = redis::Client::open(redis.url()).unwrap();
     let raw = redis::aio::ConnectionManager::new(raw).await.unwrap();
     let script = redis::Script::new(RESERVE);
@@ -258,8 +290,23 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         client(base, Some(&redis.url())).await,
         client(base, None).await,
     );
+    // The fleet throttle's own acquire (breaker, budget lookup, per-operation bound and retry,
+    // the permit), without the HTTP call around it.
+    let acquirer = stitch::Runtime::builder()
+        .store(
+            RedisStore::connect(&redis.url())
+                .await
+                .unwrap()
+                .with_timeout(Duration::from_secs(2)),
+        )
+        .store_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let (mut driver, mut eval, mut extras, mut ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut acquires, mut acquire_ratios) = (Vec::new(), Vec::new());
+    // Client CPU µs per operation: driver, raw, fleet acquire.
+    let (mut cpu_d, mut cpu_e, mut cpu_a) = (Vec::new(), Vec::new(), Vec::new());
     let (mut calls_fleet, mut calls_local, mut call_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let s = store.clone();
@@ -276,6 +323,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
             }
         })
         .await;
+        cpu_d.push(cpu_per_op());
         let (c, sc) = (raw.clone(), script.clone());
         let e = throughput(move |i| {
             let (mut c, sc) = (c.clone(), sc.clone());
@@ -295,6 +343,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
             }
         })
         .await;
+        cpu_e.push(cpu_per_op());
         // The raw loop plus what the driver adds per operation besides the script: a fresh
         // random idempotency id (an OS random read) and a timeout (a timer registration).
         let (c, sc) = (raw.clone(), script.clone());
@@ -306,7 +355,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
                 let mut inv = sc.key("stitch:{bench-raw}:tat");
                 inv.key(marker).arg(1).arg(1_000_000).arg(-1).arg(60_000);
                 tokio::time::timeout(
-                    Duration::from_millis(200),
+                    Duration::from_secs(2),
                     inv.invoke_async::<redis::Value>(&mut c),
                 )
                 .await
@@ -315,6 +364,20 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
             }
         })
         .await;
+        let r = acquirer.clone();
+        let a = throughput(move |_| {
+            let r = r.clone();
+            async move {
+                let permit =
+                    r.__throttles()
+                        .acquire(FleetClient::FAST, "placeholder.invalid:80", None);
+                drop(permit.await.unwrap());
+            }
+        })
+        .await;
+        cpu_a.push(cpu_per_op());
+        acquires.push(a);
+        acquire_ratios.push(a / e);
         driver.push(d);
         eval.push(e);
         extras.push(x);
@@ -342,6 +405,23 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         median(eval),
         median(ratios.clone()),
         ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>()
+    );
+    println!(
+        "   fleet acquire (the throttle seam, pacing only): {:.0}/s, ratio to the raw loop {:.3} \
+         ({:?})",
+        median(acquires),
+        median(acquire_ratios.clone()),
+        acquire_ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "   client CPU per operation (µs, this process): driver reserve {:.2}, raw EVALSHA {:.2}, \
+         fleet acquire {:.2}",
+        median(cpu_d),
+        median(cpu_e),
+        median(cpu_a)
     );
     println!(
         "   raw EVALSHA + a random id + a timeout per operation: {:.0}/s",

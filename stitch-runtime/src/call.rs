@@ -197,11 +197,12 @@ pub async fn call_cached<D: Decoded>(
             Tier::Shared => {
                 if let Some(store) = runtime.store() {
                     let store_key = key.store_key(runtime.layout());
-                    let deleted = runtime
-                        .store_breaker()
-                        .run(runtime.store_timeout(), "delete", || {
-                            store.delete(&store_key)
-                        });
+                    let deleted =
+                        runtime
+                            .store_breaker()
+                            .run(runtime.store_timeout(), "delete", || {
+                                store.delete(&store_key)
+                            });
                     match deleted.await {
                         Some(Ok(found)) => existed |= found,
                         Some(Err(e)) => invalidation_skipped(endpoint, Some(e)),
@@ -273,8 +274,7 @@ async fn read_through<D: Decoded>(
     let started = Instant::now();
     let coalesce = policy.coalesce && tokio::runtime::Handle::try_current().is_ok();
     if matches!(tier, Tier::Shared) || (!coalesce && matches!(tier, Tier::Fleet(_))) {
-        if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy, budget).await
-        {
+        if let Some(value) = from_store::<D>(runtime, endpoint, key, &local, policy, budget).await {
             span.record("cache", "hit");
             meter::hit(endpoint);
             return Ok(value);
@@ -288,8 +288,10 @@ async fn read_through<D: Decoded>(
             let stored = || stored_local.get(&key);
             let (owned, source) = (runtime.clone(), source.clone());
             let work = move |stale| {
-                fleet_fill(owned, fleet, request, key, local, policy, budget, stale, source)
-                    .instrument(span)
+                fleet_fill(
+                    owned, fleet, request, key, local, policy, budget, stale, source,
+                )
+                .instrument(span)
             };
             runtime.flights().run(key, stored, work).await
         }
@@ -397,7 +399,9 @@ async fn fleet_fill(
                 }
                 // Woken by the filler's completion; re-checks by the lease's end (a dead filler)
                 // and every `RECHECK` (a lost message) anyway.
-                let wait = (lease_left + Duration::from_millis(1)).min(RECHECK).min(left);
+                let wait = (lease_left + Duration::from_millis(1))
+                    .min(RECHECK)
+                    .min(left);
                 waiter.wait(wait).await;
             }
             Claim::Unavailable => {
@@ -666,12 +670,56 @@ fn invalidation_only(endpoint: &'static Endpoint) -> Error {
 /// Resolves the request, then runs its attempts within the call's total timeout: the circuit
 /// admits the call (or it fails fast), each attempt acquires the throttle, sends within the
 /// per-attempt timeout and reads the body; retryable failures back off and try again.
-async fn fetch(
-    runtime: &Runtime,
+///
+/// Not an `async fn`: an `async fn` keeps its arguments in its future for its whole life, and
+/// `request` would be kept next to the `Prepared` made from it. Inlined so that the future is
+/// built in place where it is awaited (the work before it is [`resolve`]); built here and
+/// returned, it would be copied once more, which costs more than the smaller future saves
+/// (callgrind, `benches/examples/probe.rs`).
+#[inline(always)]
+fn fetch<'a>(
+    runtime: &'a Runtime,
     request: RequestParts,
     budget: Budget,
-) -> Result<(&'static Endpoint, RawResponse)> {
+) -> impl std::future::Future<Output = Result<(&'static Endpoint, RawResponse)>> + Send + 'a {
     let endpoint = request.endpoint;
+    let prepared = resolve(runtime, request);
+    async move {
+        let prepared = prepared?;
+        let admission = match &endpoint.circuit {
+            Some(policy) => Some(
+                runtime
+                    .circuits()
+                    .admit(endpoint, policy, budget.total)
+                    .await?,
+            ),
+            None => None,
+        };
+        // Every call has a deadline (the runtime's default when the stitch declares none), so a
+        // silent upstream never holds a call forever.
+        let attempts = attempts(runtime, endpoint, prepared, Some(budget.deadline));
+        let outcome = tokio::time::timeout_at(budget.deadline, attempts)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Timeout {
+                    stitch: endpoint.name,
+                    bound: TimeoutBound::Total,
+                    after: budget.total,
+                })
+            });
+        if let Some(admission) = admission {
+            match admission.report(&outcome, budget.deadline).await {
+                Transition::Opened(_) => meter::circuit(endpoint, "open"),
+                Transition::Closed => meter::circuit(endpoint, "closed"),
+                Transition::Unchanged => {}
+            }
+        }
+        Ok((endpoint, outcome?))
+    }
+}
+
+/// [`fetch`]'s first step: the request resolved against the runtime, its host on the span.
+fn resolve(runtime: &Runtime, request: RequestParts) -> Result<Prepared> {
     let prepared = request.prepare(runtime.request_context())?;
     let span = tracing::Span::current();
     if !span.is_disabled() {
@@ -683,229 +731,231 @@ async fn fetch(
             span.record("server.port", port);
         }
     }
-    let admission = match &endpoint.circuit {
-        Some(policy) => Some(
-            runtime
-                .circuits()
-                .admit(endpoint, policy, budget.total)
-                .await?,
-        ),
-        None => None,
-    };
-    // Every call has a deadline (the runtime's default when the stitch declares none), so a
-    // silent upstream never holds a call forever.
-    let attempts = attempts(runtime, endpoint, prepared, Some(budget.deadline));
-    let outcome = tokio::time::timeout_at(budget.deadline, attempts)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::Timeout {
-                stitch: endpoint.name,
-                bound: TimeoutBound::Total,
-                after: budget.total,
-            })
-        });
-    if let Some(admission) = admission {
-        match admission.report(&outcome, budget.deadline).await {
-            Transition::Opened(_) => meter::circuit(endpoint, "open"),
-            Transition::Closed => meter::circuit(endpoint, "closed"),
-            Transition::Unchanged => {}
-        }
-    }
-    Ok((endpoint, outcome?))
+    Ok(prepared)
 }
 
 /// The attempt loop: retries what the policy retries while attempts and the retry budget last,
 /// waiting the backoff (or the upstream's `Retry-After`) in between; a `401` with an `auth`
 /// provider refreshes it once and redoes the attempt without counting it.
-async fn attempts(
-    runtime: &Runtime,
+///
+/// Not an `async fn`, for the reason given at [`fetch`]: the request is kept once, as the spare
+/// each attempt's request is taken from.
+fn attempts<'a>(
+    runtime: &'a Runtime,
     endpoint: &'static Endpoint,
     prepared: Prepared,
     deadline: Option<tokio::time::Instant>,
-) -> Result<RawResponse> {
-    let span = tracing::Span::current();
-    if endpoint.retry.is_some() {
-        runtime.retry_budgets().deposit(endpoint);
-    }
-    let credentials = runtime.credentials_for(endpoint)?;
-    let mut attempt = 1u32;
-    let mut refreshed = false;
+) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
     let mut spare = Some(prepared);
-    loop {
-        span.record("attempts", attempt);
-        meter::attempt(endpoint);
-        // Only a call that may run again keeps a copy of its request.
-        let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
-            || (!matches!(credentials, Credentials::None) && !refreshed);
-        let request = if again { spare.clone() } else { spare.take() };
-        // The loop only comes back after an attempt that kept a copy.
-        let Some(request) = request else {
-            return Err(Error::Config {
-                stitch: endpoint.name,
-                reason: "internal: attempt without a request".into(),
-            });
-        };
-        let mut sent_with = None;
-        let outcome = one_attempt(
-            runtime,
-            endpoint,
-            request,
-            deadline,
-            &credentials,
-            &mut sent_with,
-        );
-        let error = match outcome.await {
-            Ok(raw) => match (&credentials, sent_with) {
-                // A strategy may read a success as a rejection (a soft wall: a `200` login page).
-                (Credentials::Strategy(strategy), Some(failed)) if strategy.rejected(&AuthResponse { status: raw.status, headers: &raw.headers, body: &raw.body }) => {
-                    if refreshed {
-                        return Err(still_rejected(strategy));
+    async move {
+        let span = tracing::Span::current();
+        if endpoint.retry.is_some() {
+            runtime.retry_budgets().deposit(endpoint);
+        }
+        let credentials = runtime.credentials_for(endpoint)?;
+        let mut attempt = 1u32;
+        let mut refreshed = false;
+        loop {
+            span.record("attempts", attempt);
+            meter::attempt(endpoint);
+            // Only a call that may run again keeps a copy of its request.
+            let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
+                || (!matches!(credentials, Credentials::None) && !refreshed);
+            let mut sent_with = None;
+            // The request is moved into the attempt within this block: the loop's future does not
+            // keep another copy of it while the attempt runs.
+            let outcome = {
+                let request = if again { spare.clone() } else { spare.take() };
+                // The loop only comes back after an attempt that kept a copy.
+                let Some(request) = request else {
+                    return Err(Error::Config {
+                        stitch: endpoint.name,
+                        reason: "internal: attempt without a request".into(),
+                    });
+                };
+                one_attempt(
+                    runtime,
+                    endpoint,
+                    request,
+                    deadline,
+                    &credentials,
+                    &mut sent_with,
+                )
+            };
+            let error = match outcome.await {
+                Ok(raw) => match (&credentials, sent_with) {
+                    // A strategy may read a success as a rejection (a soft wall: a `200` login page).
+                    (Credentials::Strategy(strategy), Some(failed))
+                        if strategy.rejected(&AuthResponse {
+                            status: raw.status,
+                            headers: &raw.headers,
+                            body: &raw.body,
+                        }) =>
+                    {
+                        if refreshed {
+                            return Err(still_rejected(strategy));
+                        }
+                        refreshed = true;
+                        Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
+                        continue;
                     }
-                    refreshed = true;
-                    Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
-                    continue;
+                    _ => return Ok(raw),
+                },
+                Err(e) => e,
+            };
+            let unauthorized = match (&credentials, &error) {
+                // The strategy says which statuses reject its credential (default: `401`).
+                (
+                    Credentials::Strategy(strategy),
+                    Error::Status {
+                        status,
+                        headers,
+                        body,
+                        ..
+                    },
+                ) => strategy.rejected(&AuthResponse {
+                    status: *status,
+                    headers,
+                    body: body.as_bytes(),
+                }),
+                _ => error.status().is_some_and(|s| s.as_u16() == 401),
+            };
+            if unauthorized && !refreshed {
+                match (&credentials, sent_with) {
+                    (Credentials::Provider(auth), _) => {
+                        refreshed = true;
+                        auth.refresh().await?;
+                        continue;
+                    }
+                    // Single-flight per credential: concurrent 401s on one credential share one
+                    // refresh; a refresh for a credential already replaced does nothing.
+                    (Credentials::Strategy(strategy), Some(failed)) => {
+                        refreshed = true;
+                        Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
+                        continue;
+                    }
+                    _ => {}
                 }
-                _ => return Ok(raw),
-            },
-            Err(e) => e,
-        };
-        let unauthorized = match (&credentials, &error) {
-            // The strategy says which statuses reject its credential (default: `401`).
-            (Credentials::Strategy(strategy), Error::Status { status, headers, body, .. }) => {
-                strategy.rejected(&AuthResponse { status: *status, headers, body: body.as_bytes() })
             }
-            _ => error.status().is_some_and(|s| s.as_u16() == 401),
-        };
-        if unauthorized && !refreshed {
-            match (&credentials, sent_with) {
-                (Credentials::Provider(auth), _) => {
-                    refreshed = true;
-                    auth.refresh().await?;
-                    continue;
-                }
-                // Single-flight per credential: concurrent 401s on one credential share one
-                // refresh; a refresh for a credential already replaced does nothing.
-                (Credentials::Strategy(strategy), Some(failed)) => {
-                    refreshed = true;
-                    Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        let Some(policy) = &endpoint.retry else {
-            return Err(error);
-        };
-        if attempt >= policy.attempts || !policy.retries(&error) {
-            return Err(error);
-        }
-        let wait = match (policy.respect_retry_after, error.retry_after()) {
-            // Honoured up to the retry's `max` (10 s unless declared): an upstream asking for a
-            // longer wait is not waited for; the caller gets the error, which carries it.
-            (true, Some(after)) if after > policy.max => return Err(error),
-            (true, Some(after)) => after,
-            _ => policy.delay(attempt + 1),
-        };
-        if let Some(deadline) = deadline {
-            // A wait that outlives the budget cannot end in success: report now (the error carries
-            // the upstream's Retry-After).
-            if tokio::time::Instant::now() + wait >= deadline {
+            let Some(policy) = &endpoint.retry else {
+                return Err(error);
+            };
+            if attempt >= policy.attempts || !policy.retries(&error) {
                 return Err(error);
             }
+            let wait = match (policy.respect_retry_after, error.retry_after()) {
+                // Honoured up to the retry's `max` (10 s unless declared): an upstream asking for a
+                // longer wait is not waited for; the caller gets the error, which carries it.
+                (true, Some(after)) if after > policy.max => return Err(error),
+                (true, Some(after)) => after,
+                _ => policy.delay(attempt + 1),
+            };
+            if let Some(deadline) = deadline {
+                // A wait that outlives the budget cannot end in success: report now (the error carries
+                // the upstream's Retry-After).
+                if tokio::time::Instant::now() + wait >= deadline {
+                    return Err(error);
+                }
+            }
+            if !runtime.retry_budgets().withdraw(endpoint) {
+                tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
+                meter::degraded(endpoint, "retry_budget_exhausted");
+                return Err(error);
+            }
+            tracing::debug!(
+                stitch = endpoint.name,
+                attempt,
+                backoff_ms = wait.as_millis() as u64,
+                error = %error,
+                "retrying"
+            );
+            span.record("backoff_ms", wait.as_secs_f64() * 1e3);
+            meter::retry(endpoint);
+            Box::pin(tokio::time::sleep(wait)).await;
+            attempt += 1;
         }
-        if !runtime.retry_budgets().withdraw(endpoint) {
-            tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
-            meter::degraded(endpoint, "retry_budget_exhausted");
-            return Err(error);
-        }
-        tracing::debug!(
-            stitch = endpoint.name,
-            attempt,
-            backoff_ms = wait.as_millis() as u64,
-            error = %error,
-            "retrying"
-        );
-        span.record("backoff_ms", wait.as_secs_f64() * 1e3);
-        meter::retry(endpoint);
-        Box::pin(tokio::time::sleep(wait)).await;
-        attempt += 1;
     }
 }
 
 /// One attempt: throttle (waits count against the budget), auth, send within the per-attempt
 /// timeout, read the body; the throttle is released when the attempt ends, however it ends.
-async fn one_attempt(
-    runtime: &Runtime,
+///
+/// Not an `async fn`, for the reason given at [`fetch`]: `prepared` is kept once, not twice.
+#[allow(clippy::manual_async_fn)] // the `async fn` form is what this avoids
+fn one_attempt<'a>(
+    runtime: &'a Runtime,
     endpoint: &'static Endpoint,
     mut prepared: Prepared,
     deadline: Option<tokio::time::Instant>,
-    credentials: &Credentials<'_>,
-    sent_with: &mut Option<Credential>,
-) -> Result<RawResponse> {
-    let _permit = if endpoint.throttles.is_empty() {
-        None
-    } else {
-        let host = crate::throttle::host_key(&prepared.url);
-        // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
-        // smaller future.
-        let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
-            Acquired::Now(permit) => permit,
-            Acquired::Later(later) => Box::pin(later.wait()).await,
-            Acquired::Contended => {
-                Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?
-            }
+    credentials: &'a Credentials<'a>,
+    sent_with: &'a mut Option<Credential>,
+) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
+    async move {
+        let _permit = if endpoint.throttles.is_empty() {
+            None
+        } else {
+            let host = crate::throttle::host_key(&prepared.url);
+            // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
+            // smaller future.
+            let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
+                Acquired::Now(permit) => permit,
+                Acquired::Later(later) => Box::pin(later.wait()).await,
+                Acquired::Contended => {
+                    Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?
+                }
+            };
+            tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
+            meter::throttle_wait(endpoint, permit.waited);
+            Some(permit)
         };
-        tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
-        meter::throttle_wait(endpoint, permit.waited);
-        Some(permit)
-    };
-    match credentials {
-        Credentials::None => {}
-        Credentials::Provider(auth) => {
-            // Every header the provider sets is a credential, whatever its name (`x-tenant`):
-            // marked sensitive, so it is redacted wherever an upstream quotes it back. The copy
-            // costs nothing next to the request it precedes (this runs only when sending).
-            let before = prepared.headers.clone();
-            auth.apply(&mut prepared.headers).await?;
-            for (name, value) in prepared.headers.iter_mut() {
-                if before.get(name) != Some(&*value) {
-                    value.set_sensitive(true);
+        match credentials {
+            Credentials::None => {}
+            Credentials::Provider(auth) => {
+                // Every header the provider sets is a credential, whatever its name (`x-tenant`):
+                // marked sensitive, so it is redacted wherever an upstream quotes it back. The copy
+                // costs nothing next to the request it precedes (this runs only when sending).
+                let before = prepared.headers.clone();
+                auth.apply(&mut prepared.headers).await?;
+                for (name, value) in prepared.headers.iter_mut() {
+                    if before.get(name) != Some(&*value) {
+                        value.set_sensitive(true);
+                    }
                 }
             }
+            Credentials::Strategy(strategy) => {
+                let method = endpoint.method.to_http();
+                let Prepared {
+                    url,
+                    headers,
+                    body,
+                    secrets,
+                    principal,
+                } = &mut prepared;
+                let mut request = AuthRequest {
+                    method: &method,
+                    url,
+                    headers,
+                    body: body.as_deref(),
+                    secrets,
+                    principal: principal.as_deref(),
+                };
+                // Boxed: calls without a strategy do not carry its state in their future.
+                let applied = Box::pin(strategy.apply(&mut request, runtime.auth_context()));
+                *sent_with = Some(applied.await?);
+            }
         }
-        Credentials::Strategy(strategy) => {
-            let method = endpoint.method.to_http();
-            let Prepared {
-                url,
-                headers,
-                body,
-                secrets,
-                principal,
-            } = &mut prepared;
-            let mut request = AuthRequest {
-                method: &method,
-                url,
-                headers,
-                body: body.as_deref(),
-                secrets,
-                principal: principal.as_deref(),
-            };
-            // Boxed: calls without a strategy do not carry its state in their future.
-            let applied = Box::pin(strategy.apply(&mut request, runtime.auth_context()));
-            *sent_with = Some(applied.await?);
+        match endpoint.each {
+            None => send(runtime.transport(), endpoint, prepared).await,
+            Some(each) => Box::pin(tokio::time::timeout(
+                each,
+                send(runtime.transport(), endpoint, prepared),
+            ))
+            .await
+            .unwrap_or(Err(Error::Timeout {
+                stitch: endpoint.name,
+                bound: TimeoutBound::Each,
+                after: each,
+            })),
         }
-    }
-    match endpoint.each {
-        None => send(runtime.transport(), endpoint, prepared).await,
-        Some(each) => Box::pin(tokio::time::timeout(
-            each,
-            send(runtime.transport(), endpoint, prepared),
-        ))
-        .await
-        .unwrap_or(Err(Error::Timeout {
-            stitch: endpoint.name,
-            bound: TimeoutBound::Each,
-            after: each,
-        })),
     }
 }

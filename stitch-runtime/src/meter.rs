@@ -12,7 +12,7 @@
 //! | `stitch_store_errors_total` | counter | `stitch`, `operation` | failed or timed-out store operations |
 //! | `stitch_degraded_total` | counter | `stitch`, `decision` | a failure absorbed instead of failing the call (`store_read_as_miss`, `store_write_skipped`, `store_delete_skipped`, `fleet_cache_local`, `invalidation_local`, `circuit_local`, `circuit_not_shared`, `retry_budget_exhausted`) |
 //! | `stitch_fleet_cache_events_total` | counter | `event` (`gap`: events lost, the in-process tier flushed; `fenced`: a fill refused because its lease was lost or its entry invalidated) | fleet cache coherence |
-//! | `stitch_fleet_store_errors_total` | counter | `operation` | failed fleet cache writes behind the call (`fill_complete`, `fill_abandon`, `bump`) |
+//! | `stitch_fleet_store_errors_total` | counter | `operation` | failed fleet cache writes behind the call (`fill_complete`, `bump`) |
 //!
 //! Invariant: the per-call metrics of a successful call allocate nothing and build no metric
 //! key. Each stitch's keys are built once per process (interned, `'static`) and found through a

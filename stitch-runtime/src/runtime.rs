@@ -265,6 +265,12 @@ impl Runtime {
         self.inner.limiters.shutdown().await;
     }
 
+    /// The throttle seam, for benchmarks of the acquire path alone. Not public API.
+    #[doc(hidden)]
+    pub fn __throttles(&self) -> &Throttles {
+        &self.inner.limiters
+    }
+
     /// Forgets every cached entry of one stitch, for every principal (bumps its generation;
     /// nothing is enumerated). This runtime forgets them at once; with a fleet store (one with
     /// the `bump` verb) the generation is bumped in the store behind the call and every runtime
@@ -329,7 +335,10 @@ impl Runtime {
             + 'static,
     ) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(stitch = what, "invalidation outside a tokio runtime: not sent to the fleet");
+            tracing::warn!(
+                stitch = what,
+                "invalidation outside a tokio runtime: not sent to the fleet"
+            );
             return;
         };
         handle.spawn(async move {
@@ -786,7 +795,8 @@ impl RuntimeBuilder {
             }
             strategies.insert(name.clone(), Arc::new(Registered::new(name, strategy)));
         }
-        let default_credentials = default_credentials(&principal_key, &mut default_headers, base_url);
+        let default_credentials =
+            default_credentials(&principal_key, &mut default_headers, base_url);
         // Principals across a fleet: with a random key per process, the same credential would
         // be a different principal in every process (entries never shared, and no way to tell).
         if self.store.is_some()
@@ -803,7 +813,11 @@ impl RuntimeBuilder {
         let local = Arc::new(LocalTier::default());
         let flights: Arc<Flights> = Arc::default();
         let fleet_cache = match &self.store {
-            Some(store) if store.capabilities().contains_all(&crate::cache::fleet::VERBS) => {
+            Some(store)
+                if store
+                    .capabilities()
+                    .contains_all(&crate::cache::fleet::VERBS) =>
+            {
                 let lease = self
                     .fill_lease
                     .unwrap_or(crate::cache::fleet::DEFAULT_FILL_LEASE);

@@ -19,7 +19,8 @@ trait Fleet {
     async fn team(&self, id: u64) -> stitch::Result<serde_json::Value>;
 
     #[stitch(get, path = "/me", cache = "1m")]
-    async fn me(&self, #[header("authorization")] token: &str) -> stitch::Result<serde_json::Value>;
+    async fn me(&self, #[header("authorization")] token: &str)
+        -> stitch::Result<serde_json::Value>;
 }
 
 /// An upstream counting requests per path, answering after `delay` with the request number (so
@@ -86,9 +87,17 @@ async fn a_failed_fetch_reaches_every_waiting_instance_once() {
     let store = MemoryStore::new(10_000);
     let (a, b) = (instance(&store, &up), instance(&store, &up));
     let (x, y) = tokio::join!(a.user(1), b.user(1));
-    assert_eq!(hits.load(Ordering::SeqCst), 1, "the failure is shared, not repeated");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the failure is shared, not repeated"
+    );
     for e in [x.unwrap_err(), y.unwrap_err()] {
-        assert_eq!(e.status(), Some(stitch::StatusCode::SERVICE_UNAVAILABLE), "{e}");
+        assert_eq!(
+            e.status(),
+            Some(stitch::StatusCode::SERVICE_UNAVAILABLE),
+            "{e}"
+        );
     }
     // Negative entries are short: a call after it expired asks the upstream again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -166,7 +175,11 @@ async fn an_invalidation_during_a_flight_wins_over_the_value_it_lands() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let next = b.user(1).await.unwrap();
     assert_eq!(next["n"], 2, "the old value was not stored for the fleet");
-    assert_eq!(a.user(1).await.unwrap(), next, "nor in the leader's own tier");
+    assert_eq!(
+        a.user(1).await.unwrap(),
+        next,
+        "nor in the leader's own tier"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
     // Same instance: invalidated while its own flight runs.
@@ -237,7 +250,15 @@ async fn principals_never_read_each_others_entries_across_instances() {
     }
     for c in calls {
         let (token, got) = c.await.unwrap();
-        assert_eq!(got["for"], token.as_str(), "an entry of another principal was served");
+        assert_eq!(
+            got["for"],
+            token.as_str(),
+            "an entry of another principal was served"
+        );
     }
-    assert!(up.hits() <= 8, "entries are shared per principal: {} requests", up.hits());
+    assert!(
+        up.hits() <= 8,
+        "entries are shared per principal: {} requests",
+        up.hits()
+    );
 }

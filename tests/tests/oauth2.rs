@@ -399,7 +399,11 @@ async fn eight_runtimes_on_one_store_fetch_one_token_at_expiry_and_keep_it_seale
         }
     };
     assert!(round().await.iter().all(|t| t == "Bearer tok-1"));
-    assert_eq!(tokens.load(Ordering::SeqCst), 1, "one token for 8 × 64 cold callers");
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        1,
+        "one token for 8 × 64 cold callers"
+    );
     tokio::time::sleep(Duration::from_millis(1050)).await;
     assert!(round().await.iter().all(|t| t == "Bearer tok-2"));
     assert_eq!(

@@ -82,7 +82,10 @@ impl App {
             };
             let delay = Duration::from_millis(self.login_delay_ms.load(Ordering::SeqCst));
             return reply
-                .header("set-cookie", &format!("SID={sid}; Path=/api; HttpOnly{attributes}"))
+                .header(
+                    "set-cookie",
+                    &format!("SID={sid}; Path=/api; HttpOnly{attributes}"),
+                )
                 .after(delay);
         }
         if seen.path == "/home" {
@@ -166,11 +169,22 @@ async fn a_cold_start_logs_in_once_and_a_forced_expiry_relogs_in_exactly_once() 
     assert_eq!(app.logins(), 1, "50 cold callers, one login");
     app.expire_all();
     for r in many(&core, 50).await {
-        assert_eq!(r.unwrap()["user"], "svc", "every call redone with the new session");
+        assert_eq!(
+            r.unwrap()["user"],
+            "svc",
+            "every call redone with the new session"
+        );
     }
-    assert_eq!(app.logins(), 2, "50 rejections of one session, one re-login");
+    assert_eq!(
+        app.logins(),
+        2,
+        "50 rejections of one session, one re-login"
+    );
     for r in many(&core, 10).await {
-        assert!(r.unwrap()["cookie"].as_str().unwrap().contains("COOKIE-2-svc"));
+        assert!(r.unwrap()["cookie"]
+            .as_str()
+            .unwrap()
+            .contains("COOKIE-2-svc"));
     }
     assert_eq!(app.logins(), 2);
 }
@@ -186,6 +200,33 @@ async fn a_soft_wall_logs_in_again_and_the_redo_is_served() {
     let redone = me(&core).await.unwrap();
     assert!(redone["cookie"].as_str().unwrap().contains("COOKIE-2-svc"));
     assert_eq!(app.logins(), 2);
+    // A wall that stays after a fresh login is the strategy's error, after one re-login.
+    let (stuck, up_stuck) = self::app().await;
+    let wall_up = Upstream::start({
+        let stuck = stuck.clone();
+        move |seen| {
+            if seen.path == "/login" {
+                stuck.answer(seen)
+            } else {
+                let mut r = Reply::bytes(b"<form id=\"login\"></form>");
+                r.headers.push(("content-type", "text/html".into()));
+                r
+            }
+        }
+    })
+    .await;
+    let core = client(&runtime(&wall_up, session(&wall_up).soft_wall(wall)));
+    let error = me(&core).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Auth { strategy, .. } if strategy == "app"),
+        "{error:?}"
+    );
+    assert_eq!(
+        stuck.logins(),
+        2,
+        "the cold login, then one re-login for the wall"
+    );
+    drop(up_stuck);
     // Without the predicate the wall is a `200` the stitch cannot decode.
     let (app, up) = self::app().await;
     app.soft_wall.store(true, Ordering::SeqCst);
@@ -193,7 +234,10 @@ async fn a_soft_wall_logs_in_again_and_the_redo_is_served() {
     me(&core).await.unwrap();
     app.expire_all();
     let error = me(&core).await.unwrap_err();
-    assert!(matches!(error, Error::UnexpectedContentType { .. }), "{error:?}");
+    assert!(
+        matches!(error, Error::UnexpectedContentType { .. }),
+        "{error:?}"
+    );
     assert_eq!(app.logins(), 1);
 }
 
@@ -243,7 +287,10 @@ async fn two_principals_never_share_a_session_nor_a_cache_entry() {
     assert_eq!(cached(alice.clone()).await.unwrap()["user"], "alice");
     assert_eq!(cached(bob.clone()).await.unwrap()["user"], "bob");
     // Expiring alice's session re-logs alice in only.
-    app.sessions.lock().unwrap().retain(|_, user| user != "alice");
+    app.sessions
+        .lock()
+        .unwrap()
+        .retain(|_, user| user != "alice");
     assert_eq!(me(&alice).await.unwrap()["user"], "alice");
     assert_eq!(me(&bob).await.unwrap()["user"], "bob");
     assert_eq!(app.logins(), 3);
@@ -357,7 +404,10 @@ async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
     let cookie = ok["cookie"].as_str().unwrap().to_owned();
     assert!(cookie.contains("COOKIE-1-svc"));
     let echo = Upstream::start(|seen| {
-        Reply::status(500, &format!("your cookie was {}", seen.header("cookie").unwrap_or("")))
+        Reply::status(
+            500,
+            &format!("your cookie was {}", seen.header("cookie").unwrap_or("")),
+        )
     })
     .await;
     let rt = Runtime::builder()
@@ -385,7 +435,10 @@ async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
     shown.push_str(&everything(&error));
     shown.push_str(&format!("{:?}\n{:?}\n{:?}\n", session(&up), wrong, rt));
     let traced = capture.0.lock().unwrap().clone();
-    assert!(traced.contains("session::api"), "the capture saw the calls: {traced}");
+    assert!(
+        traced.contains("session::api"),
+        "the capture saw the calls: {traced}"
+    );
     for needle in [PASSWORD, "PW-wrong-SECRET", "COOKIE-1-svc", "COOKIE-2-svc"] {
         assert!(!shown.contains(needle), "{needle} shown: {shown}");
         assert!(!traced.contains(needle), "{needle} traced: {traced}");
@@ -441,12 +494,13 @@ async fn eight_runtimes_on_one_store_log_in_once_cold_and_once_after_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_login_slower_than_the_lease_is_still_one_login() {
     let (app, up) = app().await;
-    // The lease is 60 ms, the login takes 400 ms: the leader renews every 20 ms.
-    app.login_delay_ms.store(400, Ordering::SeqCst);
+    // The lease is 300 ms, the login takes 1.2 s: the leader renews every 100 ms (a renewal
+    // late by 200 ms on a loaded machine would let a second leader in).
+    app.login_delay_ms.store(1_200, Ordering::SeqCst);
     let store = MemoryStore::new(1_000);
     let cores: Vec<_> = (0..8)
         .map(|_| {
-            let s = session(&up).lease_ttl(Duration::from_millis(60));
+            let s = session(&up).lease_ttl(Duration::from_millis(300));
             client(&member(&up, &store, s))
         })
         .collect();
@@ -459,10 +513,17 @@ async fn the_session_is_sealed_in_the_store_and_does_not_open_under_another_key(
     let (app, up) = app().await;
     let store = MemoryStore::new(1_000);
     let core = client(&member(&up, &store, session(&up)));
-    let cookie = me(&core).await.unwrap()["cookie"].as_str().unwrap().to_owned();
+    let cookie = me(&core).await.unwrap()["cookie"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let layout = stitch::store::keys::KeyLayout::default();
     let key = layout.session_fill("app").keys().value.to_owned();
-    let sealed = store.get(&key).await.unwrap().expect("the session is in the store");
+    let sealed = store
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the session is in the store");
     let text = String::from_utf8_lossy(&sealed);
     assert!(!text.contains("COOKIE-1"), "sealed, not in clear: {text}");
     assert!(cookie.contains("COOKIE-1-svc"));
@@ -470,8 +531,14 @@ async fn the_session_is_sealed_in_the_store_and_does_not_open_under_another_key(
     assert!(String::from_utf8_lossy(&ring.open(&key, &sealed).unwrap()).contains("COOKIE-1-svc"));
     // Copied under another account's key: refused by the seal, so that account logs in itself.
     let other = layout.session_fill("other").keys().value.to_owned();
-    assert_eq!(ring.open(&other, &sealed), Err(stitch::auth::SealError::Unopenable));
-    store.set(&other, sealed, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        ring.open(&other, &sealed),
+        Err(stitch::auth::SealError::Unopenable)
+    );
+    store
+        .set(&other, sealed, Duration::from_secs(60))
+        .await
+        .unwrap();
     let login = format!("{}/login", up.url());
     let password = Secret::new(PASSWORD);
     let other_session = CookieSession::new("other", move |_| {
@@ -480,7 +547,11 @@ async fn the_session_is_sealed_in_the_store_and_does_not_open_under_another_key(
             .secret_field("password", password.clone()))
     });
     let core = client(&member(&up, &store, other_session));
-    assert_eq!(me(&core).await.unwrap()["user"], "other", "the planted session was not used");
+    assert_eq!(
+        me(&core).await.unwrap()["user"],
+        "other",
+        "the planted session was not used"
+    );
     assert_eq!(app.logins(), 2);
 }
 
@@ -502,10 +573,16 @@ async fn a_shared_store_without_a_seal_key_is_refused_unless_plaintext_is_chosen
     );
     base().seal_key(1, SEAL).build().unwrap();
     base().store_credentials_in_plaintext().build().unwrap();
-    let both = base().seal_key(1, SEAL).store_credentials_in_plaintext().build();
+    let both = base()
+        .seal_key(1, SEAL)
+        .store_credentials_in_plaintext()
+        .build();
     assert!(both.is_err());
     let two_current = base().seal_key(1, SEAL).seal_key(2, SEAL).build();
-    assert!(two_current.unwrap_err().to_string().contains("retired_seal_key"));
+    assert!(two_current
+        .unwrap_err()
+        .to_string()
+        .contains("retired_seal_key"));
     // No store: nothing to seal, nothing refused.
     runtime(&up, session(&up));
 }
@@ -560,6 +637,10 @@ async fn with_the_store_unreachable_the_default_waits_then_fails_and_per_instanc
     let core = client(&build(alone));
     assert_eq!(me(&core).await.unwrap()["user"], "svc");
     assert_eq!(app.logins(), 1);
-    assert_eq!(me(&core).await.unwrap()["user"], "svc", "kept in the process");
+    assert_eq!(
+        me(&core).await.unwrap()["user"],
+        "svc",
+        "kept in the process"
+    );
     assert_eq!(app.logins(), 1);
 }

@@ -386,48 +386,64 @@ impl Drop for Abandon {
 }
 
 /// The fleet's fill notifications for one runtime: one subscription to the event channel, made
-/// on first use and shared by every waiter of every strategy.
+/// on first use and shared by every waiter of every strategy. A subscription that could not be
+/// made (the store down) or that ended is made again by the next waiter; meanwhile waiters
+/// re-claim when the lease they wait on ends.
 #[derive(Default)]
 pub(crate) struct Events {
-    sender: tokio::sync::OnceCell<Option<Arc<broadcast::Sender<Bytes>>>>,
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+struct Live {
+    sender: Arc<broadcast::Sender<Bytes>>,
+    /// Cleared by the forwarder when the subscription ends for good.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Events {
     /// A receiver of the channel's messages from now on; `None` when the store cannot
-    /// subscribe (waiters then re-claim when the lease ends).
+    /// subscribe now.
     async fn receiver(
         &self,
         cx: &AuthContext,
         channel: &str,
     ) -> Option<broadcast::Receiver<Bytes>> {
-        let sender = self
-            .sender
-            .get_or_init(|| async {
-                let store = cx.store.as_ref()?;
-                if !store.capabilities().contains(Verb::Subscribe) {
-                    return None;
-                }
-                let subscription = match cx
-                    .breaker
-                    .run(cx.store_timeout, "subscribe", || store.subscribe(channel))
-                    .await
-                {
-                    Some(Ok(s)) => s,
-                    _ => return None,
-                };
-                let sender = Arc::new(broadcast::channel(1024).0);
-                tokio::spawn(forward(subscription, Arc::downgrade(&sender)));
-                Some(sender)
-            })
-            .await;
-        sender.as_ref().map(|s| s.subscribe())
+        use std::sync::atomic::Ordering;
+        let mut live = self.live.lock().await;
+        if let Some(l) = live.as_ref().filter(|l| l.alive.load(Ordering::Acquire)) {
+            return Some(l.sender.subscribe());
+        }
+        let store = cx.store.as_ref()?;
+        if !store.capabilities().contains(Verb::Subscribe) {
+            return None;
+        }
+        let subscription = match cx
+            .breaker
+            .run(cx.store_timeout, "subscribe", || store.subscribe(channel))
+            .await
+        {
+            Some(Ok(s)) => s,
+            _ => return None,
+        };
+        let sender = Arc::new(broadcast::channel(1024).0);
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        tokio::spawn(forward(
+            subscription,
+            Arc::downgrade(&sender),
+            alive.clone(),
+        ));
+        let receiver = sender.subscribe();
+        *live = Some(Live { sender, alive });
+        Some(receiver)
     }
 }
 
-/// Forwards the subscription's messages to the runtime's waiters until the runtime is dropped.
+/// Forwards the subscription's messages to the runtime's waiters until the runtime is dropped
+/// or the subscription ends.
 async fn forward(
     mut subscription: crate::store::Subscription,
     sender: Weak<broadcast::Sender<Bytes>>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
 ) {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(5), subscription.next()).await;
@@ -442,8 +458,13 @@ async fn forward(
             Ok(Some(crate::store::Event::Gap)) => {
                 let _ = sender.send(Bytes::from_static(WAKE_ALL));
             }
-            // The subscription ended for good: waiters fall back to their lease timers.
-            Ok(None) => return,
+            // Ended for good: the next waiter subscribes again; the current ones are woken to
+            // re-claim.
+            Ok(None) => {
+                alive.store(false, std::sync::atomic::Ordering::Release);
+                let _ = sender.send(Bytes::from_static(WAKE_ALL));
+                return;
+            }
         }
     }
 }

@@ -286,7 +286,7 @@ impl Inner {
             .as_ref()
             .and_then(|t| t.stored.clone());
         let (value, lifetime, stored) = match Account::token(cx, &self.fleet_name()) {
-            Some(account) => self.from_fleet(cx, &account, held.as_ref()).await?,
+            Some(account) => self.through_fleet(cx, &account, held.as_ref()).await?,
             None => {
                 let (value, lifetime) = self.request(cx).await?;
                 (value, lifetime, None)
@@ -336,7 +336,7 @@ impl Inner {
     /// expired, rejected, or due for refresh-ahead), else one fetched by the fleet's single
     /// leader. With the store unreachable this process fetches its own (client credentials may
     /// be used by several processes at once).
-    async fn from_fleet(
+    async fn through_fleet(
         &self,
         cx: &AuthContext,
         account: &Account,

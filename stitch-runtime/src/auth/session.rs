@@ -520,7 +520,7 @@ impl Inner {
             let wire = self.login(principal, cx).await?;
             let lifetime = Duration::from_millis(wire.x.saturating_sub(now_ms()).max(1));
             let bytes = serde_json::to_vec(&wire)
-                .map_err(|_| self.fail(None, "the session does not serialize".into(), cx))?;
+                .map_err(|_| self.fail(None, "the session does not serialize".into()))?;
             Ok((bytes, lifetime))
         };
         let waited_since = tokio::time::Instant::now();
@@ -553,7 +553,6 @@ impl Inner {
                                      fleet's session: the call fails rather than race (after waiting {limit:?}; \
                                      `CookieSession::store_outage(CredentialOutage::LoginPerInstance)` allows it)"
                                 ),
-                                cx,
                             ));
                         }
                         tokio::time::sleep(WAIT_STEP).await;
@@ -563,8 +562,7 @@ impl Inner {
         }
     }
 
-    fn fail(&self, status: Option<http::StatusCode>, reason: String, cx: &AuthContext) -> Error {
-        let _ = cx;
+    fn fail(&self, status: Option<http::StatusCode>, reason: String) -> Error {
         Error::Auth {
             // Replaced by the registered name when the runtime reports it.
             strategy: "cookie-session".into(),

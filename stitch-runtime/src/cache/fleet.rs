@@ -90,6 +90,8 @@ struct Listener {
     /// Set once the subscription is live: reading a generation before would miss a bump.
     subscribed: Arc<AtomicBool>,
     ready: Arc<Wake>,
+    /// Until when callers wait for the first subscription (the store timeout after the start).
+    first_wait_until: tokio::time::Instant,
 }
 
 impl Drop for FleetCache {
@@ -191,21 +193,25 @@ impl FleetCache {
     /// it, at most `limit`; later calls only look (a store that cannot be subscribed to costs
     /// one wait, not one per call: the listener keeps retrying behind).
     async fn subscribed(self: &Arc<Self>, limit: Duration) -> bool {
-        let (subscribed, ready, started) = {
+        let (subscribed, ready, until) = {
             let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
-            let start = listener.as_ref().is_none_or(|l| l.task.is_finished());
-            if start {
-                *listener = Some(self.listen());
+            if listener.as_ref().is_none_or(|l| l.task.is_finished()) {
+                let mut l = self.listen();
+                l.first_wait_until = tokio::time::Instant::now() + limit;
+                *listener = Some(l);
             }
             match listener.as_ref() {
-                Some(l) => (l.subscribed.clone(), l.ready.clone(), start),
+                Some(l) => (l.subscribed.clone(), l.ready.clone(), l.first_wait_until),
                 None => return false,
             }
         };
         if subscribed.load(Ordering::Acquire) {
             return true;
         }
-        if !started || self.breaker.is_open() {
+        // Callers arriving while the first subscription is being made wait with it (a cold
+        // burst coalesces fleet-wide from its first call); later ones only look.
+        let limit = until.saturating_duration_since(tokio::time::Instant::now());
+        if limit.is_zero() || self.breaker.is_open() {
             return false;
         }
         let notified = ready.notified();
@@ -222,11 +228,8 @@ impl FleetCache {
         let subscribed = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(Wake::new());
         let weak = Arc::downgrade(self);
-        let (store, channel, limit) = (
-            self.store.clone(),
-            self.channel.clone(),
-            self.store_timeout,
-        );
+        let (store, channel, limit) =
+            (self.store.clone(), self.channel.clone(), self.store_timeout);
         let (flag, wake) = (subscribed.clone(), ready.clone());
         let task = tokio::spawn(async move {
             loop {
@@ -260,6 +263,7 @@ impl FleetCache {
             task,
             subscribed,
             ready,
+            first_wait_until: tokio::time::Instant::now(),
         }
     }
 
@@ -344,7 +348,9 @@ impl FleetCache {
         };
         let claimed = self
             .breaker
-            .run(limit, "fill_claim", || self.store.fill_claim(keys.keys(), claim))
+            .run(limit, "fill_claim", || {
+                self.store.fill_claim(keys.keys(), claim)
+            })
             .await;
         match claimed {
             Some(Ok(Claimed::Hit { value, ttl_us })) => {
@@ -597,6 +603,10 @@ mod tests {
         assert_eq!(CacheKey::from_hex(hex), Some(key));
         assert_eq!(CacheKey::from_hex(&hex[1..]), None, "short");
         assert_eq!(CacheKey::from_hex(&[b'g'; 64]), None, "not hex");
-        assert_eq!(CacheKey::from_hex(&[b'A'; 64]), None, "upper case is not ours");
+        assert_eq!(
+            CacheKey::from_hex(&[b'A'; 64]),
+            None,
+            "upper case is not ours"
+        );
     }
 }

@@ -73,7 +73,9 @@ impl StitchCache {
     /// outlives the shared entry).
     pub(crate) fn insert_for(&self, key: CacheKey, value: Value, ttl: std::time::Duration) {
         let now = Instant::now();
-        let expires = now.checked_add(ttl).unwrap_or(now + std::time::Duration::from_secs(86_400 * 365));
+        let expires = now
+            .checked_add(ttl)
+            .unwrap_or(now + std::time::Duration::from_secs(86_400 * 365));
         self.entries.insert(key, Entry { value, expires });
     }
 

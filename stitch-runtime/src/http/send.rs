@@ -23,11 +23,102 @@ pub(crate) struct Transport {
 }
 
 /// Sends the request and reads the whole body; a non-2xx status becomes [`Error::Status`].
-pub(crate) async fn send(
+///
+/// The request is built before the returned future first runs (in [`start`]; reqwest sends
+/// nothing until its pending request is polled), so the future holds the pending request, not
+/// the request's parts: the call's future is moved through every layer of the pipeline, and each
+/// move copies all of it (BENCHMARKS.md, per-call overhead). Inlined so that the future is built
+/// in place where it is awaited rather than built here and copied.
+#[inline(always)]
+pub(crate) fn send<'a>(
+    transport: &'a Transport,
+    endpoint: &'static Endpoint,
+    prepared: Prepared,
+) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
+    let (pending, secrets, sent_credentials) = start(transport, endpoint, prepared);
+    async move {
+        // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
+        // redacted: no userinfo, no secret query values.
+        let transport_error =
+            |source| redact::transport(endpoint.name, endpoint.template, source, &secrets);
+        let mut response = pending.await.map_err(transport_error)?;
+        let status = response.status();
+        let span = tracing::Span::current();
+        span.record("status", status.as_u16());
+        span.record("http.response.status_code", status.as_u16());
+        // Moved, not cloned: the response is consumed by reading its body.
+        let headers = std::mem::take(response.headers_mut());
+        let final_url = redact::url(response.url(), &secrets);
+        // Read here rather than in a helper `async fn`: each layer would keep its own copy of the
+        // response in the call's future.
+        let limit = transport.max_response_bytes;
+        let too_large = || Error::BodyTooLarge {
+            stitch: endpoint.name,
+            limit,
+        };
+        let body_error = transport_error;
+        if let Some(statuses) = endpoint.delegate {
+            if statuses.contains(&status.as_u16()) {
+                // The body is not needed; drained within a bound so the connection can be reused.
+                Box::pin(read_prefix(response, 0)).await;
+                return Err(Error::RateLimited {
+                    stitch: endpoint.name,
+                    status,
+                    retry_after: crate::error::retry_after(&headers),
+                });
+            }
+        }
+        if !status.is_success() {
+            // Upstreams often quote a rejected credential back (in the body or a header): every
+            // secret this request carried is redacted from what the error keeps.
+            let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
+            // Only the prefix the error keeps is read: a hostile or huge error body costs at most
+            // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
+            let prefix = Box::pin(read_prefix(response, transport.error_body_limit)).await;
+            let mut headers = headers;
+            redact::error_headers(&mut headers, &final_url, &secrets, &sent);
+            let truncated = prefix.len() >= transport.error_body_limit;
+            return Err(Error::Status {
+                stitch: endpoint.name,
+                method: endpoint.method.as_str(),
+                url: final_url.to_string(),
+                status,
+                headers: Box::new(headers),
+                body: redact::error_body(&prefix, truncated, &sent),
+            });
+        }
+        // The URL as sent, kept only when redaction changed it (see `redact::Sent`).
+        let sent_url = (final_url != *response.url()).then(|| response.url().clone());
+        let body = match response.content_length() {
+            Some(n) if n > limit as u64 => return Err(too_large()),
+            // A declared length within the limit: hyper reads exactly that much, in one buffer.
+            Some(_) => response.bytes().await.map_err(body_error)?,
+            None => Box::pin(read_chunked(response, limit))
+                .await
+                .map_err(|e| e.map_or_else(too_large, body_error))?,
+        };
+        Ok(RawResponse {
+            status,
+            headers,
+            url: final_url,
+            body,
+            sent: redact::Sent::new(secrets, sent_url, sent_credentials),
+        })
+    }
+}
+
+/// [`send`]'s first step: the pending request, the secrets it carries, and the credential
+/// headers it sends, kept to redact them from an error body or header that quotes them back
+/// (clones share the values' bytes; no allocation for a call without credentials).
+fn start(
     transport: &Transport,
     endpoint: &'static Endpoint,
     prepared: Prepared,
-) -> Result<RawResponse> {
+) -> (
+    impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send,
+    redact::Secrets,
+    Vec<http::HeaderValue>,
+) {
     let Prepared {
         url,
         headers,
@@ -35,12 +126,6 @@ pub(crate) async fn send(
         secrets,
         ..
     } = prepared;
-    // Every URL that leaves `send` (errors, their sources, `Response::url`, store records) is
-    // redacted: no userinfo, no secret query values.
-    let transport_error =
-        |source| redact::transport(endpoint.name, endpoint.template, source, &secrets);
-    // The credential headers sent, kept to redact them from an error body or header that quotes
-    // them back. Clones share the values' bytes; no allocation for a call without credentials.
     let sent_credentials: Vec<http::HeaderValue> = headers
         .iter()
         .filter(|(name, value)| value.is_sensitive() || is_credential_header(name.as_str()))
@@ -53,69 +138,7 @@ pub(crate) async fn send(
     if let Some(body) = body {
         builder = builder.body(body);
     }
-    let mut response = builder.send().await.map_err(transport_error)?;
-    let status = response.status();
-    let span = tracing::Span::current();
-    span.record("status", status.as_u16());
-    span.record("http.response.status_code", status.as_u16());
-    // Moved, not cloned: the response is consumed by reading its body.
-    let headers = std::mem::take(response.headers_mut());
-    let final_url = redact::url(response.url(), &secrets);
-    // Read here rather than in a helper `async fn`: each layer would keep its own copy of the
-    // response in the call's future.
-    let limit = transport.max_response_bytes;
-    let too_large = || Error::BodyTooLarge {
-        stitch: endpoint.name,
-        limit,
-    };
-    let body_error = transport_error;
-    if let Some(statuses) = endpoint.delegate {
-        if statuses.contains(&status.as_u16()) {
-            // The body is not needed; drained within a bound so the connection can be reused.
-            Box::pin(read_prefix(response, 0)).await;
-            return Err(Error::RateLimited {
-                stitch: endpoint.name,
-                status,
-                retry_after: crate::error::retry_after(&headers),
-            });
-        }
-    }
-    if !status.is_success() {
-        // Upstreams often quote a rejected credential back (in the body or a header): every
-        // secret this request carried is redacted from what the error keeps.
-        let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
-        // Only the prefix the error keeps is read: a hostile or huge error body costs at most
-        // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
-        let prefix = Box::pin(read_prefix(response, transport.error_body_limit)).await;
-        let mut headers = headers;
-        redact::error_headers(&mut headers, &final_url, &secrets, &sent);
-        let truncated = prefix.len() >= transport.error_body_limit;
-        return Err(Error::Status {
-            stitch: endpoint.name,
-            method: endpoint.method.as_str(),
-            url: final_url.to_string(),
-            status,
-            headers: Box::new(headers),
-            body: redact::error_body(&prefix, truncated, &sent),
-        });
-    }
-    // The URL as sent, kept only when redaction changed it (see `redact::Sent`).
-    let sent_url = (final_url != *response.url()).then(|| response.url().clone());
-    let body = match response.content_length() {
-        Some(n) if n > limit as u64 => return Err(too_large()),
-        // A declared length within the limit: hyper reads exactly that much, in one buffer.
-        Some(_) => response.bytes().await.map_err(body_error)?,
-        None => Box::pin(read_chunked(response, limit))
-            .await
-            .map_err(|e| e.map_or_else(too_large, body_error))?,
-    };
-    Ok(RawResponse {
-        status,
-        headers,
-        url: final_url,
-        body,
-        sent: redact::Sent::new(secrets, sent_url, sent_credentials),
-    })
+    (builder.send(), secrets, sent_credentials)
 }
 
 /// A body of unknown length, read chunk by chunk up to `limit` (`Err(None)`: over the limit).

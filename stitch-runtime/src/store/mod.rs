@@ -168,11 +168,7 @@ pub trait Store: Send + Sync + 'static {
     /// otherwise the fill lease for `claim.holder` when it is free or already theirs
     /// ([`Claimed::Leader`], with the generation to fence the fill with); otherwise
     /// [`Claimed::Busy`] with the current holder's remaining lease. One round trip on a hit.
-    fn fill_claim<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        claim: FillClaim,
-    ) -> StoreFuture<'a, Claimed> {
+    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
         let _ = (keys, claim);
         unsupported(Verb::Fill)
     }
@@ -231,12 +227,7 @@ pub trait Store: Send + Sync + 'static {
     /// atomic step; returns the new value. Used for fleet-wide generations (bulk invalidation):
     /// a process that holds the generation and listens on the channel never misses a bump
     /// without an [`Event::Gap`].
-    fn bump<'a>(
-        &'a self,
-        key: &'a str,
-        ttl: Duration,
-        notify: Notify<'a>,
-    ) -> StoreFuture<'a, u64> {
+    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
         let _ = (key, ttl, notify);
         unsupported(Verb::Bump)
     }

@@ -128,6 +128,9 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     /// Per budget (by its lease key), the instance-local queue and wake-up.
     budgets: RwLock<FastMap<String, Arc<Budget>>>,
+    /// The budgets of host-independent pools by descriptor and level: the acquire path finds
+    /// them without formatting a name and two keys.
+    by_endpoint: RwLock<FastMap<(usize, u8), Arc<Budget>>>,
     /// The event listener, started lazily (it needs a tokio runtime) and again if the tokio
     /// runtime it ran on has gone.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -198,6 +201,7 @@ impl Fleet {
                 held: Mutex::default(),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 budgets: RwLock::default(),
+                by_endpoint: RwLock::default(),
                 listener: Mutex::new(None),
                 stop: watch::channel(()).0,
                 breaker,
@@ -391,6 +395,31 @@ impl Inner {
 
     /// The budget of `spec` at `level` of `endpoint`, by its fleet-wide name.
     fn budget(
+        &self,
+        endpoint: &Endpoint,
+        level: usize,
+        spec: &ThrottleSpec,
+        host: &str,
+    ) -> Arc<Budget> {
+        // A host pool's budget depends on the call's host; every other one on the declaration.
+        let remembered = (spec.pool != Pool::Host).then(|| (endpoint.id(), level as u8));
+        if let Some(at) = remembered {
+            let known = self.by_endpoint.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = known.get(&at) {
+                return b.clone();
+            }
+        }
+        let budget = self.budget_by_name(endpoint, level, spec, host);
+        if let Some(at) = remembered {
+            self.by_endpoint
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(at, budget.clone());
+        }
+        budget
+    }
+
+    fn budget_by_name(
         &self,
         endpoint: &Endpoint,
         level: usize,
