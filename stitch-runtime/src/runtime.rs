@@ -375,6 +375,7 @@ impl Runtime {
 ///     .default_header("x-api-key", "k-123") // a credential: keyed as a hash, never shown
 ///     .timeout(Duration::from_secs(10)) // for stitches that declare no timeout
 ///     .store(stitch::store::MemoryStore::new(10_000))
+///     .principal_key([7; 32]) // with a store and credentials: the same secret in every process
 ///     .build()?;
 /// # let _ = runtime;
 /// # Ok(()) }
