@@ -19,7 +19,7 @@
 //!   fill lease and bumps the entry's own generation in one step, and its notification removes the
 //!   entry from every process's in-process tier.
 //! - **Coherence under faults.** When the event channel reports a gap (a lagging subscriber, a
-//!   reconnect, or a connection found dead by the driver's heartbeat: about 3 s for
+//!   reconnect after a connection found dead by the driver's heartbeat: about 3 s for
 //!   [`RedisStore`](crate::store::RedisStore)), every in-process entry is flushed and every
 //!   generation is read again before the shared tier is used: staleness after a lost
 //!   invalidation is bounded by the heartbeat, never silent.

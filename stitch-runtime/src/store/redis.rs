@@ -26,9 +26,9 @@
 //!   scripts remember ids for [`RETRY_WINDOW`].
 //! - **Pub/sub**: `PUBLISH` / `SUBSCRIBE` (global channels; in a cluster a message published on any
 //!   node reaches subscribers on every node). A subscription whose connection drops reconnects
-//!   (50 ms, doubling to 1 s); it yields `Event::Gap` as soon as the connection is found gone and
-//!   again once subscribed again. A `PING` every second with a 2 s deadline finds a half-open
-//!   connection: a gap is reported at most 3 s after the connection stopped delivering.
+//!   (50 ms, doubling to 1 s) and, once subscribed again, yields `Event::Gap`. A `PING` every
+//!   second with a 2 s deadline finds a half-open connection: while the store is reachable, a
+//!   gap is reported at most about 3 s after the connection stopped delivering.
 
 use super::vocab::{circuit_ttl, FILL_GENERATION_KEEP, RETRY_WINDOW};
 use super::{
@@ -998,12 +998,6 @@ async fn forward(
             }
         }
         drop((sink, stream));
-        // Reported at once, not only once subscribed again: a reader that derives state from
-        // events (the fleet cache's in-process tier) must stop trusting it now, however long
-        // the store stays away.
-        if tx.send(Event::Gap).await.is_err() {
-            return;
-        }
         let mut delay = Duration::from_millis(50);
         ps = loop {
             tokio::select! {
