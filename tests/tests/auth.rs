@@ -18,10 +18,8 @@ use stitch::auth::{
     Strategy,
 };
 use stitch::{Endpoint, Error, Runtime};
+use stitch_tests::traces::{everything, Capture};
 use stitch_tests::{Reply, Seen, Upstream};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 const BASE: &str = "http://declared.invalid";
 
@@ -356,64 +354,9 @@ async fn two_strategies_never_share_a_principal_scoped_entry() {
     );
 }
 
-/// Everything tracing saw: every field of every span and event, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-impl Visit for Capture {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={:?}\n", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={}\n", field.name(), value));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: Context<'_, S>,
-    ) {
-        attrs.record(&mut self.clone());
-    }
-    fn on_record(
-        &self,
-        _: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: Context<'_, S>,
-    ) {
-        values.record(&mut self.clone());
-    }
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        event.record(&mut self.clone());
-    }
-}
-
-/// `error`'s `Display`, `Debug` and every source's `Display`, in one text.
-fn everything(error: &Error) -> String {
-    let mut text = format!("{error}\n{error:?}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(&format!("{s}\n{s:?}\n"));
-        source = s.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn secrets_never_appear_in_errors_debug_or_traces() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(
-            capture
-                .clone()
-                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
-        ),
-    );
+    let (capture, _guard) = Capture::on_this_thread();
     let up = Upstream::start(|_| Reply::status(500, "down")).await;
     let closed = "127.0.0.1:9"; // discard port: nothing listens
     let token_url = format!("http://{closed}/token");
@@ -448,7 +391,7 @@ async fn secrets_never_appear_in_errors_debug_or_traces() {
         ApiKey::header("x", secret.clone()),
         stitch::auth::ClientCredentials::new("http://t", "c", "TRACE-S-1")
     ));
-    let traced = capture.0.lock().unwrap().clone();
+    let traced = capture.text();
     assert!(
         traced.contains("auth::query_key"),
         "the capture saw the calls: {traced}"

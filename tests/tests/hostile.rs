@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use stitch::auth::{Auth, AuthFuture};
 use stitch::store::{MemoryStore, Store, StoreFuture};
 use stitch::{Bytes, Client, Error, HeaderMap, Runtime};
+use stitch_tests::traces::{everything, Capture};
 use stitch_tests::{raw_server, Reply, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, stitch::Fingerprint)]
 struct Hit {
@@ -122,17 +120,6 @@ impl Auth for Sets {
     fn refresh(&self) -> AuthFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
-}
-
-/// `error`'s `Display`, `Debug` and every source's, in one text.
-fn everything(error: &Error) -> String {
-    let mut text = format!("{error}\n{error:?}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(&format!("{s}\n{s:?}\n"));
-        source = s.source();
-    }
-    text
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,39 +249,6 @@ async fn inputs_the_upstream_sees_differently_never_share_a_key() {
 // ---------------------------------------------------------------------------------------------
 // Secrets: static ones and however a per-call one is spelled, in every place shown or kept.
 
-/// Everything tracing saw: every field of every span and event, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-impl Visit for Capture {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let line = format!("{}={:?}\n", field.name(), value);
-        self.0.lock().unwrap().push_str(&line);
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: Context<'_, S>,
-    ) {
-        attrs.record(&mut self.clone());
-    }
-    fn on_record(
-        &self,
-        _: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: Context<'_, S>,
-    ) {
-        values.record(&mut self.clone());
-    }
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        event.record(&mut self.clone());
-    }
-}
-
 /// Every byte written to or asked of a store.
 #[derive(Clone, Default)]
 struct Recording {
@@ -327,16 +281,7 @@ impl Store for Recording {
 
 /// The process-wide capture of everything traced, at every level, installed by the first test.
 fn traces() -> &'static Capture {
-    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let layer = capture
-            .clone()
-            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE);
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
-            .expect("the only subscriber of this test binary");
-        capture
-    })
+    Capture::process_wide()
 }
 
 /// Every secret the tests of this file send (none may ever be traced).
@@ -385,7 +330,7 @@ async fn static_secrets_never_reach_traces_descriptors_or_the_store() {
     );
     assert_eq!(seen.header("authorization"), Some("Bearer STATIC-BEARER-1"));
 
-    let traced = capture.0.lock().unwrap().clone();
+    let traced = capture.text();
     assert!(
         traced.contains("url.template"),
         "the capture saw the span: {traced}"

@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stitch::store::{MemoryStore, Store, StoreFuture};
 use stitch::{Bytes, Error, Runtime};
+use stitch_tests::traces::{everything, Capture};
 use stitch_tests::{Reply, Upstream};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, stitch::Fingerprint)]
 struct Hit {
@@ -100,64 +98,9 @@ async fn counting() -> Upstream {
     .await
 }
 
-/// Everything tracing saw: every field of every span and event, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-impl Visit for Capture {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={:?}\n", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={}\n", field.name(), value));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: Context<'_, S>,
-    ) {
-        attrs.record(&mut self.clone());
-    }
-    fn on_record(
-        &self,
-        _: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: Context<'_, S>,
-    ) {
-        values.record(&mut self.clone());
-    }
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        event.record(&mut self.clone());
-    }
-}
-
-/// `error`'s `Display`, `Debug` and every source's `Display`, in one text.
-fn everything(error: &Error) -> String {
-    let mut text = format!("{error}\n{error:?}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(&format!("{s}\n{s:?}\n"));
-        source = s.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn secret_query_values_never_appear_in_errors_or_traces() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(
-            capture
-                .clone()
-                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
-        ),
-    );
+    let (capture, _guard) = Capture::on_this_thread();
     let up = counting().await;
     let rt = Runtime::builder().base_url(up.url()).build().unwrap();
     let api = ApiClient::new(&rt).unwrap();
@@ -201,7 +144,7 @@ async fn secret_query_values_never_appear_in_errors_or_traces() {
     );
     assert!(!shown.contains("SECRET-KEY-1"), "{shown}");
 
-    let traced = capture.0.lock().unwrap().clone();
+    let traced = capture.text();
     assert!(
         traced.contains("retrying"),
         "the capture saw the events: {traced}"

@@ -17,10 +17,8 @@ use stitch::__private as s;
 use stitch::auth::{CookieSession, CredentialOutage, Keyring, LoginRequest, Secret};
 use stitch::store::{MemoryStore, Store};
 use stitch::{Endpoint, Error, Runtime};
+use stitch_tests::traces::{everything, Capture};
 use stitch_tests::{Reply, Seen, Upstream};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 const BASE: &str = "http://declared.invalid";
 const PASSWORD: &str = "PW-hunter2-SECRET";
@@ -338,64 +336,10 @@ async fn a_login_redirect_keeps_its_cookie_and_cookies_go_only_where_they_belong
     );
 }
 
-/// Everything tracing saw: every field of every span and event, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-impl Visit for Capture {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={:?}\n", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let mut out = self.0.lock().unwrap();
-        out.push_str(&format!("{}={}\n", field.name(), value));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: Context<'_, S>,
-    ) {
-        attrs.record(&mut self.clone());
-    }
-    fn on_record(
-        &self,
-        _: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        _: Context<'_, S>,
-    ) {
-        values.record(&mut self.clone());
-    }
-    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-        event.record(&mut self.clone());
-    }
-}
-
-fn everything(error: &Error) -> String {
-    let mut text = format!("{error}\n{error:?}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(&format!("{s}\n{s:?}\n"));
-        source = s.source();
-    }
-    text
-}
-
 /// Current-thread runtime: the thread-local subscriber sees every task.
 #[tokio::test]
 async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(
-            capture
-                .clone()
-                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
-        ),
-    );
+    let (capture, _guard) = Capture::on_this_thread();
     let (app, up) = app().await;
     let mut shown = String::new();
     // A session that works, then an upstream that quotes the cookie back in a 500.
@@ -434,7 +378,7 @@ async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
     assert!(body.contains("bad credentials"), "{body}");
     shown.push_str(&everything(&error));
     shown.push_str(&format!("{:?}\n{:?}\n{:?}\n", session(&up), wrong, rt));
-    let traced = capture.0.lock().unwrap().clone();
+    let traced = capture.text();
     assert!(
         traced.contains("session::api"),
         "the capture saw the calls: {traced}"
