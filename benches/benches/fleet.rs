@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stitch::store::{Gcra, OpId, RedisStore, Store};
+use stitch_tests::fleet::{percentile, unix_us, Redis};
 
 #[stitch::seam(base_url = "http://placeholder.invalid")]
 trait Fleet {
@@ -40,90 +41,6 @@ const WORKER: &str = "STITCH_BENCH_FLEET";
 const TASKS: usize = 64;
 const ROUNDS: usize = 5;
 const ROUND: Duration = Duration::from_secs(2);
-
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("stitch-bench-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, name: &str) {
-        Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run `kill`");
-    }
-
-    /// `INFO commandstats` as command → calls.
-    fn commandstats(&self) -> BTreeMap<String, u64> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
-            .output()
-            .expect("run `redis-cli`");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest
-                    .strip_prefix("calls=")?
-                    .split(',')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((name.to_owned(), calls))
-            })
-            .collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -548,7 +465,7 @@ async fn fleet_rate(redis: &Redis) {
 // --- 5. Outage ---------------------------------------------------------------------------------
 
 async fn outage(base: &str) {
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let rt = stitch::Runtime::builder()
         .base_url(base)
         .store(RedisStore::connect(&redis.url()).await.unwrap())
@@ -617,7 +534,7 @@ fn main() {
             .is_none_or(|o| o.split(',').any(|s| s.trim() == n))
     };
     rt.block_on(async {
-        let redis = Redis::start();
+        let redis = Redis::start(&[]);
         let (base, _) = upstream(Duration::ZERO).await;
         if run("1") {
             round_trips(&redis, &base).await;

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stitch::store::RedisStore;
 use stitch::Runtime;
+use stitch_tests::fleet::{percentile, Redis};
 
 #[stitch::seam(base_url = "http://placeholder.invalid")]
 trait Bench {
@@ -41,59 +42,6 @@ trait Bench {
 /// Warmed keys cycled over by the L2-hit benchmark.
 const KEYS: u64 = 256;
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("stitch-bench-cache-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run `redis-cli`");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `redis-cli MONITOR`: every command the server runs, as it runs it.
 struct Monitor {
     child: Child,
@@ -103,7 +51,7 @@ struct Monitor {
 impl Monitor {
     fn start(redis: &Redis) -> Monitor {
         let mut child = Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "MONITOR"])
+            .args(["-p", &redis.port().to_string(), "MONITOR"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("run `redis-cli MONITOR`");
@@ -243,10 +191,6 @@ async fn claim_and_decode(store: &RedisStore, keys: &[String; 3]) -> serde_json:
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -262,7 +206,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let (base, counts) = rt.block_on(upstream());
     let api = rt.block_on(instance(&redis, &base));
 

@@ -11,6 +11,7 @@ use stitch::store::{
     CircuitReply, CircuitStep, MemoryStore, Store, StoreError, StoreErrorKind, StoreFuture, Verbs,
 };
 use stitch::{Client, Error, Runtime};
+use stitch_tests::fleet::Redis;
 use stitch_tests::{Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -188,58 +189,9 @@ impl Store for Down {
 
 // --- On Redis ----------------------------------------------------------------------------------
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("stitch-circuit-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_prefixes_on_one_redis_share_nothing_and_one_prefix_shares_everything() {
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::bytes(b"v")).await;
     let url = redis.url();
     let connect = || stitch::store::RedisStore::connect(&url);
@@ -287,8 +239,8 @@ async fn two_prefixes_on_one_redis_share_nothing_and_one_prefix_shares_everythin
     );
 
     // The keys really are under each prefix.
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    let keys = redis_keys(&mut conn);
+    let listed = redis.cli(&["KEYS", "*"]);
+    let keys: Vec<&str> = listed.lines().collect();
     assert!(
         keys.iter().any(|k| k.starts_with("stitch:fleet-a:{c:")),
         "{keys:?}"
@@ -302,25 +254,6 @@ async fn two_prefixes_on_one_redis_share_nothing_and_one_prefix_shares_everythin
             .all(|k| k.starts_with("stitch:fleet-a:") || k.starts_with("stitch:fleet-b:")),
         "every key under a prefix: {keys:?}"
     );
-}
-
-/// `KEYS *` over a raw RESP connection (the test needs no client of its own).
-fn redis_keys(conn: &mut std::net::TcpStream) -> Vec<String> {
-    use std::io::{BufRead, BufReader, Write};
-    conn.write_all(b"*2\r\n$4\r\nKEYS\r\n$1\r\n*\r\n").unwrap();
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let n: usize = line.trim_start_matches('*').trim().parse().unwrap();
-    (0..n)
-        .map(|_| {
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            line.trim_end().to_owned()
-        })
-        .collect()
 }
 
 /// Set in a worker's environment: `redis url|base url|concurrent calls`.
@@ -392,7 +325,7 @@ async fn separate_processes_on_redis_share_one_circuit() {
         worker(&spec).await;
         return;
     }
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let (up, healthy) = flaky().await;
     let (url, base) = (redis.url(), up.url());
     let run = |workers, calls| {

@@ -10,9 +10,9 @@ use axum::extract::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stitch::store::RedisStore;
 use stitch::throttle::ThrottleOutage;
 use stitch::{Error, Runtime};
+use stitch_tests::fleet::{connect, unix_us, Cluster, Redis};
 use stitch_tests::{saturate, Nginx, Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -38,90 +38,6 @@ trait Matrix {
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PROCESSES: usize = 8;
-
-/// A `redis-server` on a free loopback port (optionally a cluster node), killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Redis {
-    fn start(extra: &[&str]) -> Redis {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("stitch-matrix-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run `redis-cli`");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Sends the server a signal (`STOP` freezes it as a hung host would, `CONT` resumes it).
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run `kill`")
-            .success();
-        assert!(ok, "kill -{name} redis");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        // A stopped server would not die of SIGKILL any later, but resume it anyway for `wait`.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
 
 /// Busy and total jiffies of all CPUs (`/proc/stat`), to report the headroom left during a run.
 fn cpu_jiffies() -> (u64, u64) {
@@ -153,17 +69,6 @@ fn cpu_seconds(pid: &str) -> f64 {
         .collect();
     // Clock ticks: 100 per second on Linux.
     f.iter().sum::<f64>() / 100.0
-}
-
-/// Connects to the store a worker spec names: `redis://..` or `cluster:url,url,url`.
-async fn connect(store: &str) -> RedisStore {
-    match store.strip_prefix("cluster:") {
-        Some(urls) => {
-            let urls: Vec<&str> = urls.split(',').collect();
-            RedisStore::connect_cluster(&urls).await.unwrap()
-        }
-        None => RedisStore::connect(store).await.unwrap(),
-    }
 }
 
 // --- Pacing under a referee -----------------------------------------------------------------
@@ -324,14 +229,14 @@ async fn pace(test: &str, rates: &[(&str, u32)]) {
         let after = cpu_jiffies();
         (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64
     });
-    let own = cpu_seconds("self") + cpu_seconds(&redis.child.id().to_string());
+    let own = cpu_seconds("self") + cpu_seconds(&redis.pid().to_string());
     let sums = run_pacers(test, PROCESSES, &spec).await;
     let busy = sampler.await.unwrap_or(f64::NAN);
     // What this test's processes used (workers from their start, the upstream and Redis over
     // the run; nginx aside), next to how busy the machine was: the headroom the referees had.
     let used = f64::from(sums.get("cpu").map_or(0, |c| c.accepted)) / 1000.0
         + cpu_seconds("self")
-        + cpu_seconds(&redis.child.id().to_string())
+        + cpu_seconds(&redis.pid().to_string())
         - own;
     let wall = sums
         .values()
@@ -437,40 +342,8 @@ async fn four_processes_on_a_redis_cluster_share_one_budget_under_an_nginx_refer
         return pacer(&spec).await;
     }
     let _serial = SERIAL.lock().await;
-    let nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("run `redis-cli --cluster create`");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("All 16384 slots covered"),
-        "cluster created: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodes
-        .iter()
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "cluster_state:ok within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let urls: Vec<String> = nodes.iter().map(Redis::url).collect();
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
     let up = Upstream::start(|_| Reply::status(200, "")).await;
     let nginx = Nginx::rate_limited(&up.url(), 20).expect("start nginx");
     let start = unix_us() + 2_500_000;
@@ -718,7 +591,7 @@ async fn a_frozen_redis_follows_the_outage_policy_and_recovers_within_a_second()
         async move {
             let rt = Runtime::builder()
                 .base_url(base)
-                .store(RedisStore::connect(&url).await.unwrap())
+                .store(connect(&url).await)
                 .store_timeout(store_timeout)
                 .throttle_outage(outage)
                 .build()

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use stitch::store::{MemoryStore, Store, StoreFuture};
 use stitch::{Error, Runtime};
+use stitch_tests::fleet::{unix_us, Redis};
 use stitch_tests::{saturate, Nginx, Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -248,58 +249,6 @@ const WORKER: &str = "STITCH_FLEET_WORKER";
 const PROCESSES: usize = 4;
 const RUN: Duration = Duration::from_secs(5);
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("stitch-fleet-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start `redis-server`: install it (`apt-get install redis-server`)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
 /// The worker's side: saturate the shared stitch from 8 tasks, report what happened.
 async fn worker(spec: &str) {
     let parts: Vec<&str> = spec.split('|').collect();
@@ -336,13 +285,13 @@ async fn separate_processes_on_redis_share_one_budget_under_an_nginx_referee() {
     if let Ok(spec) = std::env::var(WORKER) {
         return worker(&spec).await;
     }
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::status(200, "")).await;
     let nginx = Nginx::rate_limited(&up.url(), 20).expect("start nginx");
     let start = unix_us() + 1_500_000;
     let spec = format!(
         "redis://127.0.0.1:{}|{}|{start}|{}",
-        redis.port,
+        redis.port(),
         nginx.url(),
         RUN.as_secs()
     );
@@ -421,9 +370,9 @@ async fn a_killed_process_gives_its_slot_back_within_the_lease_ttl() {
         let _ = FleetClient::new(&rt).unwrap().one().await;
         return;
     }
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_secs(30))).await;
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let mut holder = Command::new(std::env::current_exe().unwrap())
         .args([
             "a_killed_process_gives_its_slot_back_within_the_lease_ttl",
@@ -506,9 +455,9 @@ async fn a_process_that_shuts_down_gives_its_leases_back_at_once() {
         println!("WORKER_EXITS");
         std::process::exit(0);
     }
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_secs(60))).await;
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let store = stitch::store::RedisStore::connect(&url).await.unwrap();
     let rt = Runtime::builder()
         .base_url(up.url())
@@ -590,9 +539,9 @@ async fn a_process_that_shuts_down_gives_its_leases_back_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_fails_throttled_calls_fast_and_recovery_is_automatic() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::status(200, "")).await;
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let store = stitch::store::RedisStore::connect(&url).await.unwrap();
     let rt = Runtime::builder()
         .base_url(up.url())
@@ -602,8 +551,7 @@ async fn a_dead_redis_fails_throttled_calls_fast_and_recovery_is_automatic() {
         .unwrap();
     let api = FleetClient::new(&rt).unwrap();
     api.paced().await.unwrap();
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.kill();
     let t = Instant::now();
     match api.paced().await {
         Err(Error::ThrottleUnavailable { .. }) => {}
@@ -626,18 +574,7 @@ async fn a_dead_redis_fails_throttled_calls_fast_and_recovery_is_automatic() {
     );
     assert_eq!(up.hits(), 1, "never unthrottled: nothing was sent");
     // The same port, an empty server (scripts reloaded on NOSCRIPT).
-    redis.child = Command::new("redis-server")
-        .args(["--port", &redis.port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(&redis.dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", redis.port)).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    redis.restart();
     let back = Instant::now();
     loop {
         match api.paced().await {
@@ -687,11 +624,11 @@ async fn separate_processes_on_redis_never_exceed_the_concurrency_cap() {
         }
         return;
     }
-    let redis = Redis::start();
+    let redis = Redis::start(&[]);
     let up = Upstream::start(|_| Reply::status(200, "").after(Duration::from_millis(30))).await;
     let spec = format!(
         "redis://127.0.0.1:{}|{}|{}",
-        redis.port,
+        redis.port(),
         up.url(),
         unix_us() + 1_000_000
     );

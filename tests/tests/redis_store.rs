@@ -7,113 +7,21 @@
 
 use bytes::Bytes;
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stitch::store::{
     conformance, keys, Decision, Event, Gcra, OpId, RedisStore, Store, StoreErrorKind,
 };
+use stitch_tests::fleet::{free_port, Cluster, Redis};
 
-/// A `redis-server` process, killed (and its directory removed) on drop.
-struct Server {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    // The OS hands out a free ephemeral port; 6379 is never used, so a developer's Redis is safe.
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("stitch-redis-{port}-{}", OpId::random()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = launch(port, &dir, extra);
-        let server = Server { port, child, dir };
-        server.wait_ready();
-        server
-    }
-
-    /// SIGKILLs the server (as a crash would), answering nothing until [`Server::restart`].
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A new empty server on the same port.
-    fn restart(&mut self) {
-        self.child = launch(self.port, &self.dir, &[]);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]) != "PONG" {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} did not start",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command through `redis-cli`; its trimmed output.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `redis-cli` ({e}): install `redis-tools`"));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-/// Starts `redis-server` on `port` (persistence off, files in `dir`).
-fn launch(port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start `redis-server` ({e}): install it (`apt-get install redis-server`) \
-                 to run the Redis store tests"
-            )
-        })
-}
-
-async fn connect(server: &Server) -> RedisStore {
+async fn connect(server: &Redis) -> RedisStore {
     RedisStore::connect(&server.url()).await.expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_passes_the_conformance_suite() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let store = connect(&server).await;
     conformance::run(|| store.clone()).await;
 }
@@ -122,7 +30,7 @@ async fn redis_store_passes_the_conformance_suite() {
 /// exactly 20 ms apart on Redis `TIME`, spanning 1.98 s of server time from the first grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcra_slots_are_evenly_spaced_on_server_time() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let mut stores = Vec::new();
     for _ in 0..4 {
         stores.push(connect(&server).await);
@@ -170,7 +78,7 @@ async fn gcra_slots_are_evenly_spaced_on_server_time() {
 /// `burst + rate × 1 s` = 53 grants, and no window of one second holds more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcra_admits_exactly_burst_plus_rate_times_t() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let store = connect(&server).await;
     let key = keys::KeyLayout::default().budget_tat("bound");
     let mut slots = Vec::new();
@@ -205,7 +113,7 @@ async fn gcra_admits_exactly_burst_plus_rate_times_t() {
 /// work again by themselves once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_times_out_then_recovers() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let store = connect(&server)
         .await
         .with_timeout(Duration::from_millis(100));
@@ -263,7 +171,7 @@ async fn next(sub: &mut stitch::store::Subscription) -> Option<Event> {
 /// again by themselves within a second of a new server answering on the same address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_fails_fast_then_recovers_when_it_returns() {
-    let mut server = Server::start(&[]);
+    let mut server = Redis::start(&[]);
     let store = connect(&server)
         .await
         .with_timeout(Duration::from_millis(100));
@@ -326,7 +234,7 @@ async fn nothing_listening_is_unavailable() {
 /// After `SCRIPT FLUSH` (as after a restart or failover) scripts are reloaded transparently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_are_reloaded_after_a_flush() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let store = connect(&server).await;
     let ttl = Duration::from_secs(60);
     assert_eq!(
@@ -344,7 +252,7 @@ async fn scripts_are_reloaded_after_a_flush() {
 /// later messages arrive again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_subscription_reports_a_gap_and_resumes() {
-    let server = Server::start(&[]);
+    let server = Redis::start(&[]);
     let store = connect(&server).await;
     let mut sub = store.subscribe("stitch:ev").await.unwrap();
     store
@@ -429,8 +337,8 @@ async fn pump(
 /// its heartbeat, reconnects, reports the gap and receives again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_subscription_connection_is_detected_and_replaced() {
-    let server = Server::start(&[]);
-    let proxy = Proxy::start(server.port).await;
+    let server = Redis::start(&[]);
+    let proxy = Proxy::start(server.port()).await;
     let direct = connect(&server).await;
     let proxied = RedisStore::connect(&format!("redis://127.0.0.1:{}", proxy.port))
         .await
@@ -468,41 +376,8 @@ async fn a_silent_subscription_connection_is_detected_and_replaced() {
 /// conformance suite passes through the cluster client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_passes_the_conformance_suite() {
-    let nodes: Vec<Server> = (0..3)
-        .map(|_| {
-            Server::start(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("run `redis-cli --cluster create`");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("All 16384 slots covered"),
-        "cluster created: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !nodes
-        .iter()
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-    {
-        assert!(Instant::now() < deadline, "cluster_state:ok within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let urls: Vec<String> = nodes.iter().map(Server::url).collect();
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let store = RedisStore::connect_cluster(&urls)
         .await
@@ -521,7 +396,10 @@ async fn redis_cluster_passes_the_conformance_suite() {
             id: OpId::random(),
         };
         store.reserve(&tat, g).await.unwrap();
-        let slot: u16 = nodes[0].cli(&["CLUSTER", "KEYSLOT", &tat]).parse().unwrap();
+        let slot: u16 = cluster.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", &tat])
+            .parse()
+            .unwrap();
         assert_eq!(slot, keys::slot(&tat), "the layout's slot is Redis's");
     }
     conformance::run(|| store.clone()).await;
