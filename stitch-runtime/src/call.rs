@@ -172,8 +172,9 @@ pub async fn call_cached<D: Decoded>(
     let tier = match (runtime.fleet(), runtime.store()) {
         (Some(fleet), _) => {
             // The fleet's generations enter the key: read them (once, and after an event gap)
-            // before deriving it. Until they are known the shared tier is not used.
-            let _ = derive(&local);
+            // before deriving it. Until they are known the shared tier is not used. (The
+            // stitch's fleet scope is its static digest: made here if no key was derived yet.)
+            local.static_digest(|| key::static_digest(endpoint, policy, runtime.key_context()));
             if fleet.sync(&local, budget.store_limit(runtime)).await {
                 Tier::Fleet(fleet.clone())
             } else {

@@ -155,8 +155,7 @@ impl FleetCache {
             return false;
         }
         if !self.runtime_synced.load(Ordering::Acquire) {
-            let key = self.layout.generation("rt");
-            match self.read_generation(&key, limit).await {
+            match self.read_generation(None, limit).await {
                 Some(n) => {
                     self.local.adopt_generation(n);
                     self.runtime_synced.store(true, Ordering::Release);
@@ -168,8 +167,7 @@ impl FleetCache {
             let Some(scope) = stitch.fleet_scope() else {
                 return false;
             };
-            let key = self.layout.generation(&format!("s:{scope}"));
-            match self.read_generation(&key, limit).await {
+            match self.read_generation(Some(&scope), limit).await {
                 Some(n) => stitch.adopt_fleet_generation(n),
                 None => return false,
             }
@@ -177,15 +175,40 @@ impl FleetCache {
         true
     }
 
-    async fn read_generation(&self, key: &str, limit: Duration) -> Option<u64> {
-        match self.breaker.run(limit, "get", || self.store.get(key)).await {
-            Some(Ok(None)) => Some(0),
-            Some(Ok(Some(b))) => std::str::from_utf8(&b).ok()?.trim().parse().ok(),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "could not read a fleet cache generation; using the in-process tier");
+    async fn read_generation(&self, scope: Option<&str>, limit: Duration) -> Option<u64> {
+        let key = self.generation_key(scope);
+        match self.ask(limit, "get", || self.store.get(&key)).await {
+            Ok(None) => Some(0),
+            Ok(Some(b)) => std::str::from_utf8(&b).ok()?.trim().parse().ok(),
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::warn!(error = %e, "could not read a fleet cache generation; using the in-process tier");
+                }
                 None
             }
-            None => None,
+        }
+    }
+
+    /// The store key of a fleet generation: the runtime's (`None`) or a stitch's.
+    fn generation_key(&self, scope: Option<&str>) -> String {
+        match scope {
+            None => self.layout.generation("rt"),
+            Some(s) => self.layout.generation(&format!("s:{s}")),
+        }
+    }
+
+    /// One store operation behind the runtime's breaker, bounded by `limit`; `Err(None)` when
+    /// the breaker is open and the store was not asked.
+    async fn ask<'a, T>(
+        &self,
+        limit: Duration,
+        operation: &'static str,
+        op: impl FnOnce() -> crate::store::StoreFuture<'a, T>,
+    ) -> Result<T, Option<StoreError>> {
+        match self.breaker.run(limit, operation, op).await {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) => Err(Some(e)),
+            None => Err(None),
         }
     }
 
@@ -347,26 +370,24 @@ impl FleetCache {
             lease_ttl_us: self.lease.as_micros() as u64,
         };
         let claimed = self
-            .breaker
-            .run(limit, "fill_claim", || {
+            .ask(limit, "fill_claim", || {
                 self.store.fill_claim(keys.keys(), claim)
             })
             .await;
         match claimed {
-            Some(Ok(Claimed::Hit { value, ttl_us })) => {
-                Claim::Hit(value, Duration::from_micros(ttl_us))
-            }
-            Some(Ok(Claimed::Leader { generation })) => {
+            Ok(Claimed::Hit { value, ttl_us }) => Claim::Hit(value, Duration::from_micros(ttl_us)),
+            Ok(Claimed::Leader { generation }) => {
                 Claim::Leader(Holding::start(self.clone(), key, holder, generation))
             }
-            Some(Ok(Claimed::Busy { lease_ends_in_us })) => {
+            Ok(Claimed::Busy { lease_ends_in_us }) => {
                 Claim::Busy(Duration::from_micros(lease_ends_in_us))
             }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "fleet cache claim failed; using the in-process tier");
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::warn!(error = %e, "fleet cache claim failed; using the in-process tier");
+                }
                 Claim::Unavailable
             }
-            None => Claim::Unavailable,
         }
     }
 
@@ -378,47 +399,29 @@ impl FleetCache {
             channel: &self.channel,
             message: message(INVALIDATED, key),
         };
-        match self
-            .breaker
-            .run(self.store_timeout, "fill_invalidate", || {
-                self.store.fill_invalidate(keys.keys(), Some(notify))
-            })
-            .await
-        {
-            Some(Ok(existed)) => Ok(existed),
-            Some(Err(e)) => Err(Some(e)),
-            None => Err(None),
-        }
+        self.ask(self.store_timeout, "fill_invalidate", || {
+            self.store.fill_invalidate(keys.keys(), Some(notify))
+        })
+        .await
     }
 
     /// Bumps a fleet generation (`scope`: `None` for the runtime's, `Some(stitch scope)`), and
     /// returns the new value; every process flushes that scope when the notification arrives.
     pub(crate) async fn bump(&self, scope: Option<&str>) -> Result<u64, Option<StoreError>> {
-        let (key, mut prefix) = match scope {
-            None => (self.layout.generation("rt"), RUNTIME_BUMPED.to_vec()),
-            Some(s) => (self.layout.generation(&format!("s:{s}")), {
-                let mut p = STITCH_BUMPED.to_vec();
-                p.extend_from_slice(s.as_bytes());
-                p.push(b'|');
-                p
-            }),
+        let key = self.generation_key(scope);
+        // The store appends the new value: `G|r|<n>` or `G|s|<scope>|<n>`.
+        let message = match scope {
+            None => Bytes::from_static(RUNTIME_BUMPED),
+            Some(s) => Bytes::from([STITCH_BUMPED, s.as_bytes(), b"|"].concat()),
         };
-        prefix.shrink_to_fit();
         let notify = Notify {
             channel: &self.channel,
-            message: Bytes::from(prefix),
+            message,
         };
-        match self
-            .breaker
-            .run(self.store_timeout, "bump", || {
-                self.store.bump(&key, GENERATION_TTL, notify)
-            })
-            .await
-        {
-            Some(Ok(n)) => Ok(n),
-            Some(Err(e)) => Err(Some(e)),
-            None => Err(None),
-        }
+        self.ask(self.store_timeout, "bump", || {
+            self.store.bump(&key, GENERATION_TTL, notify)
+        })
+        .await
     }
 }
 
@@ -516,19 +519,19 @@ impl Holding {
                 }),
             };
             let done = fleet
-                .breaker
-                .run(fleet.store_timeout, "fill_complete", || {
+                .ask(fleet.store_timeout, "fill_complete", || {
                     fleet.store.fill_complete(keys.keys(), fill)
                 })
                 .await;
             match done {
-                Some(Ok(true)) => {}
-                Some(Ok(false)) => crate::meter::fleet_fill_fenced(),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "fleet cache write failed; waiters fetch on their own after the lease");
+                Ok(true) => {}
+                Ok(false) => crate::meter::fleet_fill_fenced(),
+                Err(e) => {
+                    if let Some(e) = e {
+                        tracing::warn!(error = %e, "fleet cache write failed; waiters fetch on their own after the lease");
+                    }
                     crate::meter::fleet_store_error("fill_complete");
                 }
-                None => crate::meter::fleet_store_error("fill_complete"),
             }
         });
     }
@@ -548,8 +551,7 @@ impl Drop for Holding {
                 message: message(COMPLETED, &key),
             };
             let _ = fleet
-                .breaker
-                .run(fleet.store_timeout, "fill_abandon", || {
+                .ask(fleet.store_timeout, "fill_abandon", || {
                     fleet.store.fill_abandon(keys.keys(), holder, Some(notify))
                 })
                 .await;
@@ -567,19 +569,14 @@ async fn renew(fleet: Weak<FleetCache>, key: CacheKey, holder: OpId, held: Arc<A
         let Some(f) = fleet.upgrade() else { return };
         let keys = f.entry_keys(&key);
         let renewed = f
-            .breaker
-            .run(f.store_timeout, "fill_renew", || {
+            .ask(f.store_timeout, "fill_renew", || {
                 f.store.fill_renew(keys.keys(), holder, ttl_us)
             })
             .await;
-        match renewed {
-            Some(Ok(true)) => {}
-            Some(Ok(false)) => {
-                held.store(false, Ordering::Release);
-                return;
-            }
-            // Unknown: keep trying; the completion is fenced anyway.
-            _ => {}
+        // An unknown outcome keeps trying: the completion is fenced anyway.
+        if matches!(renewed, Ok(false)) {
+            held.store(false, Ordering::Release);
+            return;
         }
     }
 }

@@ -33,7 +33,7 @@ pub(crate) struct Failure {
     pub(crate) error_type: String,
     /// The leader's error message (its `Display`), or the status response's redacted URL.
     pub(crate) message: String,
-    /// The status response's headers (credential ones dropped).
+    /// The status response's headers (credential ones are not encoded).
     pub(crate) headers: HeaderMap,
     /// The status response's body prefix.
     pub(crate) body: String,
@@ -62,11 +62,8 @@ impl Failure {
             } => {
                 failure.status = Some(*status);
                 failure.message = url.clone();
-                failure.headers = headers
-                    .iter()
-                    .filter(|(n, _)| !is_credential_response_header(n.as_str()))
-                    .map(|(n, v)| (n.clone(), v.clone()))
-                    .collect();
+                // Credential headers are left out when encoded (`put_headers`).
+                failure.headers = (**headers).clone();
                 failure.body = body.clone();
             }
             Error::Transport { .. }
@@ -105,11 +102,7 @@ pub(crate) fn encode_failure(failure: &Failure) -> Bytes {
     out.put_u16(failure.status.map_or(0, |s| s.as_u16()));
     put_bytes(&mut out, failure.error_type.as_bytes());
     put_bytes(&mut out, failure.message.as_bytes());
-    out.put_u32(failure.headers.len() as u32);
-    for (name, value) in &failure.headers {
-        put_bytes(&mut out, name.as_str().as_bytes());
-        put_bytes(&mut out, value.as_bytes());
-    }
+    put_headers(&mut out, &failure.headers);
     put_bytes(&mut out, failure.body.as_bytes());
     out.freeze()
 }
@@ -132,13 +125,7 @@ fn decode_failure(mut data: Bytes) -> Option<Failure> {
     let text = |data: &mut Bytes| String::from_utf8(take_bytes(data)?.to_vec()).ok();
     let error_type = text(&mut data)?;
     let message = text(&mut data)?;
-    let count = u32_of(&take(&mut data, 4)?);
-    let mut headers = HeaderMap::new();
-    for _ in 0..count {
-        let name = HeaderName::from_bytes(&take_bytes(&mut data)?).ok()?;
-        let value = HeaderValue::from_maybe_shared(take_bytes(&mut data)?).ok()?;
-        headers.append(name, value);
-    }
+    let headers = take_headers(&mut data)?;
     let body = text(&mut data)?;
     data.is_empty().then_some(Failure {
         status,
@@ -156,20 +143,40 @@ pub(crate) fn encode(raw: &RawResponse) -> Bytes {
     // Already redacted by the pipeline (no userinfo, no secret query values): a record never
     // holds a secret in clear.
     put_bytes(&mut out, raw.url.as_str().as_bytes());
-    // Response headers that hand out credentials (a session cookie) are not written to a
-    // shared store: it may be read by every process of the fleet and holds them at rest.
-    let kept = || {
-        raw.headers
-            .iter()
-            .filter(|(name, _)| !is_credential_response_header(name.as_str()))
-    };
-    out.put_u32(kept().count() as u32);
-    for (name, value) in kept() {
-        put_bytes(&mut out, name.as_str().as_bytes());
-        put_bytes(&mut out, value.as_bytes());
-    }
+    put_headers(&mut out, &raw.headers);
     put_bytes(&mut out, &raw.body);
     out.freeze()
+}
+
+/// The headers a shared record may hold: response headers that hand out credentials (a session
+/// cookie) are never written to a shared store, which every process of the fleet may read and
+/// which holds them at rest.
+fn shareable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !is_credential_response_header(name.as_str()))
+}
+
+/// Writes the [`shareable`] ones of `headers`: their count, then each name and value (repeated
+/// headers keep every value, in order).
+fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
+    out.put_u32(shareable(headers).count() as u32);
+    for (name, value) in shareable(headers) {
+        put_bytes(out, name.as_str().as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+/// Reads what [`put_headers`] wrote; `None` when malformed.
+fn take_headers(data: &mut Bytes) -> Option<HeaderMap> {
+    let count = u32_of(&take(data, 4)?);
+    let mut headers = HeaderMap::new();
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(&take_bytes(data)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(take_bytes(data)?).ok()?;
+        headers.append(name, value);
+    }
+    Some(headers)
 }
 
 /// Response headers whose values are credentials.
@@ -194,13 +201,7 @@ pub(crate) fn decode(mut data: Bytes) -> Option<RawResponse> {
     let status = take(&mut data, 2)?;
     let status = StatusCode::from_u16(u16::from_be_bytes([status[0], status[1]])).ok()?;
     let url = url::Url::parse(std::str::from_utf8(&take_bytes(&mut data)?).ok()?).ok()?;
-    let count = u32_of(&take(&mut data, 4)?);
-    let mut headers = HeaderMap::new();
-    for _ in 0..count {
-        let name = HeaderName::from_bytes(&take_bytes(&mut data)?).ok()?;
-        let value = HeaderValue::from_maybe_shared(take_bytes(&mut data)?).ok()?;
-        headers.append(name, value);
-    }
+    let headers = take_headers(&mut data)?;
     let body = take_bytes(&mut data)?;
     data.is_empty().then_some(RawResponse {
         status,
@@ -291,17 +292,15 @@ mod tests {
             status: Some(StatusCode::SERVICE_UNAVAILABLE),
             error_type: "503".into(),
             message: "http://127.0.0.1/x".into(),
-            headers: headers
-                .iter()
-                .filter(|(n, _)| !is_credential_response_header(n.as_str()))
-                .map(|(n, v)| (n.clone(), v.clone()))
-                .collect(),
+            headers,
             body: "down".into(),
         };
         let bytes = encode_failure(&failure);
         assert!(!bytes.windows(14).any(|w| w == b"session=secret"));
+        let mut shared = failure.clone();
+        shared.headers.remove("set-cookie");
         match decode_any(bytes.clone()) {
-            Some(Record::Failure(back)) => assert_eq!(back, failure),
+            Some(Record::Failure(back)) => assert_eq!(back, shared),
             _ => panic!("a negative entry decodes as one"),
         }
         for n in 0..bytes.len() {
