@@ -816,7 +816,8 @@ mod tests {
         Endpoint::new(name, Method::Get, "/", &[]).throttles(throttles)
     }
 
-    fn fleet(store: &MemoryStore, outage: ThrottleOutage) -> Fleet {
+    /// A fleet limiter on `store` with the tests' settings (paused-time pacing).
+    fn fleet<S: Store + Clone>(store: &S, outage: ThrottleOutage) -> Fleet {
         Fleet::new(
             Arc::new(store.clone()),
             Settings {
@@ -1059,19 +1060,6 @@ mod tests {
         }
     }
 
-    fn on(store: &Switchable, outage: ThrottleOutage) -> Fleet {
-        Fleet::new(
-            Arc::new(store.clone()),
-            Settings {
-                layout: KeyLayout::default(),
-                store_timeout: Duration::from_millis(250),
-                lease_ttl: Duration::from_secs(3),
-                outage,
-                clock: PacingClock::Tokio,
-            },
-        )
-    }
-
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_store_fails_the_attempt_then_recovers() {
         static EP: Endpoint = endpoint(
@@ -1079,7 +1067,7 @@ mod tests {
             &[ThrottleSpec::new(Pool::Stitch).rate(100, Duration::from_secs(1))],
         );
         let store = Switchable::up();
-        let f = on(&store, ThrottleOutage::Fail);
+        let f = fleet(&store, ThrottleOutage::Fail);
         f.acquire(&EP, "h:1", None).await.unwrap();
         store.down.store(true, Ordering::SeqCst);
         let t = Instant::now();
@@ -1108,7 +1096,7 @@ mod tests {
         );
         let store = Switchable::up();
         store.down.store(true, Ordering::SeqCst);
-        let f = on(&store, ThrottleOutage::local(0.5));
+        let f = fleet(&store, ThrottleOutage::local(0.5));
         let t0 = Instant::now();
         let mut grants = Vec::new();
         for _ in 0..3 {
@@ -1178,16 +1166,7 @@ mod tests {
             &[ThrottleSpec::new(Pool::Stitch).rate(1000, Duration::from_secs(1))],
         );
         let store = Freezable::default();
-        let f = Arc::new(Fleet::new(
-            Arc::new(store.clone()),
-            Settings {
-                layout: KeyLayout::default(),
-                store_timeout: Duration::from_millis(250),
-                lease_ttl: Duration::from_secs(3),
-                outage: ThrottleOutage::Fail,
-                clock: PacingClock::Tokio,
-            },
-        ));
+        let f = Arc::new(fleet(&store, ThrottleOutage::Fail));
         let wave = || {
             let t = Instant::now();
             let tasks: Vec<_> = (0..4)
@@ -1267,8 +1246,8 @@ mod tests {
         static EP: Endpoint = endpoint("fifo", &[ThrottleSpec::new(Pool::Stitch).concurrency(1)]);
         let store = Switchable::up();
         let (a, b) = (
-            on(&store, ThrottleOutage::Fail),
-            Arc::new(on(&store, ThrottleOutage::Fail)),
+            fleet(&store, ThrottleOutage::Fail),
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
         );
         let held = a.acquire(&EP, "h:1", None).await.unwrap();
         let order = Arc::new(StdMutex::new(Vec::new()));
