@@ -125,7 +125,23 @@ impl ClientCredentials {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
-        // Configured before first use: the `Arc` is not shared yet.
+        if Arc::get_mut(&mut self.inner).is_none() {
+            // A clone being configured differently is another strategy: same settings so far,
+            // its own tokens (never a setting silently dropped).
+            let i = &*self.inner;
+            self.inner = Arc::new(Inner {
+                token_url: i.token_url.clone(),
+                client_id: i.client_id.clone(),
+                secret: i.secret.clone(),
+                scope: i.scope.clone(),
+                audience: i.audience.clone(),
+                params: i.params.clone(),
+                basic: i.basic,
+                skew: i.skew,
+                lease: i.lease,
+                tokens: Tokens::default(),
+            });
+        }
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             f(inner);
         }
@@ -488,5 +504,20 @@ impl Inner {
             Arc::from(answer.access_token),
             lifetime.map(Duration::from_secs),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_configured_differently_keeps_its_settings() {
+        let base = ClientCredentials::new("https://idp.test/token", "app", "secret");
+        let tuned = base.clone().skew(Duration::from_secs(9)).scope("read");
+        assert_eq!(tuned.inner.skew, Duration::from_secs(9));
+        assert_eq!(tuned.inner.scope.as_deref(), Some("read"));
+        assert_eq!(base.inner.skew, DEFAULT_SKEW, "the original is untouched");
+        assert!(base.inner.scope.is_none());
     }
 }

@@ -307,7 +307,23 @@ impl CookieSession {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
-        // Configured before first use: the `Arc` is not shared yet.
+        if Arc::get_mut(&mut self.inner).is_none() {
+            // A clone being configured differently is another strategy: same settings so far,
+            // its own sessions (never a setting silently dropped).
+            let i = &*self.inner;
+            self.inner = Arc::new(Inner {
+                key: i.key.clone(),
+                login: i.login.clone(),
+                cookie: i.cookie.clone(),
+                ttl: i.ttl,
+                statuses: i.statuses.clone(),
+                soft_wall: i.soft_wall.clone(),
+                outage: i.outage,
+                lease: i.lease,
+                slots: Mutex::default(),
+                generations: AtomicU64::new(0),
+            });
+        }
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             f(inner);
         }
@@ -795,6 +811,24 @@ fn default_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clone_configured_differently_keeps_its_settings() {
+        let base = CookieSession::new("acme", |_| {
+            Ok(LoginRequest::new(
+                http::Method::POST,
+                "https://acme.test/login",
+            ))
+        });
+        let tuned = base.clone().ttl(Duration::from_secs(7)).cookie("sid");
+        assert_eq!(tuned.inner.ttl, Duration::from_secs(7));
+        assert_eq!(tuned.inner.cookie.as_deref(), Some("sid"));
+        assert_eq!(
+            base.inner.ttl, DEFAULT_SESSION_TTL,
+            "the original is untouched"
+        );
+        assert!(base.inner.cookie.is_none());
+    }
 
     fn url(s: &str) -> url::Url {
         url::Url::parse(s).unwrap()
