@@ -289,10 +289,15 @@ async fn read_through<D: Decoded>(
             let stored = || stored_local.get(&key);
             let (owned, source) = (runtime.clone(), source.clone());
             let work = move |stale| {
-                fleet_fill(
-                    owned, fleet, request, key, local, policy, budget, stale, source,
-                )
-                .instrument(span)
+                let flight = Flight {
+                    runtime: owned,
+                    key,
+                    local,
+                    policy,
+                    budget,
+                    stale,
+                };
+                fleet_fill(flight, request, fleet, source).instrument(span)
             };
             runtime.flights().run(key, stored, work).await
         }
@@ -301,8 +306,15 @@ async fn read_through<D: Decoded>(
             let fetch_store = {
                 let runtime = runtime.clone();
                 move |stale| {
-                    fetch_and_store(runtime, request, key, local, policy, budget, stale, write)
-                        .instrument(span)
+                    let flight = Flight {
+                        runtime,
+                        key,
+                        local,
+                        policy,
+                        budget,
+                        stale,
+                    };
+                    fetch_and_store(flight, request, write).instrument(span)
                 }
             };
             if coalesce {
@@ -344,35 +356,64 @@ const SOURCE_MISS: u8 = 0;
 const SOURCE_HIT: u8 = 1;
 const SOURCE_COALESCED: u8 = 2;
 
-/// The in-process leader's work with a fleet tier (see `cache/fleet.rs`): claim the entry — a hit
-/// ends it; the fill lease makes this instance the fleet's one fetcher; otherwise wait for the
-/// instance that holds it and claim again. With the store unavailable, fetch here alone.
-#[allow(clippy::too_many_arguments)]
-async fn fleet_fill(
+/// One in-process flight: where its leader keeps the value it fetches (the request is passed
+/// beside it, to be consumed by the fetch). Owned (`'static`) so it can run as its own task
+/// under coalescing.
+struct Flight {
     runtime: Runtime,
-    fleet: Arc<crate::cache::fleet::FleetCache>,
-    request: RequestParts,
     key: CacheKey,
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
     budget: Budget,
+    /// Set by an exact invalidation of the key while the flight runs: nothing is stored.
     stale: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flight {
+    /// Keeps `value` in-process for `ttl` unless an exact invalidation of the key arrived while
+    /// it was fetched: checked after the insert too, so an invalidation landing between the
+    /// check and the insert still wins (it sets the flag, then removes; the flight inserts,
+    /// then re-checks).
+    fn keep_local(&self, value: &Value, ttl: Duration) {
+        use std::sync::atomic::Ordering;
+        if self.stale.load(Ordering::SeqCst) {
+            return;
+        }
+        self.local.insert_for(self.key, value.clone(), ttl);
+        if self.stale.load(Ordering::SeqCst) {
+            self.local.remove(&self.key);
+        }
+    }
+
+    fn invalidated(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The in-process leader's work with a fleet tier (see `cache/fleet.rs`): claim the entry — a hit
+/// ends it; the fill lease makes this instance the fleet's one fetcher; otherwise wait for the
+/// instance that holds it and claim again. With the store unavailable, fetch here alone.
+async fn fleet_fill(
+    flight: Flight,
+    request: RequestParts,
+    fleet: Arc<crate::cache::fleet::FleetCache>,
     source: Arc<std::sync::atomic::AtomicU8>,
 ) -> Result<Value> {
     use crate::cache::fleet::{Claim, RECHECK};
     use crate::cache::record::Record;
     use std::sync::atomic::Ordering;
-    let endpoint = request.endpoint;
+    let (endpoint, key, policy, budget) =
+        (request.endpoint, flight.key, flight.policy, flight.budget);
     let waiter = fleet.waiter(key);
     loop {
-        match fleet.claim(key, budget.store_limit(&runtime)).await {
+        match fleet.claim(key, budget.store_limit(&flight.runtime)).await {
             Claim::Hit(bytes, ttl) => match record::decode_any(bytes) {
                 Some(Record::Response(raw)) => {
                     let Ok(value) = policy.values.decode(endpoint, raw) else {
                         // Another build's bytes under this key: fetch here, store nothing shared.
                         break;
                     };
-                    keep_local(&local, key, &value, ttl.min(policy.ttl), &stale);
+                    flight.keep_local(&value, ttl.min(policy.ttl));
                     let hit = if source.load(Ordering::Acquire) == SOURCE_COALESCED {
                         SOURCE_COALESCED
                     } else {
@@ -390,7 +431,7 @@ async fn fleet_fill(
             Claim::Leader(holding) => {
                 source.store(SOURCE_MISS, Ordering::Release);
                 drop(waiter);
-                return lead(runtime, holding, request, key, local, policy, budget, stale).await;
+                return lead(flight, request, holding).await;
             }
             Claim::Busy(lease_left) => {
                 source.store(SOURCE_COALESCED, Ordering::Release);
@@ -413,23 +454,18 @@ async fn fleet_fill(
     }
     drop(waiter);
     source.store(SOURCE_MISS, Ordering::Release);
-    fetch_and_store(runtime, request, key, local, policy, budget, stale, false).await
+    fetch_and_store(flight, request, false).await
 }
 
 /// The fleet's one fetcher for a key: fetch, keep in-process, complete the shared entry (a
 /// negative one for a failed exchange) behind the call.
-#[allow(clippy::too_many_arguments)]
 async fn lead(
-    runtime: Runtime,
-    holding: crate::cache::fleet::Holding,
+    flight: Flight,
     request: RequestParts,
-    key: CacheKey,
-    local: Arc<StitchCache>,
-    policy: &'static CachePolicy,
-    budget: Budget,
-    stale: Arc<std::sync::atomic::AtomicBool>,
+    holding: crate::cache::fleet::Holding,
 ) -> Result<Value> {
     use crate::cache::fleet::NEGATIVE_TTL;
+    let policy = flight.policy;
     use crate::cache::record::Failure;
     let share_failure = |holding: crate::cache::fleet::Holding, error: &Error| {
         match Failure::of(error) {
@@ -438,7 +474,7 @@ async fn lead(
             None => drop(holding),
         }
     };
-    let (endpoint, mut raw) = match fetch(&runtime, request, budget).await {
+    let (endpoint, mut raw) = match fetch(&flight.runtime, request, flight.budget).await {
         Ok(fetched) => fetched,
         Err(e) => {
             share_failure(holding, &e);
@@ -449,8 +485,8 @@ async fn lead(
     let sent = std::mem::take(&mut raw.sent);
     match policy.values.decode(endpoint, raw) {
         Ok(value) => {
-            keep_local(&local, key, &value, policy.ttl, &stale);
-            if stale.load(std::sync::atomic::Ordering::SeqCst) || !holding.still_held() {
+            flight.keep_local(&value, policy.ttl);
+            if flight.invalidated() || !holding.still_held() {
                 // Invalidated meanwhile, or the lease is gone: the fence would refuse the write.
                 drop(holding);
             } else {
@@ -463,26 +499,6 @@ async fn lead(
             share_failure(holding, &e);
             Err(e)
         }
-    }
-}
-
-/// Keeps `value` in-process unless an exact invalidation of the key arrived while it was
-/// fetched: checked after the insert too, so an invalidation landing between the check and the
-/// insert still wins (it sets the flag, then removes; the flight inserts, then re-checks).
-fn keep_local(
-    local: &StitchCache,
-    key: CacheKey,
-    value: &Value,
-    ttl: Duration,
-    stale: &std::sync::atomic::AtomicBool,
-) {
-    use std::sync::atomic::Ordering;
-    if stale.load(Ordering::SeqCst) {
-        return;
-    }
-    local.insert_for(key, value.clone(), ttl);
-    if stale.load(Ordering::SeqCst) {
-        local.remove(&key);
     }
 }
 
@@ -521,20 +537,11 @@ async fn from_store<D: Decoded>(
 }
 
 /// The leader's work without a fleet tier: fetch, decode, then store in-process and, when
-/// `write`, in the shared store behind the call. Owned (`'static`) so it can run as its own task
-/// under coalescing. An exact invalidation during the fetch (`stale`) wins: nothing is stored.
-#[allow(clippy::too_many_arguments)]
-async fn fetch_and_store(
-    runtime: Runtime,
-    request: RequestParts,
-    key: CacheKey,
-    local: Arc<StitchCache>,
-    policy: &'static CachePolicy,
-    budget: Budget,
-    stale: Arc<std::sync::atomic::AtomicBool>,
-    write: bool,
-) -> Result<Value> {
-    let (endpoint, mut raw) = fetch(&runtime, request, budget).await?;
+/// `write`, in the shared store behind the call. An exact invalidation during the fetch wins:
+/// nothing is stored.
+async fn fetch_and_store(flight: Flight, request: RequestParts, write: bool) -> Result<Value> {
+    let (runtime, key, policy) = (&flight.runtime, flight.key, flight.policy);
+    let (endpoint, mut raw) = fetch(runtime, request, flight.budget).await?;
     // No record to encode while the store breaker is open: the write would be skipped (counted
     // below, once the value decoded).
     let stored = runtime
@@ -546,8 +553,8 @@ async fn fetch_and_store(
         .values
         .decode(endpoint, raw)
         .map_err(|e| sent.redact(e))?;
-    keep_local(&local, key, &value, policy.ttl, &stale);
-    if stale.load(std::sync::atomic::Ordering::SeqCst) {
+    flight.keep_local(&value, policy.ttl);
+    if flight.invalidated() {
         return Ok(value);
     }
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {
