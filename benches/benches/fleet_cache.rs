@@ -16,7 +16,7 @@
 //! the process (the cross-process runs are the tests in `tests/tests/fleet_cache_redis.rs`).
 //!
 //! Run: `cargo bench -p stitch-benches --bench fleet_cache` (needs `redis-server` and `redis-cli`
-//! on the PATH).
+//! on the PATH); `STITCH_BENCH_ONLY=1` (a comma-separated list of sections) runs only those.
 
 use criterion::Criterion;
 use std::io::BufRead;
@@ -191,6 +191,39 @@ async fn claim_and_decode(store: &RedisStore, keys: &[String; 3]) -> serde_json:
     }
 }
 
+/// This process's CPU time so far (every thread, user and system) in nanoseconds, from the
+/// scheduler's per-thread accounting (`/proc/self/task/*/schedstat`): on cores shared with other
+/// work the wall time of a call follows the load; the CPU it costs this process does not.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Context switches of this process's threads so far (voluntary and not, from
+/// `/proc/self/task/*/status`): each is a thread that slept and was woken, the cost that grows
+/// with the machine's load.
+fn switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -201,6 +234,11 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    let only = std::env::var("STITCH_BENCH_ONLY").ok();
+    let run = |n: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s.trim() == n))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -210,7 +248,7 @@ fn main() {
     let (base, counts) = rt.block_on(upstream());
     let api = rt.block_on(instance(&redis, &base));
 
-    // 1. L2 hit through a generated call vs raw GET + the same decode.
+    // The warm entries of 1 and 2.
     rt.block_on(async {
         for id in 0..KEYS {
             api.user(id).await.unwrap();
@@ -218,219 +256,252 @@ fn main() {
         // The fills complete behind the calls.
         tokio::time::sleep(Duration::from_millis(200)).await;
     });
-    let keys: Vec<String> = redis
-        .cli(&["--scan", "--pattern", "*:v"])
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(keys.len() as u64, KEYS, "one shared entry per warmed key");
-    let raw = rt.block_on(async {
-        let client = redis::Client::open(redis.url()).unwrap();
-        redis::aio::ConnectionManager::new(client).await.unwrap()
-    });
-    // The driver's own claim of the same entries (value, lease and generation keys of one hash
-    // tag), for the split between the script's round trip and the pipeline around it.
-    let fills: Vec<[String; 3]> = keys
-        .iter()
-        .map(|k| {
-            let stem = k.strip_suffix(":v").expect("a value key");
-            [k.clone(), format!("{stem}:l"), format!("{stem}:g")]
-        })
-        .collect();
-    let store = rt.block_on(RedisStore::connect(&redis.url())).unwrap();
-    let n = AtomicUsize::new(0);
-    let mut c = Criterion::default()
-        .configure_from_args()
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6));
-    {
-        let mut g = c.benchmark_group("fleet_cache/l2_hit");
-        g.bench_function("stitch_call", |b| {
-            b.to_async(&rt).iter(|| {
-                let i = n.fetch_add(1, Ordering::Relaxed) as u64 % KEYS;
-                let api = api.clone();
-                async move { api.user(i).await.unwrap() }
-            })
+    if run("1") {
+        // 1. L2 hit through a generated call vs raw GET + the same decode.
+        let keys: Vec<String> = redis
+            .cli(&["--scan", "--pattern", "*:v"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(keys.len() as u64, KEYS, "one shared entry per warmed key");
+        let raw = rt.block_on(async {
+            let client = redis::Client::open(redis.url()).unwrap();
+            redis::aio::ConnectionManager::new(client).await.unwrap()
         });
-        g.bench_function("raw_get_and_decode", |b| {
-            b.to_async(&rt).iter(|| {
-                let i = n.fetch_add(1, Ordering::Relaxed) % keys.len();
-                let (mut conn, key) = (raw.clone(), keys[i].clone());
-                async move {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .unwrap();
-                    decode(bytes::Bytes::from(bytes)).unwrap()
-                }
+        // The driver's own claim of the same entries (value, lease and generation keys of one hash
+        // tag), for the split between the script's round trip and the pipeline around it.
+        let fills: Vec<[String; 3]> = keys
+            .iter()
+            .map(|k| {
+                let stem = k.strip_suffix(":v").expect("a value key");
+                [k.clone(), format!("{stem}:l"), format!("{stem}:g")]
             })
-        });
-        g.bench_function("driver_fill_claim_and_decode", |b| {
-            b.to_async(&rt).iter(|| {
-                let i = n.fetch_add(1, Ordering::Relaxed) % keys.len();
-                let (store, key) = (store.clone(), fills[i].clone());
-                async move { claim_and_decode(&store, &key).await }
-            })
-        });
-        g.finish();
-    }
-    // The same three, alternating in rounds (criterion runs them one after the other; the
-    // machine's load changes in between): the median of per-round means.
-    rt.block_on(async {
-        let per_round = 400;
-        let mut times: [Vec<f64>; 3] = Default::default();
-        for round in 0..15 {
-            for (which, t) in times.iter_mut().enumerate() {
-                let began = Instant::now();
-                for j in 0..per_round {
-                    let i = (round * per_round + j) % keys.len();
-                    match which {
-                        0 => drop(api.user(i as u64).await.unwrap()),
-                        1 => {
-                            let mut conn = raw.clone();
-                            let bytes: Vec<u8> = redis::cmd("GET")
-                                .arg(&keys[i])
-                                .query_async(&mut conn)
-                                .await
-                                .unwrap();
-                            drop(decode(bytes::Bytes::from(bytes)).unwrap());
-                        }
-                        _ => drop(claim_and_decode(&store, &fills[i]).await),
+            .collect();
+        let store = rt.block_on(RedisStore::connect(&redis.url())).unwrap();
+        let n = AtomicUsize::new(0);
+        let mut c = Criterion::default()
+            .configure_from_args()
+            .warm_up_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(6));
+        {
+            let mut g = c.benchmark_group("fleet_cache/l2_hit");
+            g.bench_function("stitch_call", |b| {
+                b.to_async(&rt).iter(|| {
+                    let i = n.fetch_add(1, Ordering::Relaxed) as u64 % KEYS;
+                    let api = api.clone();
+                    async move { api.user(i).await.unwrap() }
+                })
+            });
+            g.bench_function("raw_get_and_decode", |b| {
+                b.to_async(&rt).iter(|| {
+                    let i = n.fetch_add(1, Ordering::Relaxed) % keys.len();
+                    let (mut conn, key) = (raw.clone(), keys[i].clone());
+                    async move {
+                        let bytes: Vec<u8> = redis::cmd("GET")
+                            .arg(&key)
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap();
+                        decode(bytes::Bytes::from(bytes)).unwrap()
                     }
+                })
+            });
+            g.bench_function("driver_fill_claim_and_decode", |b| {
+                b.to_async(&rt).iter(|| {
+                    let i = n.fetch_add(1, Ordering::Relaxed) % keys.len();
+                    let (store, key) = (store.clone(), fills[i].clone());
+                    async move { claim_and_decode(&store, &key).await }
+                })
+            });
+            g.finish();
+        }
+        // The same three, alternating in rounds (criterion runs them one after the other; the
+        // machine's load changes in between): the median of per-round means.
+        rt.block_on(async {
+            let per_round = 400;
+            let mut times: [Vec<f64>; 3] = Default::default();
+            let (mut cpu, mut switched) = ([0u64; 3], [0u64; 3]);
+            for round in 0..15 {
+                for (which, t) in times.iter_mut().enumerate() {
+                    let (began, cpu_began, switches_began) = (Instant::now(), cpu_ns(), switches());
+                    for j in 0..per_round {
+                        let i = (round * per_round + j) % keys.len();
+                        match which {
+                            0 => drop(api.user(i as u64).await.unwrap()),
+                            1 => {
+                                let mut conn = raw.clone();
+                                let bytes: Vec<u8> = redis::cmd("GET")
+                                    .arg(&keys[i])
+                                    .query_async(&mut conn)
+                                    .await
+                                    .unwrap();
+                                drop(decode(bytes::Bytes::from(bytes)).unwrap());
+                            }
+                            _ => drop(claim_and_decode(&store, &fills[i]).await),
+                        }
+                    }
+                    t.push(began.elapsed().as_secs_f64() * 1e6 / per_round as f64);
+                    cpu[which] += cpu_ns().saturating_sub(cpu_began);
+                    switched[which] += switches().saturating_sub(switches_began);
                 }
-                t.push(began.elapsed().as_secs_f64() * 1e6 / per_round as f64);
             }
-        }
-        for t in times.iter_mut() {
-            t.sort_by(f64::total_cmp);
-        }
-        let median = |t: &Vec<f64>| t[t.len() / 2];
-        let (call, get, claim) = (median(&times[0]), median(&times[1]), median(&times[2]));
-        println!(
-            "paired rounds (median of 15 × {per_round} calls): stitch call {call:.1} µs, raw GET + \
-             decode {get:.1} µs (ratio {:.2}), driver fill_claim + decode {claim:.1} µs (ratio \
-             {:.2} to GET; the call is {:.2}× the claim)",
-            call / get,
-            claim / get,
-            call / claim
-        );
-    });
-    let users = counts.lock().unwrap().len();
-    assert_eq!(users as u64, KEYS, "every benchmarked call was a hit");
+            for t in times.iter_mut() {
+                t.sort_by(f64::total_cmp);
+            }
+            let median = |t: &Vec<f64>| t[t.len() / 2];
+            let (call, get, claim) = (median(&times[0]), median(&times[1]), median(&times[2]));
+            println!(
+                "paired rounds (median of 15 × {per_round} calls): stitch call {call:.1} µs, raw GET + \
+                 decode {get:.1} µs (ratio {:.2}), driver fill_claim + decode {claim:.1} µs (ratio \
+                 {:.2} to GET; the call is {:.2}× the claim)",
+                call / get,
+                claim / get,
+                call / claim
+            );
+            let per_call = |ns: u64| ns as f64 / 1e3 / (15 * per_round) as f64;
+            let (call, get, claim) = (per_call(cpu[0]), per_call(cpu[1]), per_call(cpu[2]));
+            println!(
+                "CPU of this process per call (all threads, same rounds): stitch call {call:.1} µs, \
+                 raw GET + decode {get:.1} µs (ratio {:.2}), driver fill_claim + decode {claim:.1} \
+                 µs (ratio {:.2} to GET)",
+                call / get,
+                claim / get
+            );
+            let per_call = |n: u64| n as f64 / (15 * per_round) as f64;
+            println!(
+                "context switches per call (this process, same rounds): stitch call {:.2}, raw GET \
+                 + decode {:.2}, driver fill_claim + decode {:.2}",
+                per_call(switched[0]),
+                per_call(switched[1]),
+                per_call(switched[2])
+            );
+        });
+        let users = counts.lock().unwrap().len();
+        assert_eq!(users as u64, KEYS, "every benchmarked call was a hit");
+    }
 
     rt.block_on(async {
-        // 2. Round trips per L2 hit, per miss: leader and waiter.
-        let monitor = Monitor::start(&redis);
-        let hits = 200;
-        let trips = monitor
-            .round_trips(&redis, async {
-                for i in 0..hits {
-                    api.user(i % KEYS).await.unwrap();
-                }
-            })
-            .await;
-        println!("round trips per L2 hit: {:.2} ({trips} for {hits} calls)", trips as f64 / hits as f64);
-        let misses = 20;
-        let trips = monitor
-            .round_trips(&redis, async {
-                for i in 0..misses {
-                    api.user(10_000 + i).await.unwrap();
-                }
-            })
-            .await;
-        println!("round trips per miss, leader: {:.2} ({trips} for {misses} misses)", trips as f64 / misses as f64);
-        let other = instance(&redis, &base).await;
-        other.slow(0).await.unwrap(); // subscribed and synced
-        api.slow(1).await.unwrap();
-        let pairs = 20;
-        let trips = monitor
-            .round_trips(&redis, async {
-                for i in 0..pairs {
-                    let leader = {
-                        let api = api.clone();
-                        tokio::spawn(async move { api.slow(100 + i).await.unwrap() })
-                    };
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    other.slow(100 + i).await.unwrap();
-                    leader.await.unwrap();
-                }
-            })
-            .await;
-        println!(
-            "round trips per coalesced miss: {:.2} for the leader and the waiter together ({trips} \
-             for {pairs} pairs; the leader's alone: see above)",
-            trips as f64 / pairs as f64
-        );
-        drop(monitor);
+        if run("2") {
+            // 2. Round trips per L2 hit, per miss: leader and waiter.
+            let monitor = Monitor::start(&redis);
+            let hits = 200;
+            let trips = monitor
+                .round_trips(&redis, async {
+                    for i in 0..hits {
+                        api.user(i % KEYS).await.unwrap();
+                    }
+                })
+                .await;
+            println!("round trips per L2 hit: {:.2} ({trips} for {hits} calls)", trips as f64 / hits as f64);
+            let misses = 20;
+            let trips = monitor
+                .round_trips(&redis, async {
+                    for i in 0..misses {
+                        api.user(10_000 + i).await.unwrap();
+                    }
+                })
+                .await;
+            println!("round trips per miss, leader: {:.2} ({trips} for {misses} misses)", trips as f64 / misses as f64);
+            let other = instance(&redis, &base).await;
+            other.slow(0).await.unwrap(); // subscribed and synced
+            api.slow(1).await.unwrap();
+            let pairs = 20;
+            let trips = monitor
+                .round_trips(&redis, async {
+                    for i in 0..pairs {
+                        let leader = {
+                            let api = api.clone();
+                            tokio::spawn(async move { api.slow(100 + i).await.unwrap() })
+                        };
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        other.slow(100 + i).await.unwrap();
+                        leader.await.unwrap();
+                    }
+                })
+                .await;
+            println!(
+                "round trips per coalesced miss: {:.2} for the leader and the waiter together ({trips} \
+                 for {pairs} pairs; the leader's alone: see above)",
+                trips as f64 / pairs as f64
+            );
+            drop(monitor);
+        }
 
-        // 3. Wake-up latency with 32 waiting instances.
+        // The instances of 3 and 4.
         let waiters = 32;
         let mut fleet = Vec::new();
-        for _ in 0..waiters {
-            let w = instance(&redis, &base).await;
-            w.slow(0).await.unwrap(); // subscribed and synced
-            fleet.push(w);
+        if run("3") || run("4") {
+            for _ in 0..waiters {
+                let w = instance(&redis, &base).await;
+                w.slow(0).await.unwrap(); // subscribed and synced
+                fleet.push(w);
+            }
         }
-        let mut wake = Vec::new();
-        for round in 0..40u64 {
-            let id = 1_000 + round;
-            let leader = {
-                let api = api.clone();
-                tokio::spawn(async move {
-                    api.slow(id).await.unwrap();
-                    Instant::now()
-                })
-            };
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            let calls: Vec<_> = fleet
-                .iter()
-                .map(|w| {
-                    let w = w.clone();
+
+        if run("3") {
+            // 3. Wake-up latency with 32 waiting instances.
+            let mut wake = Vec::new();
+            for round in 0..40u64 {
+                let id = 1_000 + round;
+                let leader = {
+                    let api = api.clone();
                     tokio::spawn(async move {
-                        w.slow(id).await.unwrap();
+                        api.slow(id).await.unwrap();
                         Instant::now()
                     })
-                })
-                .collect();
-            let led = leader.await.unwrap();
-            for c in calls {
-                wake.push(c.await.unwrap().saturating_duration_since(led));
-            }
-            assert_eq!(counts.lock().unwrap()[&format!("/slow/{id}")], 1);
-        }
-        wake.sort();
-        println!(
-            "wake-up, leader's value in hand → waiter holding it, {waiters} waiting instances: \
-             p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
-            ms(percentile(&wake, 0.5)),
-            ms(percentile(&wake, 0.99)),
-            ms(wake[wake.len() - 1]),
-            wake.len()
-        );
-
-        // 4. Upstream requests per cold key, all instances at once.
-        for size in [8usize, 32] {
-            let keys = 20u64;
-            let mut requests = 0;
-            for k in 0..keys {
-                let id = 50_000 + size as u64 * 1_000 + k;
-                let calls: Vec<_> = fleet[..size]
+                };
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                let calls: Vec<_> = fleet
                     .iter()
                     .map(|w| {
                         let w = w.clone();
-                        tokio::spawn(async move { w.slow(id).await.unwrap() })
+                        tokio::spawn(async move {
+                            w.slow(id).await.unwrap();
+                            Instant::now()
+                        })
                     })
                     .collect();
+                let led = leader.await.unwrap();
                 for c in calls {
-                    c.await.unwrap();
+                    wake.push(c.await.unwrap().saturating_duration_since(led));
                 }
-                requests += counts.lock().unwrap()[&format!("/slow/{id}")];
+                assert_eq!(counts.lock().unwrap()[&format!("/slow/{id}")], 1);
             }
+            wake.sort();
             println!(
-                "upstream requests per cold key, {size} instances: {:.2} ({requests} for {keys} keys)",
-                requests as f64 / keys as f64
+                "wake-up, leader's value in hand → waiter holding it, {waiters} waiting instances: \
+                 p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} samples)",
+                ms(percentile(&wake, 0.5)),
+                ms(percentile(&wake, 0.99)),
+                ms(wake[wake.len() - 1]),
+                wake.len()
             );
+        }
+
+        if run("4") {
+            // 4. Upstream requests per cold key, all instances at once.
+            for size in [8usize, 32] {
+                let keys = 20u64;
+                let mut requests = 0;
+                for k in 0..keys {
+                    let id = 50_000 + size as u64 * 1_000 + k;
+                    let calls: Vec<_> = fleet[..size]
+                        .iter()
+                        .map(|w| {
+                            let w = w.clone();
+                            tokio::spawn(async move { w.slow(id).await.unwrap() })
+                        })
+                        .collect();
+                    for c in calls {
+                        c.await.unwrap();
+                    }
+                    requests += counts.lock().unwrap()[&format!("/slow/{id}")];
+                }
+                println!(
+                    "upstream requests per cold key, {size} instances: {:.2} ({requests} for {keys} keys)",
+                    requests as f64 / keys as f64
+                );
+            }
         }
     });
 }

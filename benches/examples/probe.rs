@@ -59,6 +59,10 @@ fn main() {
         let base = format!("http://{addr}");
         let srt = stitch::Runtime::builder().base_url(base.clone()).build().unwrap();
         let api = BenchClient::new(&srt).unwrap();
+        if std::env::var_os("PROBE_SIZE").is_some() {
+            // The call's future, as the caller holds it (every layer of the pipeline moves it).
+            eprintln!("call future {} B", std::mem::size_of_val(&api.user(7)));
+        }
         let http = reqwest::Client::builder().user_agent("handwr/0.1.0").build().unwrap();
         for i in 0..n {
             if mode.starts_with("stitch") {

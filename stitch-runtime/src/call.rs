@@ -16,7 +16,8 @@
 //! no caller, leader or coalesced, waits for it.
 
 use crate::auth::{AuthRequest, AuthResponse, Credential};
-use crate::cache::coalesce::Role;
+use crate::cache::coalesce::{self, Role};
+use crate::cache::fleet::Claim;
 use crate::cache::key::{self, CacheKey};
 use crate::cache::local::{StitchCache, Value};
 use crate::cache::record;
@@ -60,39 +61,68 @@ fn span(endpoint: &Endpoint) -> tracing::Span {
 }
 
 /// Runs one call of an uncached stitch.
+///
+/// The request is resolved first, into the one copy of it that every step below borrows
+/// (`prepared`): an `async` layer that took it by value would keep its own copy in the call's
+/// future for the whole call.
 #[doc(hidden)]
-pub async fn call<D: Decode>(client: &ClientCore, mut request: RequestParts) -> Result<D::Output> {
+pub async fn call<D: Decode>(client: &ClientCore, request: RequestParts) -> Result<D::Output> {
+    let endpoint = request.endpoint;
+    // Inside `stitch::invalidate` nothing is sent, traced or counted.
     if cache::invalidating() {
-        return Err(invalidation_only(request.endpoint));
+        return Err(invalidation_only(endpoint));
     }
-    request.principal = client.principal().map(|p| p.id.clone());
-    let request_endpoint = request.endpoint;
-    let run = async {
-        let budget = Budget::start(client.runtime(), request_endpoint);
-        let (endpoint, mut raw) = fetch(client.runtime(), request, budget).await?;
-        let sent = std::mem::take(&mut raw.sent);
-        D::decode(endpoint, raw).map_err(|e| sent.redact(e))
-    };
-    let span = span(request_endpoint);
+    let runtime = client.runtime();
+    let span = span(endpoint);
     // No subscriber wants the span: skip its bookkeeping on the hot path.
     let traced = !span.is_disabled();
     if traced {
         span.record("cache", "bypass");
     }
     let started = Instant::now();
-    let outcome = run.instrument(span.clone()).await;
+    let budget = Budget::start(runtime, endpoint);
+    let request = with_principal(client, request);
+    let (mut prepared, mut failed) = owned(resolve(runtime, request, &span));
+    let mut run = std::pin::pin!(async {
+        if let Some(error) = failed.take() {
+            return Err(*error);
+        }
+        let mut raw = exchange(runtime, endpoint, &mut prepared, budget).await?;
+        let sent = std::mem::take(&mut raw.sent);
+        D::decode(endpoint, raw).map_err(|e| sent.redact(e))
+    });
+    // Polled inside the span, as `Instrument::instrument` does, but pinned where it was
+    // built: `instrument` takes the future by value, and moving it into its wrapper and then
+    // into this future copies all of it, twice (callgrind, `benches/examples/probe.rs`).
+    let outcome = std::future::poll_fn(|cx| {
+        let _entered = span.enter();
+        std::future::Future::poll(run.as_mut(), cx)
+    })
+    .await;
     let elapsed = started.elapsed();
     if traced {
         span.record("elapsed_ms", elapsed.as_secs_f64() * 1e3);
         record_error(&span, &outcome);
     }
-    meter::call(
-        request_endpoint,
-        CacheOutcome::Bypass,
-        &outcome,
-        Some(elapsed),
-    );
+    meter::call(endpoint, CacheOutcome::Bypass, &outcome, Some(elapsed));
     outcome
+}
+
+/// `request` as the calling client sends it: for its principal (auth strategies holding one
+/// credential per principal).
+fn with_principal(client: &ClientCore, mut request: RequestParts) -> RequestParts {
+    request.principal = client.principal().map(|p| p.id.clone());
+    request
+}
+
+/// A resolved request as the future that sends it owns it: the request (taken by its last
+/// attempt), or why it could not be resolved (boxed: the common future does not reserve room
+/// for an error).
+fn owned(resolved: Result<Prepared>) -> (Option<Prepared>, Option<Box<Error>>) {
+    match resolved {
+        Ok(prepared) => (Some(prepared), None),
+        Err(error) => (None, Some(Box::new(error))),
+    }
 }
 
 /// The span's `error.type` (OpenTelemetry's name) of a failed call.
@@ -287,8 +317,19 @@ async fn read_through<D: Decoded>(
     let (outcome, role) = match (coalesce, tier) {
         (true, Tier::Fleet(fleet)) => {
             let stored = || stored_local.get(&key);
+            // The in-process leader claims inline (a hit, the common case, costs no task and no
+            // wake-up from another thread); only what follows a miss runs as the flight's task.
+            // The fleet waiter is registered before the claim: a completion published between
+            // the claim's answer and the wait is not lost.
+            let claimer = fleet.clone();
+            let limit = budget.store_limit(runtime);
+            let claim = async move {
+                let waiter = claimer.waiter(key);
+                let claim = claimer.claim(key, limit).await;
+                (waiter, claim)
+            };
             let (owned, source) = (runtime.clone(), source.clone());
-            let work = move |stale| {
+            let then = move |stale, claimed| {
                 let flight = Flight {
                     runtime: owned,
                     key,
@@ -297,9 +338,9 @@ async fn read_through<D: Decoded>(
                     budget,
                     stale,
                 };
-                fleet_fill(flight, request, fleet, source).instrument(span)
+                after_claim(flight, request, fleet, source, span, claimed)
             };
-            runtime.flights().run(key, stored, work).await
+            runtime.flights().lead(key, stored, claim, then).await
         }
         (coalesce, tier) => {
             let write = matches!(tier, Tier::Shared | Tier::Fleet(_));
@@ -352,6 +393,10 @@ async fn read_through<D: Decoded>(
     outcome
 }
 
+/// The work of a fleet flight after its leader's inline claim (boxed: one type for its paths,
+/// allocated only on a miss, which spawns a task anyway).
+type FlightWork = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + Send>>;
+
 const SOURCE_MISS: u8 = 0;
 const SOURCE_HIT: u8 = 1;
 const SOURCE_COALESCED: u8 = 2;
@@ -398,34 +443,24 @@ async fn fleet_fill(
     request: RequestParts,
     fleet: Arc<crate::cache::fleet::FleetCache>,
     source: Arc<std::sync::atomic::AtomicU8>,
+    claimed: Option<(crate::cache::fleet::Waiter, Claim)>,
 ) -> Result<Value> {
-    use crate::cache::fleet::{Claim, RECHECK};
-    use crate::cache::record::Record;
+    use crate::cache::fleet::RECHECK;
     use std::sync::atomic::Ordering;
-    let (endpoint, key, policy, budget) =
-        (request.endpoint, flight.key, flight.policy, flight.budget);
-    let waiter = fleet.waiter(key);
+    let (endpoint, key, budget) = (request.endpoint, flight.key, flight.budget);
+    // The first claim was made by the leader inline, unless that was cut short.
+    let (waiter, mut claimed) = match claimed {
+        Some((waiter, claim)) => (waiter, Some(claim)),
+        None => (fleet.waiter(key), None),
+    };
     loop {
-        match fleet.claim(key, budget.store_limit(&flight.runtime)).await {
-            Claim::Hit(bytes, ttl) => match record::decode_any(bytes) {
-                Some(Record::Response(raw)) => {
-                    let Ok(value) = policy.values.decode(endpoint, raw) else {
-                        // Another build's bytes under this key: fetch here, store nothing shared.
-                        break;
-                    };
-                    flight.keep_local(&value, ttl.min(policy.ttl));
-                    let hit = if source.load(Ordering::Acquire) == SOURCE_COALESCED {
-                        SOURCE_COALESCED
-                    } else {
-                        SOURCE_HIT
-                    };
-                    source.store(hit, Ordering::Release);
-                    return Ok(value);
-                }
-                Some(Record::Failure(failure)) => {
-                    source.store(SOURCE_COALESCED, Ordering::Release);
-                    return Err(failure.to_error(endpoint));
-                }
+        let claim = match claimed.take() {
+            Some(claim) => claim,
+            None => fleet.claim(key, budget.store_limit(&flight.runtime)).await,
+        };
+        match claim {
+            Claim::Hit(bytes, ttl) => match fleet_hit(&flight, endpoint, bytes, ttl, &source) {
+                Some(outcome) => return outcome,
                 None => break,
             },
             Claim::Leader(holding) => {
@@ -433,18 +468,22 @@ async fn fleet_fill(
                 drop(waiter);
                 return lead(flight, request, holding).await;
             }
-            Claim::Busy(lease_left) => {
+            Claim::Busy { lease_left, asked } => {
                 source.store(SOURCE_COALESCED, Ordering::Release);
                 let left = budget.left();
                 if left.is_zero() {
                     return Err(budget.timed_out(endpoint));
                 }
                 // Woken by the filler's completion; re-checks by the lease's end (a dead filler)
-                // and every `RECHECK` (a lost message) anyway.
+                // and every `RECHECK` (a lost message) anyway. A completion that carried the
+                // value answers as a hit would, without claiming again.
                 let wait = (lease_left + Duration::from_millis(1))
                     .min(RECHECK)
                     .min(left);
-                waiter.wait(wait).await;
+                claimed = waiter
+                    .wait(wait, asked)
+                    .await
+                    .map(|(bytes, ttl)| Claim::Hit(bytes, ttl));
             }
             Claim::Unavailable => {
                 meter::degraded(endpoint, "fleet_cache_local");
@@ -455,6 +494,69 @@ async fn fleet_fill(
     drop(waiter);
     source.store(SOURCE_MISS, Ordering::Release);
     fetch_and_store(flight, request, false).await
+}
+
+/// What the in-process leader does with its inline claim's answer (see `Flights::lead`): a hit
+/// is the flight's outcome at once; anything else goes on as the flight's task.
+fn after_claim(
+    flight: Flight,
+    request: RequestParts,
+    fleet: Arc<crate::cache::fleet::FleetCache>,
+    source: Arc<std::sync::atomic::AtomicU8>,
+    span: tracing::Span,
+    claimed: Option<(crate::cache::fleet::Waiter, Claim)>,
+) -> coalesce::Next<FlightWork> {
+    let claimed = match claimed {
+        Some((waiter, Claim::Hit(bytes, ttl))) => {
+            match fleet_hit(&flight, request.endpoint, bytes, ttl, &source) {
+                Some(outcome) => return coalesce::Next::Done(outcome),
+                None => {
+                    // Another build's bytes under this key: fetch here, store nothing shared.
+                    drop(waiter);
+                    source.store(SOURCE_MISS, std::sync::atomic::Ordering::Release);
+                    let fetch = fetch_and_store(flight, request, false);
+                    return coalesce::Next::Rest(Box::pin(fetch.instrument(span)));
+                }
+            }
+        }
+        // Leader, busy or unavailable: the fill goes on from that answer. `None` (the leader was
+        // dropped during its claim while others wait): from a new claim (the dropped one gave
+        // back what it took: `FleetCache::claim`).
+        claimed => claimed,
+    };
+    let fill = fleet_fill(flight, request, fleet, source, claimed);
+    coalesce::Next::Rest(Box::pin(fill.instrument(span)))
+}
+
+/// A shared-tier hit of a fleet fill: decoded into this process's type and kept in-process no
+/// longer than the shared entry lives, or a negative entry's error (the fleet's outcome).
+/// `None`: another build's bytes under this key (fetch here, store nothing shared).
+fn fleet_hit(
+    flight: &Flight,
+    endpoint: &'static Endpoint,
+    bytes: bytes::Bytes,
+    ttl: Duration,
+    source: &std::sync::atomic::AtomicU8,
+) -> Option<Result<Value>> {
+    use crate::cache::record::Record;
+    use std::sync::atomic::Ordering;
+    match record::decode_any(bytes)? {
+        Record::Response(raw) => {
+            let value = flight.policy.values.decode(endpoint, raw).ok()?;
+            flight.keep_local(&value, ttl.min(flight.policy.ttl));
+            let hit = if source.load(Ordering::Acquire) == SOURCE_COALESCED {
+                SOURCE_COALESCED
+            } else {
+                SOURCE_HIT
+            };
+            source.store(hit, Ordering::Release);
+            Some(Ok(value))
+        }
+        Record::Failure(failure) => {
+            source.store(SOURCE_COALESCED, Ordering::Release);
+            Some(Err(failure.to_error(endpoint)))
+        }
+    }
 }
 
 /// The fleet's one fetcher for a key: fetch, keep in-process, complete the shared entry (a
@@ -667,6 +769,15 @@ fn still_rejected(strategy: &crate::auth::strategy::Registered) -> Error {
     }
 }
 
+/// An attempt found no request to send: the attempt loop only runs again after an attempt that
+/// kept a copy, so this is a bug in the pipeline, reported rather than panicked on.
+fn no_request(endpoint: &'static Endpoint) -> Error {
+    Error::Config {
+        stitch: endpoint.name,
+        reason: "internal: attempt without a request".into(),
+    }
+}
+
 fn invalidation_only(endpoint: &'static Endpoint) -> Error {
     Error::Config {
         stitch: endpoint.name,
@@ -675,9 +786,8 @@ fn invalidation_only(endpoint: &'static Endpoint) -> Error {
     }
 }
 
-/// Resolves the request, then runs its attempts within the call's total timeout: the circuit
-/// admits the call (or it fails fast), each attempt acquires the throttle, sends within the
-/// per-attempt timeout and reads the body; retryable failures back off and try again.
+/// Resolves the request, then runs its attempts within the call's total timeout (see
+/// [`exchange`]).
 ///
 /// Not an `async fn`: an `async fn` keeps its arguments in its future for its whole life, and
 /// `request` would be kept next to the `Prepared` made from it. Inlined so that the future is
@@ -691,9 +801,46 @@ fn fetch<'a>(
     budget: Budget,
 ) -> impl std::future::Future<Output = Result<(&'static Endpoint, RawResponse)>> + Send + 'a {
     let endpoint = request.endpoint;
-    let prepared = resolve(runtime, request);
+    let (mut prepared, failed) = owned(resolve(runtime, request, &tracing::Span::current()));
     async move {
-        let prepared = prepared?;
+        if let Some(error) = failed {
+            return Err(*error);
+        }
+        let raw = exchange(runtime, endpoint, &mut prepared, budget).await?;
+        Ok((endpoint, raw))
+    }
+}
+
+/// [`fetch`]'s first step: the request resolved against the runtime, its host on the call's span.
+fn resolve(runtime: &Runtime, request: RequestParts, span: &tracing::Span) -> Result<Prepared> {
+    let prepared = request.prepare(runtime.request_context())?;
+    if !span.is_disabled() {
+        // The host only: the URL's userinfo, path and query stay out of traces.
+        if let Some(host) = prepared.url.host_str() {
+            span.record("server.address", host);
+        }
+        if let Some(port) = prepared.url.port_or_known_default() {
+            span.record("server.port", port);
+        }
+    }
+    Ok(prepared)
+}
+
+/// Runs the attempts of a resolved request within the call's total timeout: the circuit admits
+/// the call (or it fails fast), each attempt acquires the throttle, sends within the per-attempt
+/// timeout and reads the body; retryable failures back off and try again.
+///
+/// `prepared` is borrowed from the future that owns it (each attempt takes or copies it), so no
+/// layer below keeps a copy of its own. Inlined for the reason given at [`fetch`].
+#[inline(always)]
+#[allow(clippy::manual_async_fn)] // as an `async fn`, the call future grew by 144 B (probe)
+fn exchange<'a>(
+    runtime: &'a Runtime,
+    endpoint: &'static Endpoint,
+    prepared: &'a mut Option<Prepared>,
+    budget: Budget,
+) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
+    async move {
         let admission = match &endpoint.circuit {
             Some(policy) => Some(
                 runtime
@@ -722,39 +869,25 @@ fn fetch<'a>(
                 Transition::Unchanged => {}
             }
         }
-        Ok((endpoint, outcome?))
+        outcome
     }
-}
-
-/// [`fetch`]'s first step: the request resolved against the runtime, its host on the span.
-fn resolve(runtime: &Runtime, request: RequestParts) -> Result<Prepared> {
-    let prepared = request.prepare(runtime.request_context())?;
-    let span = tracing::Span::current();
-    if !span.is_disabled() {
-        // The host only: the URL's userinfo, path and query stay out of traces.
-        if let Some(host) = prepared.url.host_str() {
-            span.record("server.address", host);
-        }
-        if let Some(port) = prepared.url.port_or_known_default() {
-            span.record("server.port", port);
-        }
-    }
-    Ok(prepared)
 }
 
 /// The attempt loop: retries what the policy retries while attempts and the retry budget last,
 /// waiting the backoff (or the upstream's `Retry-After`) in between; a `401` with an `auth`
 /// provider refreshes it once and redoes the attempt without counting it.
 ///
-/// Not an `async fn`, for the reason given at [`fetch`]: the request is kept once, as the spare
-/// each attempt's request is taken from.
+/// `spare` is the request each attempt takes (the last one) or copies (one that may run again).
+/// Neither a response nor an error is kept across an await here (what follows a failure is
+/// decided first, as a [`NextAttempt`]): this future's layout reserves room for every value kept across
+/// any of its awaits, in every state, including the one that awaits the attempt.
+#[allow(clippy::manual_async_fn)] // as an `async fn`, the call future grew by 144 B (probe)
 fn attempts<'a>(
     runtime: &'a Runtime,
     endpoint: &'static Endpoint,
-    prepared: Prepared,
+    spare: &'a mut Option<Prepared>,
     deadline: Option<tokio::time::Instant>,
 ) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
-    let mut spare = Some(prepared);
     async move {
         let span = tracing::Span::current();
         if endpoint.retry.is_some() {
@@ -770,187 +903,231 @@ fn attempts<'a>(
             let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
                 || (!matches!(credentials, Credentials::None) && !refreshed);
             let mut sent_with = None;
-            // The request is moved into the attempt within this block: the loop's future does not
-            // keep another copy of it while the attempt runs.
-            let outcome = {
-                let request = if again { spare.clone() } else { spare.take() };
-                // The loop only comes back after an attempt that kept a copy.
-                let Some(request) = request else {
-                    return Err(Error::Config {
-                        stitch: endpoint.name,
-                        reason: "internal: attempt without a request".into(),
-                    });
-                };
-                one_attempt(
-                    runtime,
-                    endpoint,
-                    request,
-                    deadline,
-                    &credentials,
-                    &mut sent_with,
-                )
-            };
-            let error = match outcome.await {
+            let attempted = one_attempt(
+                runtime,
+                endpoint,
+                &mut *spare,
+                again,
+                deadline,
+                &credentials,
+                &mut sent_with,
+            );
+            // Bound first: a `match` keeps its scrutinee in the future's layout across every await
+            // in its arms.
+            let attempted = attempted.await;
+            let next = match attempted {
                 Ok(raw) => match (&credentials, sent_with) {
-                    // A strategy may read a success as a rejection (a soft wall: a `200` login page).
-                    (Credentials::Strategy(strategy), Some(failed))
-                        if strategy.rejected(&AuthResponse {
-                            status: raw.status,
-                            headers: &raw.headers,
-                            body: &raw.body,
-                        }) =>
-                    {
-                        if refreshed {
-                            return Err(still_rejected(strategy));
+                    (Credentials::Strategy(strategy), Some(sent)) => {
+                        match Box::pin(accepted(runtime, strategy, raw, sent, refreshed)).await? {
+                            Some(raw) => return Ok(raw),
+                            None => NextAttempt::Refreshed,
                         }
-                        refreshed = true;
-                        Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
-                        continue;
                     }
                     _ => return Ok(raw),
                 },
-                Err(e) => e,
-            };
-            let unauthorized = match (&credentials, &error) {
-                // The strategy says which statuses reject its credential (default: `401`).
-                (
-                    Credentials::Strategy(strategy),
-                    Error::Status {
-                        status,
-                        headers,
-                        body,
-                        ..
+                Err(error) => next_after(
+                    runtime,
+                    endpoint,
+                    &credentials,
+                    Failed {
+                        error,
+                        sent_with,
+                        attempt,
+                        refreshed,
+                        deadline,
                     },
-                ) => strategy.rejected(&AuthResponse {
-                    status: *status,
-                    headers,
-                    body: body.as_bytes(),
-                }),
-                _ => error.status().is_some_and(|s| s.as_u16() == 401),
+                )?,
             };
-            if unauthorized && !refreshed {
-                match (&credentials, sent_with) {
-                    (Credentials::Provider(auth), _) => {
-                        refreshed = true;
-                        auth.refresh().await?;
-                        continue;
-                    }
-                    // Single-flight per credential: concurrent 401s on one credential share one
-                    // refresh; a refresh for a credential already replaced does nothing.
-                    (Credentials::Strategy(strategy), Some(failed)) => {
-                        refreshed = true;
-                        Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
-                        continue;
-                    }
-                    _ => {}
+            match next {
+                NextAttempt::Refreshed => refreshed = true,
+                NextAttempt::RefreshProvider(auth) => {
+                    refreshed = true;
+                    auth.refresh().await?;
+                }
+                // Single-flight per credential: concurrent 401s on one credential share one
+                // refresh; a refresh for a credential already replaced does nothing.
+                NextAttempt::RefreshStrategy(strategy, failed) => {
+                    refreshed = true;
+                    Box::pin(strategy.refresh(failed, runtime.auth_context())).await?;
+                }
+                NextAttempt::Backoff(wait) => {
+                    span.record("backoff_ms", wait.as_secs_f64() * 1e3);
+                    meter::retry(endpoint);
+                    Box::pin(tokio::time::sleep(wait)).await;
+                    attempt += 1;
                 }
             }
-            let Some(policy) = &endpoint.retry else {
-                return Err(error);
-            };
-            if attempt >= policy.attempts || !policy.retries(&error) {
-                return Err(error);
-            }
-            let wait = match (policy.respect_retry_after, error.retry_after()) {
-                // Honoured up to the retry's `max` (10 s unless declared): an upstream asking for a
-                // longer wait is not waited for; the caller gets the error, which carries it.
-                (true, Some(after)) if after > policy.max => return Err(error),
-                (true, Some(after)) => after,
-                _ => policy.delay(attempt + 1),
-            };
-            if let Some(deadline) = deadline {
-                // A wait that outlives the budget cannot end in success: report now (the error carries
-                // the upstream's Retry-After).
-                if tokio::time::Instant::now() + wait >= deadline {
-                    return Err(error);
-                }
-            }
-            if !runtime.retry_budgets().withdraw(endpoint) {
-                tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
-                meter::degraded(endpoint, "retry_budget_exhausted");
-                return Err(error);
-            }
-            tracing::debug!(
-                stitch = endpoint.name,
-                attempt,
-                backoff_ms = wait.as_millis() as u64,
-                error = %error,
-                "retrying"
-            );
-            span.record("backoff_ms", wait.as_secs_f64() * 1e3);
-            meter::retry(endpoint);
-            Box::pin(tokio::time::sleep(wait)).await;
-            attempt += 1;
         }
     }
+}
+
+/// What the attempt loop does after an attempt it does not return from.
+enum NextAttempt<'c> {
+    /// A strategy read a success as a rejection and was refreshed: redo the attempt.
+    Refreshed,
+    /// A `401` under an `auth` provider: refresh it, then redo the attempt (not counted).
+    RefreshProvider(&'c Arc<dyn crate::auth::Auth>),
+    /// A rejection under a strategy: refresh the credential that was sent, then redo the attempt.
+    RefreshStrategy(&'c Arc<crate::auth::strategy::Registered>, Credential),
+    /// A retryable failure: wait this long, then the next attempt.
+    Backoff(std::time::Duration),
+}
+
+/// A failed attempt, as [`next_after`] decides on it.
+struct Failed {
+    error: Error,
+    /// The strategy credential the attempt sent, if any.
+    sent_with: Option<Credential>,
+    attempt: u32,
+    /// Whether the credential was refreshed already during this call.
+    refreshed: bool,
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// After a failed attempt: refresh the credential once on a rejection, else retry what the policy
+/// retries while attempts, the budget and the retry budget last; `Err`: the call fails with it.
+fn next_after<'c>(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    credentials: &'c Credentials<'c>,
+    failed: Failed,
+) -> Result<NextAttempt<'c>> {
+    let Failed {
+        error,
+        sent_with,
+        attempt,
+        refreshed,
+        deadline,
+    } = failed;
+    let unauthorized = match (credentials, &error) {
+        // The strategy says which statuses reject its credential (default: `401`).
+        (
+            Credentials::Strategy(strategy),
+            Error::Status {
+                status,
+                headers,
+                body,
+                ..
+            },
+        ) => strategy.rejected(&AuthResponse {
+            status: *status,
+            headers,
+            body: body.as_bytes(),
+            url: None,
+        }),
+        _ => error.status().is_some_and(|s| s.as_u16() == 401),
+    };
+    if unauthorized && !refreshed {
+        match (credentials, sent_with) {
+            (Credentials::Provider(auth), _) => return Ok(NextAttempt::RefreshProvider(auth)),
+            (Credentials::Strategy(strategy), Some(failed)) => {
+                return Ok(NextAttempt::RefreshStrategy(strategy, failed))
+            }
+            _ => {}
+        }
+    }
+    let Some(policy) = &endpoint.retry else {
+        return Err(error);
+    };
+    if attempt >= policy.attempts || !policy.retries(&error) {
+        return Err(error);
+    }
+    let wait = match (policy.respect_retry_after, error.retry_after()) {
+        // Honoured up to the retry's `max` (10 s unless declared): an upstream asking for a
+        // longer wait is not waited for; the caller gets the error, which carries it.
+        (true, Some(after)) if after > policy.max => return Err(error),
+        (true, Some(after)) => after,
+        _ => policy.delay(attempt + 1),
+    };
+    if let Some(deadline) = deadline {
+        // A wait that outlives the budget cannot end in success: report now (the error carries
+        // the upstream's Retry-After).
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Err(error);
+        }
+    }
+    if !runtime.retry_budgets().withdraw(endpoint) {
+        tracing::debug!(stitch = endpoint.name, "retry budget exhausted");
+        meter::degraded(endpoint, "retry_budget_exhausted");
+        return Err(error);
+    }
+    tracing::debug!(
+        stitch = endpoint.name,
+        attempt,
+        backoff_ms = wait.as_millis() as u64,
+        error = %error,
+        "retrying"
+    );
+    Ok(NextAttempt::Backoff(wait))
+}
+
+/// A success under an auth strategy. The strategy may read it as a rejection (a soft wall: a
+/// `200` login page): the credential is refreshed and `None` says to redo the attempt (a second
+/// rejection right after a refresh is reported). Else the response, once the strategy renewed the
+/// credential from it if it does (a rolled session cookie). Boxed by the caller: calls without a
+/// strategy do not keep a response across these awaits.
+async fn accepted(
+    runtime: &Runtime,
+    strategy: &crate::auth::strategy::Registered,
+    raw: RawResponse,
+    sent: Credential,
+    refreshed: bool,
+) -> Result<Option<RawResponse>> {
+    let response = AuthResponse {
+        status: raw.status,
+        headers: &raw.headers,
+        body: &raw.body,
+        url: Some(&raw.url),
+    };
+    if strategy.rejected(&response) {
+        if refreshed {
+            return Err(still_rejected(strategy));
+        }
+        strategy.refresh(sent, runtime.auth_context()).await?;
+        return Ok(None);
+    }
+    if let Some(work) = strategy.renewed(&response, sent, runtime.auth_context()) {
+        work.await;
+    }
+    Ok(Some(raw))
 }
 
 /// One attempt: throttle (waits count against the budget), auth, send within the per-attempt
 /// timeout, read the body; the throttle is released when the attempt ends, however it ends.
 ///
-/// Not an `async fn`, for the reason given at [`fetch`]: `prepared` is kept once, not twice.
-#[allow(clippy::manual_async_fn)] // the `async fn` form is what this avoids
+/// The attempt's own request is taken from `spare` (or copied from it, when `keep`: the attempt
+/// may run again) only once the throttle admits it, and moved into the send before the response
+/// is awaited: the future keeps no copy of it while the request is in flight.
+#[allow(clippy::too_many_arguments)] // the attempt's inputs, each borrowed from the loop
+#[allow(clippy::manual_async_fn)] // as an `async fn`, the call future grew by 144 B (probe)
 fn one_attempt<'a>(
     runtime: &'a Runtime,
     endpoint: &'static Endpoint,
-    mut prepared: Prepared,
+    spare: &'a mut Option<Prepared>,
+    keep: bool,
     deadline: Option<tokio::time::Instant>,
     credentials: &'a Credentials<'a>,
     sent_with: &'a mut Option<Credential>,
 ) -> impl std::future::Future<Output = Result<RawResponse>> + Send + 'a {
     async move {
-        let _permit = if endpoint.throttles.is_empty() {
-            None
-        } else {
-            let host = crate::throttle::host_key(&prepared.url);
-            // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
-            // smaller future.
-            let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
-                Acquired::Now(permit) => permit,
-                Acquired::Later(later) => Box::pin(later.wait()).await,
-                Acquired::Contended => {
-                    Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?
-                }
-            };
-            tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
-            meter::throttle_wait(endpoint, permit.waited);
-            Some(permit)
+        // Its own future (no state of it is kept while the request is in flight).
+        let _permit = throttle(runtime, endpoint, spare, deadline).await?;
+        // The loop only comes back after an attempt that kept a copy.
+        let Some(mut prepared) = (if keep { spare.clone() } else { spare.take() }) else {
+            return Err(no_request(endpoint));
         };
-        match credentials {
-            Credentials::None => {}
-            Credentials::Provider(auth) => {
-                // Every header the provider sets is a credential, whatever its name (`x-tenant`):
-                // marked sensitive, so it is redacted wherever an upstream quotes it back. The copy
-                // costs nothing next to the request it precedes (this runs only when sending).
-                let before = prepared.headers.clone();
-                auth.apply(&mut prepared.headers).await?;
-                for (name, value) in prepared.headers.iter_mut() {
-                    if before.get(name) != Some(&*value) {
-                        value.set_sensitive(true);
-                    }
-                }
-            }
-            Credentials::Strategy(strategy) => {
-                let method = endpoint.method.to_http();
-                let Prepared {
-                    url,
-                    headers,
-                    body,
-                    secrets,
-                    principal,
-                } = &mut prepared;
-                let mut request = AuthRequest {
-                    method: &method,
-                    url,
-                    headers,
-                    body: body.as_deref(),
-                    secrets,
-                    principal: principal.as_deref(),
-                };
-                // Boxed: calls without a strategy do not carry its state in their future.
-                let applied = Box::pin(strategy.apply(&mut request, runtime.auth_context()));
-                *sent_with = Some(applied.await?);
-            }
+        // Moved through, never borrowed here: a value borrowed across an await stays in the
+        // future's layout after it is moved into the send.
+        if !matches!(credentials, Credentials::None) {
+            // Boxed: calls without credentials do not carry its state in their future.
+            prepared = Box::pin(authorize(
+                runtime,
+                endpoint,
+                prepared,
+                credentials,
+                sent_with,
+            ))
+            .await?;
         }
         match endpoint.each {
             None => send(runtime.transport(), endpoint, prepared).await,
@@ -966,4 +1143,78 @@ fn one_attempt<'a>(
             })),
         }
     }
+}
+
+/// The attempt's throttle permit (none for an unthrottled stitch); waits count against the budget.
+async fn throttle(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    spare: &Option<Prepared>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<crate::throttle::limiter::ThrottlePermit>> {
+    if endpoint.throttles.is_empty() {
+        return Ok(None);
+    }
+    let host = match spare {
+        Some(prepared) => crate::throttle::host_key(&prepared.url),
+        None => return Err(no_request(endpoint)),
+    };
+    // The uncontended grant needs no future; waits are boxed so unthrottled calls carry a
+    // smaller future.
+    let permit = match runtime.limiters().try_acquire(endpoint, &host, deadline)? {
+        Acquired::Now(permit) => permit,
+        Acquired::Later(later) => Box::pin(later.wait()).await,
+        Acquired::Contended => {
+            Box::pin(runtime.limiters().acquire(endpoint, &host, deadline)).await?
+        }
+    };
+    tracing::Span::current().record("throttle_wait_ms", permit.waited.as_secs_f64() * 1e3);
+    meter::throttle_wait(endpoint, permit.waited);
+    Ok(Some(permit))
+}
+
+/// The attempt's request with its credential applied: a provider's headers (each marked
+/// sensitive), or a strategy's credential (recorded in `sent_with`, to refresh or renew it).
+async fn authorize(
+    runtime: &Runtime,
+    endpoint: &'static Endpoint,
+    mut prepared: Prepared,
+    credentials: &Credentials<'_>,
+    sent_with: &mut Option<Credential>,
+) -> Result<Prepared> {
+    match credentials {
+        Credentials::None => {}
+        Credentials::Provider(auth) => {
+            // Every header the provider sets is a credential, whatever its name (`x-tenant`):
+            // marked sensitive, so it is redacted wherever an upstream quotes it back. The copy
+            // costs nothing next to the request it precedes (this runs only when sending).
+            let before = prepared.headers.clone();
+            auth.apply(&mut prepared.headers).await?;
+            for (name, value) in prepared.headers.iter_mut() {
+                if before.get(name) != Some(&*value) {
+                    value.set_sensitive(true);
+                }
+            }
+        }
+        Credentials::Strategy(strategy) => {
+            let method = endpoint.method.to_http();
+            let Prepared {
+                url,
+                headers,
+                body,
+                secrets,
+                principal,
+            } = &mut prepared;
+            let mut request = AuthRequest {
+                method: &method,
+                url,
+                headers,
+                body: body.as_deref(),
+                secrets,
+                principal: principal.as_deref(),
+            };
+            *sent_with = Some(strategy.apply(&mut request, runtime.auth_context()).await?);
+        }
+    }
+    Ok(prepared)
 }

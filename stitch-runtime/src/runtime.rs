@@ -858,6 +858,7 @@ impl RuntimeBuilder {
             layout.clone(),
             breaker.clone(),
             store_timeout,
+            principal_key,
         );
         let transport = Transport {
             client: http.clone(),

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stitch::__private as s;
-use stitch::auth::{ClientCredentials, CookieSession, Keyring, LoginRequest, Secret};
+use stitch::auth::{ClientCredentials, CookieSession, Keyring, LoginRequest, Secret, TokenRequest};
 use stitch::store::Store;
 use stitch::{Endpoint, Runtime};
 use stitch_tests::fleet::{self, answer, Redis, Worker};
@@ -334,4 +334,163 @@ async fn eight_processes_log_in_once_fetch_one_token_and_keep_both_sealed() {
         .filter(|u| *u == "eve")
         .count();
     assert_eq!(eves, 1);
+}
+
+/// A principal's session and token are stored under keys naming the principal only by a hash
+/// keyed with the runtime's `principal_key`: neither the name nor a plain hash of it (which a
+/// reader could compute from a guess) is in any key, and another `principal_key` gives other keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_keys_name_a_principal_only_by_a_keyed_hash() {
+    const NAME: &str = "alice.private@example.com";
+    let redis = Redis::start(&[]);
+    let app = Arc::new(App::default());
+    let script = app.clone();
+    let up = Upstream::start(move |seen| script.answer(seen)).await;
+    let member = |principal_key: [u8; 32]| {
+        let (redis, base) = (redis.url(), up.url());
+        async move {
+            let login = format!("{base}/login");
+            let session = CookieSession::new("svc", move |principal: Option<&str>| {
+                Ok(LoginRequest::post(login.clone())
+                    .field("user", principal.unwrap_or("svc"))
+                    .secret_field("password", Secret::new(PASSWORD)))
+            });
+            let oauth = ClientCredentials::new(format!("{base}/token"), "svc", CLIENT_SECRET)
+                .per_principal(|p: &str| Ok(TokenRequest::new().audience(format!("aud-{p}"))));
+            let rt = Runtime::builder()
+                .base_url(base)
+                .store(fleet::connect(&redis).await)
+                .principal_key(principal_key)
+                .seal_key(1, SEAL)
+                .auth_strategy("app", session)
+                .auth_strategy("oauth", oauth)
+                .build()
+                .unwrap();
+            let core = s::ClientCore::new(&rt, ALL)
+                .unwrap()
+                .with_principal(Some(NAME));
+            let me = s::call::<s::Json<Value>>(&core, s::RequestParts::new(&SESSION_API))
+                .await
+                .unwrap();
+            assert_eq!(me["user"], NAME);
+            s::call::<s::Json<Value>>(&core, s::RequestParts::new(&TOKEN_API))
+                .await
+                .unwrap();
+        }
+    };
+    member([7; 32]).await;
+    let keys = redis.cli(&["--scan"]);
+    let session_keys = |keys: &str| {
+        keys.lines()
+            .filter(|k| k.contains("{s:svc/") && k.ends_with(":jar"))
+            .count()
+    };
+    let token_keys = |keys: &str| keys.lines().filter(|k| k.ends_with(":tok")).count();
+    assert_eq!(session_keys(&keys), 1, "{keys}");
+    assert_eq!(token_keys(&keys), 1, "{keys}");
+    let plain = [
+        blake3::hash(NAME.as_bytes()).to_hex().to_string(),
+        blake3::Hasher::new_derive_key("stitch session principal v1")
+            .update(NAME.as_bytes())
+            .finalize()
+            .to_hex()
+            .to_string(),
+        blake3::Hasher::new_derive_key("stitch principal v1")
+            .update(NAME.as_bytes())
+            .finalize()
+            .to_hex()
+            .to_string(),
+    ];
+    let everything = keyspace(&redis);
+    for needle in [
+        NAME,
+        "alice",
+        "private",
+        "aud-",
+        PASSWORD,
+        CLIENT_SECRET,
+        "COOKIE-",
+        "VALUE",
+    ] {
+        assert!(
+            !everything.contains(needle),
+            "`{needle}` found in Redis: {everything}"
+        );
+    }
+    for hash in &plain {
+        assert!(
+            !keys.contains(&hash[..16]),
+            "a plain hash of the principal in {keys}"
+        );
+    }
+    // Keyed: under another principal key the same principal is stored under other keys.
+    member([9; 32]).await;
+    let keys = redis.cli(&["--scan"]);
+    assert_eq!(session_keys(&keys), 2, "{keys}");
+    assert_eq!(token_keys(&keys), 2, "{keys}");
+}
+
+/// A session both members saw rejected is replaced by one compare-and-invalidate
+/// (`fill_invalidate_if`): one re-login, and no stale-marker key left in the store (the marker
+/// is only the fallback for stores without the verb).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_session_is_replaced_by_one_compare_and_invalidate() {
+    let redis = Redis::start(&[]);
+    let app = Arc::new(App::default());
+    let script = app.clone();
+    let up = Upstream::start(move |seen| script.answer(seen)).await;
+    app.login_delay_ms.store(100, Ordering::SeqCst);
+    let mut cores = Vec::new();
+    for _ in 0..2 {
+        let login = format!("{}/login", up.url());
+        let session = CookieSession::new("svc", move |_| {
+            Ok(LoginRequest::post(login.clone())
+                .field("user", "svc")
+                .secret_field("password", Secret::new(PASSWORD)))
+        })
+        // A marker would live as long as the lease: long enough to be seen below.
+        .lease_ttl(Duration::from_secs(30));
+        let rt = Runtime::builder()
+            .base_url(up.url())
+            .store(fleet::connect(&redis.url()).await)
+            .principal_key([7; 32])
+            .seal_key(1, SEAL)
+            .auth_strategy("app", session)
+            .build()
+            .unwrap();
+        const SESSION_ONLY: &[&Endpoint] = &[&SESSION_API];
+        cores.push(s::ClientCore::new(&rt, SESSION_ONLY).unwrap());
+    }
+    let round = |cores: &[s::ClientCore]| {
+        let calls: Vec<_> = cores
+            .iter()
+            .flat_map(|core| {
+                (0..16).map(move |_| {
+                    let core = core.clone();
+                    tokio::spawn(async move {
+                        s::call::<s::Json<Value>>(&core, s::RequestParts::new(&SESSION_API)).await
+                    })
+                })
+            })
+            .collect();
+        async move {
+            for c in calls {
+                assert_eq!(c.await.unwrap().unwrap()["user"], "svc");
+            }
+        }
+    };
+    round(&cores).await;
+    assert_eq!(app.logins.load(Ordering::SeqCst), 1);
+    app.sessions.lock().unwrap().clear();
+    round(&cores).await;
+    assert_eq!(
+        app.logins.load(Ordering::SeqCst),
+        2,
+        "32 rejections of one session in two processes: one re-login"
+    );
+    let keys = redis.cli(&["--scan"]);
+    assert!(
+        !keys.contains("stale"),
+        "a stale marker was written: {keys}"
+    );
 }

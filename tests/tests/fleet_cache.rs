@@ -2,11 +2,15 @@
 //! for one process: its own in-process tier, flights and generations). The same protocol runs on
 //! Redis across real OS processes in `fleet_cache_redis.rs`.
 
+use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stitch::store::MemoryStore;
+use stitch::store::{
+    Claimed, Fill, FillClaim, FillKeys, MemoryStore, Notify, OpId, Store, StoreError, StoreFuture,
+    Subscription, Verb, Verbs,
+};
 use stitch::{Client, Runtime};
 use stitch_tests::{Reply, Upstream};
 
@@ -260,5 +264,211 @@ async fn principals_never_read_each_others_entries_across_instances() {
         up.hits() <= 8,
         "entries are shared per principal: {} requests",
         up.hits()
+    );
+}
+
+/// One instance's view of the shared `MemoryStore` that counts its fill claims and, once
+/// [`Claims::refuse_after`] was called, answers only that many more and fails the rest as an
+/// unreachable store would: whatever the instance gets after that, it got without asking.
+#[derive(Clone)]
+struct Claims {
+    inner: MemoryStore,
+    made: Arc<AtomicUsize>,
+    allowed: Arc<AtomicUsize>,
+}
+
+impl Claims {
+    fn new(inner: &MemoryStore) -> Claims {
+        Claims {
+            inner: inner.clone(),
+            made: Arc::default(),
+            allowed: Arc::new(AtomicUsize::new(usize::MAX)),
+        }
+    }
+
+    /// Claims made so far.
+    fn made(&self) -> usize {
+        self.made.load(Ordering::SeqCst)
+    }
+
+    /// From now on, answers `n` more claims and refuses the others.
+    fn refuse_after(&self, n: usize) {
+        self.allowed.store(self.made() + n, Ordering::SeqCst);
+    }
+}
+
+impl Store for Claims {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
+        self.inner.get(key)
+    }
+    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+        self.inner.set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.inner.delete(key)
+    }
+    fn capabilities(&self) -> Verbs {
+        use Verb::*;
+        Verbs::of(&[Get, Set, Delete, Time, Fill, Bump, Publish, Subscribe])
+    }
+    fn time(&self) -> StoreFuture<'_, u64> {
+        self.inner.time()
+    }
+    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+        let made = self.made.fetch_add(1, Ordering::SeqCst) + 1;
+        if made > self.allowed.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::unavailable("fill_claim", "refused")) });
+        }
+        self.inner.fill_claim(keys, claim)
+    }
+    fn fill_renew<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        ttl_us: u64,
+    ) -> StoreFuture<'a, bool> {
+        self.inner.fill_renew(keys, holder, ttl_us)
+    }
+    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
+        self.inner.fill_complete(keys, fill)
+    }
+    fn fill_abandon<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        holder: OpId,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        self.inner.fill_abandon(keys, holder, notify)
+    }
+    fn fill_invalidate<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        self.inner.fill_invalidate(keys, notify)
+    }
+    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
+        self.inner.bump(key, ttl, notify)
+    }
+    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
+        self.inner.publish(channel, message)
+    }
+    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        self.inner.subscribe(channel)
+    }
+}
+
+/// An instance on `store` through [`Claims`], already subscribed and synced (one call made).
+async fn counted_instance(store: &MemoryStore, up: &Upstream) -> (FleetClient, Claims) {
+    let claims = Claims::new(store);
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(claims.clone())
+        .local_throttles()
+        .principal_key([9; 32])
+        .fill_lease(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let api = FleetClient::new(&rt).unwrap();
+    let _ = api.team(0).await;
+    (api, claims)
+}
+
+/// A leader with the default fill lease (3 s): its waiters re-check every 500 ms, well after
+/// the 200 ms fetches of these tests end, so they only claim again when woken.
+fn leader(store: &MemoryStore, up: &Upstream) -> FleetClient {
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(store.clone())
+        .principal_key([9; 32])
+        .build()
+        .unwrap();
+    FleetClient::new(&rt).unwrap()
+}
+
+/// The leader fetches `user(1)` (its upstream takes 200 ms); 50 ms in, `waiter` asks for it and
+/// may claim once; its claims after that fail. Returns both outcomes.
+async fn lead_and_wait(
+    leader: &FleetClient,
+    waiter: &FleetClient,
+    claims: &Claims,
+) -> (
+    stitch::Result<serde_json::Value>,
+    stitch::Result<serde_json::Value>,
+) {
+    let led = {
+        let leader = leader.clone();
+        tokio::spawn(async move { leader.user(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    claims.refuse_after(1);
+    let waited = waiter.user(1).await;
+    (led.await.unwrap(), waited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_instance_takes_the_value_from_the_completion_without_claiming_again() {
+    let (up, hits) = upstream(Duration::from_millis(200), 200).await;
+    let store = MemoryStore::new(10_000);
+    let leader = leader(&store, &up);
+    let (waiter, claims) = counted_instance(&store, &up).await;
+    hits.store(0, Ordering::SeqCst);
+    let (led, waited) = lead_and_wait(&leader, &waiter, &claims).await;
+    let (led, waited) = (led.unwrap(), waited.expect("served from the notification"));
+    assert_eq!(waited, led, "the leader's value");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "one request: the waiter neither claimed again nor fetched"
+    );
+    // Kept in the waiter's in-process tier: no store, no request.
+    assert_eq!(waiter.user(1).await.unwrap(), led);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_reaches_a_waiting_instance_in_the_completion() {
+    let (up, hits) = upstream(Duration::from_millis(200), 503).await;
+    let store = MemoryStore::new(10_000);
+    let leader = leader(&store, &up);
+    let (waiter, claims) = counted_instance(&store, &up).await;
+    hits.store(0, Ordering::SeqCst);
+    let (led, waited) = lead_and_wait(&leader, &waiter, &claims).await;
+    for e in [led.unwrap_err(), waited.unwrap_err()] {
+        assert_eq!(
+            e.status(),
+            Some(stitch::StatusCode::SERVICE_UNAVAILABLE),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the negative entry came with the notification: not repeated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_large_to_carry_is_claimed_again_after_the_notification() {
+    let big = "x".repeat(100 * 1024);
+    let up = Upstream::start(move |_| {
+        Reply::json(json!({ "pad": big })).after(Duration::from_millis(200))
+    })
+    .await;
+    let store = MemoryStore::new(10_000);
+    let leader = leader(&store, &up);
+    let (waiter, claims) = counted_instance(&store, &up).await;
+    let before = (up.hits(), claims.made());
+    let led = {
+        let leader = leader.clone();
+        tokio::spawn(async move { leader.user(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waited = waiter.user(1).await.unwrap();
+    assert_eq!(waited, led.await.unwrap().unwrap());
+    assert_eq!(up.hits() - before.0, 1, "one request for both instances");
+    assert!(
+        claims.made() - before.1 >= 2,
+        "not carried: busy, then the stored value claimed after the notification"
     );
 }

@@ -38,7 +38,8 @@ trait Shared {
 /// One fleet test at a time (see the module docs); a tokio mutex, as it is held across awaits.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Set in a worker's environment: `store spec|base url|index|fill lease ms|timeout ms`.
+/// Set in a worker's environment: `store spec|base url|index|fill lease ms|timeout ms`, then
+/// optionally `|store timeout ms`.
 const WORKER: &str = "STITCH_FLEET_CACHE_WORKER";
 
 // --- The upstream -----------------------------------------------------------------------------
@@ -146,10 +147,17 @@ async fn worker(spec: &str) {
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + index)))
         .build()
         .unwrap();
-    let rt = Runtime::builder()
+    let store_timeout = f.get(5).map(|t| ms(t));
+    let mut store = fleet::connect(f[0]).await;
+    let mut rt = Runtime::builder();
+    if let Some(t) = store_timeout {
+        store = store.with_timeout(t);
+        rt = rt.store_timeout(t);
+    }
+    let rt = rt
         .http_client(http)
         .base_url(f[1])
-        .store(fleet::connect(f[0]).await)
+        .store(store)
         // The same secret in every process: the same credential is the same principal.
         .principal_key([7; 32])
         .fill_lease(ms(f[3]))
@@ -546,6 +554,101 @@ async fn a_leader_killed_mid_fetch_is_replaced_within_its_lease() {
         "a survivor fetched once the lease expired"
     );
     assert_ne!(usize::from(arrivals[1].worker), leader);
+}
+
+/// A leader dropped while its claim is still in the store (held there by `CLIENT PAUSE WRITE`,
+/// which holds scripts): with callers of its process waiting, the flight goes on without it,
+/// and with nobody waiting the lease its claim took is given back. Either way another process
+/// waiting on the key is served without waiting out that lease (3 s), and the fleet sends one
+/// upstream request per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_dropped_during_its_claim_strands_no_one() {
+    const NAME: &str = "a_leader_dropped_during_its_claim_strands_no_one";
+    if let Ok(spec) = std::env::var(WORKER) {
+        return worker(&spec).await;
+    }
+    let _serial = SERIAL.lock().await;
+    let redis = Redis::start(&[]);
+    let (lease, store_timeout) = (Duration::from_secs(3), Duration::from_secs(2));
+    let up = Upstream::start(Duration::from_millis(100)).await;
+    // The other process: its claim waits out the pause (a store timeout longer than it).
+    let spec = format!(
+        "{}|{}|0|{}|10000|{}",
+        redis.url(),
+        up.url,
+        lease.as_millis(),
+        store_timeout.as_millis()
+    );
+    let mut other = Worker::spawn(NAME, WORKER, &spec);
+    assert_eq!(other.recv().await, "ready");
+    call(&mut other, "slow", 0).await;
+    // This process, whose leader can be dropped at a chosen moment.
+    let rt = Runtime::builder()
+        .base_url(&up.url)
+        .store(
+            fleet::connect(&redis.url())
+                .await
+                .with_timeout(store_timeout),
+        )
+        .store_timeout(store_timeout)
+        .principal_key([7; 32])
+        .fill_lease(lease)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let api = SharedClient::new(&rt).unwrap();
+    api.slow(0).await.unwrap(); // subscribed and synced
+    let pause = Duration::from_millis(400);
+
+    for (id, followers) in [(1u64, 5usize), (2, 0)] {
+        let began = std::time::Instant::now();
+        redis.cli(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"]);
+        let leader = {
+            let api = api.clone();
+            tokio::spawn(async move { api.user(id).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting: Vec<_> = (0..followers)
+            .map(|_| {
+                let api = api.clone();
+                tokio::spawn(async move { api.user(id).await })
+            })
+            .collect();
+        other.send(&format!("call user {id}"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            rt.requests_in_flight(),
+            1,
+            "id {id}: the leader is still claiming (the pause holds its claim)"
+        );
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        for w in waiting {
+            let value = w.await.unwrap().unwrap();
+            assert_eq!(
+                n_of(&value),
+                1,
+                "id {id}: a follower got the one fetch's value"
+            );
+        }
+        let answer = other.recv().await;
+        let f: Vec<&str> = answer.split(' ').collect();
+        assert_eq!(
+            f[1], "1",
+            "id {id}: the other process got the one value: {answer}"
+        );
+        let took = began.elapsed();
+        println!("id {id}, {followers} followers: everyone served {took:?} after the pause began");
+        assert!(
+            took < pause + Duration::from_secs(1),
+            "id {id}: served {took:?} after the pause began: someone waited out the lease"
+        );
+        assert_eq!(
+            up.count(&format!("/users/{id}")),
+            1,
+            "id {id}: one request for the fleet"
+        );
+    }
 }
 
 /// Entries of `user(id)` in both workers' in-process tiers, then `b` watches while `a`

@@ -48,6 +48,13 @@ struct App {
     redirect: AtomicBool,
     /// Extra `Set-Cookie` attributes.
     attributes: Mutex<String>,
+    /// When set, every accepted `/api/*` call rotates the session: a new `SID` (with these extra
+    /// attributes) in a `Set-Cookie`, and the old one no longer accepted.
+    rolling: Mutex<Option<String>>,
+    rolls: AtomicUsize,
+    /// When set, every accepted `/api/*` call extends the session: the same `SID` again, with
+    /// `Max-Age=3`.
+    extending: AtomicBool,
 }
 
 impl App {
@@ -96,7 +103,31 @@ impl App {
             .find_map(|c| c.strip_prefix("SID="))
             .and_then(|sid| self.sessions.lock().unwrap().get(sid).cloned());
         match user {
-            Some(user) => Reply::json(json!({ "user": user, "cookie": cookie })),
+            Some(user) => {
+                let reply = Reply::json(json!({ "user": user, "cookie": cookie }));
+                if self.extending.load(Ordering::SeqCst) {
+                    let sid = cookie
+                        .split("; ")
+                        .find_map(|c| c.strip_prefix("SID="))
+                        .unwrap_or_default();
+                    return reply.header(
+                        "set-cookie",
+                        &format!("SID={sid}; Path=/api; HttpOnly; Max-Age=3"),
+                    );
+                }
+                let Some(attributes) = self.rolling.lock().unwrap().clone() else {
+                    return reply;
+                };
+                let n = self.rolls.fetch_add(1, Ordering::SeqCst) + 1;
+                let rolled = format!("ROLLED-{n}-{user}");
+                let mut sessions = self.sessions.lock().unwrap();
+                sessions.retain(|_, u| *u != user);
+                sessions.insert(rolled.clone(), user);
+                reply.header(
+                    "set-cookie",
+                    &format!("SID={rolled}; Path=/api; HttpOnly{attributes}"),
+                )
+            }
             None if self.soft_wall.load(Ordering::SeqCst) => {
                 let mut r = Reply::bytes(b"<form id=\"login\"><input name=user></form>");
                 r.headers.push(("content-type", "text/html".into()));
@@ -347,6 +378,14 @@ async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
     let ok = me(&core).await.unwrap();
     let cookie = ok["cookie"].as_str().unwrap().to_owned();
     assert!(cookie.contains("COOKIE-1-svc"));
+    // A session the upstream rolls: the rolled cookie is as secret as the first.
+    roll(&app, Some(""));
+    me(&core).await.unwrap();
+    roll(&app, None);
+    assert!(me(&core).await.unwrap()["cookie"]
+        .as_str()
+        .unwrap()
+        .contains("ROLLED-1-svc"));
     let echo = Upstream::start(|seen| {
         Reply::status(
             500,
@@ -383,7 +422,13 @@ async fn the_password_and_the_cookie_never_show_in_errors_debug_or_traces() {
         traced.contains("session::api"),
         "the capture saw the calls: {traced}"
     );
-    for needle in [PASSWORD, "PW-wrong-SECRET", "COOKIE-1-svc", "COOKIE-2-svc"] {
+    for needle in [
+        PASSWORD,
+        "PW-wrong-SECRET",
+        "COOKIE-1-svc",
+        "COOKIE-2-svc",
+        "ROLLED-1-svc",
+    ] {
         assert!(!shown.contains(needle), "{needle} shown: {shown}");
         assert!(!traced.contains(needle), "{needle} traced: {traced}");
     }
@@ -587,4 +632,165 @@ async fn with_the_store_unreachable_the_default_waits_then_fails_and_per_instanc
         "kept in the process"
     );
     assert_eq!(app.logins(), 1);
+}
+
+// ---- sessions the upstream renews (rolling cookies) ----
+
+fn cookie(value: &Value) -> String {
+    value["cookie"].as_str().unwrap_or_default().to_owned()
+}
+
+fn roll(app: &App, attributes: Option<&str>) {
+    *app.rolling.lock().unwrap() = attributes.map(str::to_owned);
+}
+
+#[tokio::test]
+async fn a_session_cookie_rolled_on_an_accepted_response_is_replayed_instead_of_the_old_one() {
+    let (app, up) = app().await;
+    let core = client(&runtime(&up, session(&up)));
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=COOKIE-1-svc"));
+    // Every response now rotates the session and the upstream forgets the previous cookie: each
+    // call must send the cookie the previous response set.
+    roll(&app, Some(""));
+    for n in 1..=5 {
+        let sent = cookie(&me(&core).await.unwrap());
+        let expected = if n == 1 {
+            "SID=COOKIE-1-svc".to_owned()
+        } else {
+            format!("SID=ROLLED-{}-svc", n - 1)
+        };
+        assert!(sent.contains(&expected), "call {n} sent {sent}");
+    }
+    roll(&app, None);
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=ROLLED-5-svc"));
+    assert_eq!(
+        app.logins(),
+        1,
+        "never logged in again: each rolled cookie was taken"
+    );
+    assert!(
+        !app.sessions.lock().unwrap().contains_key("COOKIE-1-svc"),
+        "the upstream rejects the old cookie"
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_cookie_honours_domain_and_expiry_and_an_extension_keeps_the_session() {
+    let (app, up) = app().await;
+    let core = client(&runtime(&up, session(&up)));
+    me(&core).await.unwrap();
+    // Rolled for another domain: refused (and the upstream has dropped COOKIE-1 meanwhile, so
+    // the next call is rejected and logs in again).
+    roll(&app, Some("; Domain=other.example"));
+    me(&core).await.unwrap();
+    roll(&app, None);
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=COOKIE-2-svc"));
+    assert_eq!(app.logins(), 2);
+    assert!(up
+        .seen()
+        .iter()
+        .all(|s| s.header("cookie").is_none_or(|c| !c.contains("ROLLED-1"))));
+    // Rolled with `Max-Age=1`: replayed while it lives, never after.
+    roll(&app, Some("; Max-Age=1"));
+    me(&core).await.unwrap();
+    roll(&app, None);
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=ROLLED-2-svc"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=COOKIE-3-svc"));
+    assert_eq!(app.logins(), 3);
+    let carried = |needle: &str| {
+        up.seen()
+            .iter()
+            .filter(|s| s.header("cookie").is_some_and(|c| c.contains(needle)))
+            .count()
+    };
+    assert_eq!(
+        carried("ROLLED-2"),
+        1,
+        "the expired rolled cookie was not sent"
+    );
+    // An extension (the same value, a later expiry) keeps the session past the first expiry.
+    let (app, up) = self::app().await;
+    *app.attributes.lock().unwrap() = "; Max-Age=1".into();
+    app.extending.store(true, Ordering::SeqCst);
+    let core = client(&runtime(&up, session(&up)));
+    me(&core).await.unwrap();
+    me(&core).await.unwrap(); // extended to 3 s from now
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(cookie(&me(&core).await.unwrap()).contains("SID=COOKIE-1-svc"));
+    assert_eq!(
+        app.logins(),
+        1,
+        "the extended session was kept past its first Max-Age"
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_session_reaches_the_fleet_sealed_and_other_members_use_it() {
+    let (app, up) = app().await;
+    let store = MemoryStore::new(1_000);
+    let a = client(&member(&up, &store, session(&up)));
+    let b = client(&member(&up, &store, session(&up)));
+    assert!(cookie(&me(&a).await.unwrap()).contains("SID=COOKIE-1-svc"));
+    assert!(cookie(&me(&b).await.unwrap()).contains("SID=COOKIE-1-svc"));
+    assert_eq!(app.logins(), 1);
+    roll(&app, Some(""));
+    me(&a).await.unwrap();
+    roll(&app, None);
+    // `b` still holds COOKIE-1, which the upstream now rejects: its re-login finds the fleet's
+    // rolled session in the store and logs nothing in.
+    assert!(cookie(&me(&b).await.unwrap()).contains("SID=ROLLED-1-svc"));
+    assert!(cookie(&me(&a).await.unwrap()).contains("SID=ROLLED-1-svc"));
+    // A member starting now takes it from the store too.
+    let c = client(&member(&up, &store, session(&up)));
+    assert!(cookie(&me(&c).await.unwrap()).contains("SID=ROLLED-1-svc"));
+    assert_eq!(
+        app.logins(),
+        1,
+        "one login for the fleet, the renewal shared"
+    );
+    let key = stitch::store::keys::KeyLayout::default()
+        .session_fill("app")
+        .keys()
+        .value
+        .to_owned();
+    let sealed = store.get(&key).await.unwrap().expect("stored");
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("ROLLED"),
+        "sealed"
+    );
+    let opened = Keyring::new(1, SEAL).open(&key, &sealed).unwrap();
+    assert!(String::from_utf8_lossy(&opened).contains("ROLLED-1-svc"));
+}
+
+#[tokio::test]
+async fn the_sessions_of_many_principals_are_bounded_by_max_principals() {
+    let (app, up) = app().await;
+    let core = client(&runtime(&up, session(&up).max_principals(2)));
+    let principals: Vec<_> = (0..10)
+        .map(|i| core.with_principal(Some(format!("user-{i}").as_str())))
+        .collect();
+    for p in &principals {
+        me(p).await.unwrap();
+    }
+    assert_eq!(app.logins(), 10);
+    for p in &principals {
+        me(p).await.unwrap();
+    }
+    let logins = app.logins();
+    assert!(
+        logins >= 18,
+        "{logins} logins: more than 2 sessions were kept"
+    );
+    // The default bound keeps them all.
+    let (app, up) = self::app().await;
+    let core = client(&runtime(&up, session(&up)));
+    for _ in 0..2 {
+        for i in 0..10 {
+            me(&core.with_principal(Some(format!("user-{i}").as_str())))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(app.logins(), 10);
 }

@@ -1,6 +1,6 @@
 //! One login, one token per fleet: a credential shared through the store is filled by one
 //! process while the others wait for it, with the store's fill verbs (`fill_claim`,
-//! `fill_renew`, `fill_complete`, `fill_abandon`, `fill_invalidate`).
+//! `fill_renew`, `fill_complete`, `fill_abandon`, `fill_invalidate_if` or `fill_invalidate`).
 //!
 //! - `claim` → **hit**: open the sealed value and use it. **Leader**: fetch (log in, request a
 //!   token), renewing the lease every third of its TTL while the fetch runs — a login slower than
@@ -10,10 +10,12 @@
 //!   holder only delays), then claim again.
 //! - A re-login after a rejection names the stored bytes that failed (`stale`). A stored value
 //!   that differs is the fleet's newer credential: used, nothing fetched. When it is still the
-//!   failed one, exactly one process — the one that creates the stale marker for those bytes
-//!   (`set_if_absent`) — invalidates it; the others wait for the new value. Without the marker,
-//!   a late invalidation by a second process would remove the first one's lease mid-login and
-//!   fence its completion (a second login).
+//!   failed one, exactly one process invalidates it: `fill_invalidate_if` (compare and
+//!   invalidate) removes it only while it is still those bytes, so a second process's late
+//!   invalidation finds them gone and removes nothing; with a store lacking that verb, the one
+//!   process that creates the stale marker for those bytes (`set_if_absent`) invalidates them.
+//!   An unconditional late invalidation would remove the first one's lease mid-login and fence
+//!   its completion (a second login).
 //! - A leader dropped mid-fetch abandons its lease (a waiter takes over at once).
 //! - A store that cannot be asked is a [`Failure::Store`]: the strategy applies its outage policy.
 //!
@@ -23,7 +25,7 @@
 use super::strategy::AuthContext;
 use crate::error::Error;
 use crate::store::keys::{companion, FillKeySet};
-use crate::store::{Claimed, Fill, FillClaim, Notify, OpId, Store, StoreFuture, Verb};
+use crate::store::{Cas, Claimed, Fill, FillClaim, Notify, OpId, Store, StoreFuture, Verb};
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -75,6 +77,46 @@ impl Account {
             message,
             store: store.clone(),
         })
+    }
+
+    /// `plaintext` sealed for this account's stored value (bound to its key); `None`, logged,
+    /// when it cannot be.
+    pub(crate) fn seal(&self, cx: &AuthContext, plaintext: &[u8]) -> Option<Bytes> {
+        match cx.sealing.seal(self.keys.keys().value, plaintext) {
+            Ok(sealed) => Some(Bytes::from(sealed)),
+            Err(e) => {
+                tracing::warn!(error = %e, "a renewed credential could not be sealed; kept in this process only");
+                None
+            }
+        }
+    }
+
+    /// Replaces the stored credential with `sealed` (for `ttl`) if it is still `expected`, the
+    /// bytes this process's credential came from: a renewal never overwrites a credential another
+    /// process stored since. Whether it replaced it; `Err` (the reason, for the log) when the
+    /// store cannot be asked or cannot compare and set.
+    pub(crate) async fn replace(
+        &self,
+        cx: &AuthContext,
+        expected: &Bytes,
+        sealed: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, String> {
+        if !self.store.capabilities().contains(Verb::CompareAndSet) {
+            return Err("the store does not implement `compare_and_set`".into());
+        }
+        let key = self.keys.keys().value;
+        let swapped = ask(cx, "compare_and_set", || {
+            self.store
+                .compare_and_set(key, Some(&expected[..]), sealed, ttl, OpId::random())
+        })
+        .await;
+        match swapped {
+            Ok(Cas::Swapped) => Ok(true),
+            Ok(Cas::Conflict { .. }) => Ok(false),
+            Err(Failure::Store(why)) => Err(why),
+            Err(Failure::Upstream(e)) => Err(e.to_string()),
+        }
     }
 
     fn notify(&self) -> Notify<'_> {
@@ -169,7 +211,24 @@ where
                         }
                     }
                 }
-                // The failed credential is still the stored one: one process invalidates it.
+                // The failed credential is still the stored one: one process invalidates it. With
+                // compare-and-invalidate, only while it is still that one (a credential another
+                // process stored since is kept, and of several processes that saw it fail exactly
+                // one invalidates); then claim again either way.
+                if account
+                    .store
+                    .capabilities()
+                    .contains(Verb::FillInvalidateIf)
+                {
+                    ask(cx, "fill_invalidate_if", || {
+                        account
+                            .store
+                            .fill_invalidate_if(keys, &value, Some(account.notify()))
+                    })
+                    .await?;
+                    continue;
+                }
+                // Without it, the process that creates the stale marker of these bytes does.
                 let marker = companion(keys.value, &format!("stale:{}", digest(&value)));
                 let first = ask(cx, "set_if_absent", || {
                     account.store.set_if_absent(
@@ -295,6 +354,7 @@ where
         value: sealed.clone(),
         ttl,
         notify: Some(account.notify()),
+        value_message: None,
     };
     match ask(cx, "fill_complete", || {
         account.store.fill_complete(keys, fill)

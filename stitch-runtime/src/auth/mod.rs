@@ -47,7 +47,12 @@
 //! # Sessions, and one login per fleet
 //!
 //! [`CookieSession`] logs in with a request built per principal, captures the `Set-Cookie`s and
-//! replays them; a configured status or a soft wall ([`Strategy::rejected`]) logs in again. With
+//! replays them; a configured status or a soft wall ([`Strategy::rejected`]) logs in again, and a
+//! `Set-Cookie` renewing the session on an ordinary response is taken ([`Strategy::renewed`]).
+//! [`ClientCredentials::per_principal`] gives each principal its own OAuth2 token. Strategies
+//! holding one credential per principal keep at most `max_principals` of them in a process
+//! ([`DEFAULT_MAX_PRINCIPALS`]), and name a principal in a store key only by a hash keyed with
+//! the runtime's `principal_key`. With
 //! a shared store, a session and an OAuth2 token are filled once for the whole fleet (`fleet`:
 //! claim, renewed lease, fenced completion, a notification to the waiters) and kept there
 //! sealed ([`Keyring`]: XChaCha20-Poly1305, bound to the store key). A runtime with a store and
@@ -57,13 +62,15 @@
 mod builtin;
 pub(crate) mod fleet;
 mod oauth2;
+mod principals;
 mod seal;
 mod secret;
 mod session;
 pub(crate) mod strategy;
 
 pub use builtin::{ApiKey, Basic, Bearer};
-pub use oauth2::{ClientCredentials, DEFAULT_SKEW};
+pub use oauth2::{ClientCredentials, TokenRequest, DEFAULT_SKEW};
+pub use principals::DEFAULT_MAX_PRINCIPALS;
 pub(crate) use seal::Sealing;
 pub use seal::{Keyring, SealError};
 pub use secret::Secret;

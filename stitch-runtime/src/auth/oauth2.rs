@@ -1,16 +1,22 @@
 //! OAuth2 client credentials (RFC 6749 §4.4), one token per process, or per fleet with a
 //! shared store.
 //!
-//! Invariants: at most one token request is in flight per strategy in a process (a `tokio`
-//! mutex held across it) and, with a shared store, in the fleet ([`super::fleet`]: the token is
+//! Invariants: at most one token request is in flight per token in a process (a `tokio` mutex
+//! held across it) and, with a shared store, in the fleet ([`super::fleet`]: the token is
 //! claimed, fetched by one leader, stored sealed, and read by the others); callers never wait
 //! while the current token is valid — within `skew` of expiry one background task fetches the
 //! next token (refresh-ahead); a `401` forces a fetch only if the rejected token is still the
 //! current one (compared by generation, and in the store by the stored bytes). The principal is
 //! the client id and token URL, never the token. With the store unreachable, each process
 //! fetches its own token (safe for client credentials: logged and counted).
+//!
+//! With [`ClientCredentials::per_principal`] each principal has its own token, under the same
+//! invariants: its own generation (unique across principals, so a refresh names one token), its
+//! own fetch lock and refresh-ahead, its own store key (the principal keyed with the
+//! `principal_key`), and at most `max_principals` of them in a process ([`super::principals`]).
 
 use super::fleet::{self, Account};
+use super::principals::{self, Entry, Principals};
 use super::strategy::{redacted_body, AuthContext, AuthRequest, Credential, Identity, Strategy};
 use super::{AuthFuture, Secret};
 use crate::error::{Error, Result};
@@ -46,6 +52,8 @@ pub struct ClientCredentials {
     inner: Arc<Inner>,
 }
 
+type ForPrincipal = dyn Fn(&str) -> Result<TokenRequest> + Send + Sync;
+
 struct Inner {
     token_url: String,
     client_id: String,
@@ -56,10 +64,14 @@ struct Inner {
     basic: bool,
     skew: Duration,
     lease: Duration,
-    tokens: Tokens,
+    /// What a principal's token is requested with, when tokens are per principal.
+    per_principal: Option<Arc<ForPrincipal>>,
+    /// The tokens: the client's own (unbound), and with `per_principal` one per principal,
+    /// bounded; generations unique across them, so a refresh names one token.
+    tokens: Principals<Tokens>,
 }
 
-/// The in-process token holder.
+/// One principal's (or the client's) token in this process.
 #[derive(Default)]
 struct Tokens {
     current: Mutex<Option<Token>>,
@@ -67,6 +79,16 @@ struct Tokens {
     fetch: tokio::sync::Mutex<()>,
     /// A refresh-ahead task is running (at most one).
     ahead: AtomicBool,
+}
+
+impl principals::State for Tokens {
+    fn idle(&self) -> bool {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|t| !t.valid(Instant::now()))
+    }
 }
 
 #[derive(Clone)]
@@ -88,6 +110,84 @@ impl Token {
     }
 }
 
+/// What one principal's token is requested with ([`ClientCredentials::per_principal`]): the
+/// client's own settings, each of which it may override — another client id and secret, a
+/// scope, an audience, extra parameters.
+///
+/// ```
+/// use stitch::auth::{Secret, TokenRequest};
+///
+/// let request = TokenRequest::new()
+///     .client("tenant-a", Secret::new("tenant-a-secret"))
+///     .audience("https://api.example.com/tenants/a");
+/// assert!(!format!("{request:?}").contains("tenant-a-secret"));
+/// ```
+#[derive(Clone, Default)]
+pub struct TokenRequest {
+    client: Option<(String, Secret)>,
+    scope: Option<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+impl TokenRequest {
+    /// The client's own settings, unchanged.
+    pub fn new() -> Self {
+        TokenRequest::default()
+    }
+
+    /// Another client id and secret (sent as the client sends its own: in the body, or as
+    /// HTTP Basic with [`ClientCredentials::basic_auth`]).
+    #[must_use]
+    pub fn client(mut self, id: impl Into<String>, secret: impl Into<Secret>) -> Self {
+        self.client = Some((id.into(), secret.into()));
+        self
+    }
+
+    /// The `scope` parameter, instead of the client's.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The `audience` parameter, instead of the client's.
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// An extra form parameter; it replaces a client parameter of the same name.
+    #[must_use]
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((key.into(), value.into()));
+        self
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("TokenRequest")
+            .field("client_id", &self.client.as_ref().map(|(id, _)| id))
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .field("params", &params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token request's settings, resolved for one principal (or the client).
+struct Resolved {
+    client_id: String,
+    secret: Secret,
+    scope: Option<String>,
+    audience: Option<String>,
+    params: Vec<(String, String)>,
+    principal: Option<Arc<str>>,
+}
+
 impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientCredentials")
@@ -96,6 +196,7 @@ impl std::fmt::Debug for ClientCredentials {
                 &crate::http::redact::text(&self.inner.token_url),
             )
             .field("client_id", &self.inner.client_id)
+            .field("per_principal", &self.inner.per_principal.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -119,7 +220,8 @@ impl ClientCredentials {
                 basic: false,
                 skew: DEFAULT_SKEW,
                 lease: fleet::DEFAULT_LEASE,
-                tokens: Tokens::default(),
+                per_principal: None,
+                tokens: Principals::new(principals::DEFAULT_MAX_PRINCIPALS),
             }),
         }
     }
@@ -139,7 +241,8 @@ impl ClientCredentials {
                 basic: i.basic,
                 skew: i.skew,
                 lease: i.lease,
-                tokens: Tokens::default(),
+                per_principal: i.per_principal.clone(),
+                tokens: Principals::new(i.tokens.capacity()),
             });
         }
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
@@ -190,6 +293,46 @@ impl ClientCredentials {
     pub fn lease_ttl(self, lease: Duration) -> Self {
         self.edit(|i| i.lease = lease.max(Duration::from_millis(3)))
     }
+
+    /// One token per principal: calls of a client bound to a principal
+    /// (`client.as_principal("alice")`) send a token requested with what `request` returns for
+    /// it — the client's settings, or others ([`TokenRequest`]: another client id and secret,
+    /// a scope, an audience, parameters). Each principal's token is cached, refreshed ahead and
+    /// fetched once at a time — with a shared store once for the whole fleet, sealed like the
+    /// client's — and two principals never get each other's token. `request` is asked before
+    /// every token request of the principal (so rotated secrets are picked up); its error is the
+    /// call's. Calls bound to no principal keep the client's own token. At most
+    /// [`Self::max_principals`] principals' tokens are kept in a process.
+    ///
+    /// ```
+    /// use stitch::auth::{ClientCredentials, Secret, TokenRequest};
+    ///
+    /// # fn main() -> stitch::Result<()> {
+    /// let oauth = ClientCredentials::new("https://login.example.com/token", "app", Secret::new("s"))
+    ///     .per_principal(|tenant: &str| {
+    ///         Ok(TokenRequest::new().audience(format!("https://api.example.com/{tenant}")))
+    ///     });
+    /// let runtime = stitch::Runtime::builder().auth_strategy("acme", oauth).build()?;
+    /// # let _ = runtime;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn per_principal(
+        self,
+        request: impl Fn(&str) -> Result<TokenRequest> + Send + Sync + 'static,
+    ) -> Self {
+        let request: Arc<ForPrincipal> = Arc::new(request);
+        self.edit(|i| i.per_principal = Some(request))
+    }
+
+    /// How many principals' tokens a process keeps with [`Self::per_principal`] (default
+    /// [`DEFAULT_MAX_PRINCIPALS`](super::DEFAULT_MAX_PRINCIPALS)): beyond it the least useful one
+    /// is dropped, and an expired one is dropped when new principals arrive. A dropped
+    /// principal's next call takes its token from the fleet's store, or requests a new one.
+    #[must_use]
+    pub fn max_principals(self, max: usize) -> Self {
+        self.edit(|i| i.tokens = Principals::new(max))
+    }
 }
 
 impl Strategy for ClientCredentials {
@@ -199,7 +342,9 @@ impl Strategy for ClientCredentials {
         cx: &'a AuthContext,
     ) -> AuthFuture<'a, Credential> {
         Box::pin(async move {
-            let token = self.inner.token(cx).await?;
+            let principal = self.inner.per_principal.as_ref().and(request.principal());
+            let entry = self.inner.tokens.get(principal);
+            let token = self.inner.token(&entry, cx).await?;
             request.set_credential_header("authorization", &format!("Bearer {}", token.value))?;
             Ok(Credential(token.generation))
         })
@@ -207,8 +352,13 @@ impl Strategy for ClientCredentials {
 
     fn refresh<'a>(&'a self, failed: Credential, cx: &'a AuthContext) -> AuthFuture<'a, ()> {
         Box::pin(async move {
+            // The generation names the token (unique across principals); one no longer current
+            // anywhere was already replaced.
+            let Some(entry) = self.inner.tokens.by_generation(failed.0) else {
+                return Ok(());
+            };
             self.inner
-                .fetch_locked(cx, |current| {
+                .fetch_locked(&entry, cx, |current| {
                     // Only the token that was rejected is replaced; a newer one is kept.
                     current.is_none_or(|t| t.generation <= failed.0)
                 })
@@ -232,116 +382,157 @@ impl Strategy for ClientCredentials {
 impl Inner {
     /// The token to send now: the current one while valid (starting one background refresh when
     /// within `skew` of expiry), else a fresh one (single-flight).
-    async fn token(self: &Arc<Self>, cx: &AuthContext) -> Result<Token> {
+    async fn token(
+        self: &Arc<Self>,
+        entry: &Arc<Entry<Tokens>>,
+        cx: &AuthContext,
+    ) -> Result<Token> {
         let now = cx.now();
-        let current = self
-            .tokens
+        let current = entry
+            .state
             .current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let Some(token) = current.filter(|t| t.valid(now)) {
             if token.refresh_at.is_some_and(|at| now >= at) {
-                self.refresh_ahead(cx, token.generation);
+                self.refresh_ahead(entry, cx, token.generation);
             }
             return Ok(token);
         }
-        self.fetch_locked(cx, |current| current.is_none_or(|t| !t.valid(cx.now())))
-            .await
+        self.fetch_locked(entry, cx, |current| {
+            current.is_none_or(|t| !t.valid(cx.now()))
+        })
+        .await
     }
 
     /// One background fetch; callers keep the still-valid token meanwhile. A failure is traced
     /// and left to the next caller (the old token stays until it expires).
-    fn refresh_ahead(self: &Arc<Self>, cx: &AuthContext, generation: u64) {
-        if self.tokens.ahead.swap(true, Ordering::AcqRel) {
+    fn refresh_ahead(
+        self: &Arc<Self>,
+        entry: &Arc<Entry<Tokens>>,
+        cx: &AuthContext,
+        generation: u64,
+    ) {
+        if entry.state.ahead.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            self.tokens.ahead.store(false, Ordering::Release);
+            entry.state.ahead.store(false, Ordering::Release);
             return;
         };
-        let (inner, cx) = (self.clone(), cx.clone());
+        let (inner, entry, cx) = (self.clone(), entry.clone(), cx.clone());
         handle.spawn(async move {
             let outcome = inner
-                .fetch_locked(&cx, |current| {
+                .fetch_locked(&entry, &cx, |current| {
                     current.is_none_or(|t| t.generation <= generation)
                 })
                 .await;
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "OAuth2 refresh-ahead failed; the current token stays in use until it expires");
             }
-            inner.tokens.ahead.store(false, Ordering::Release);
+            entry.state.ahead.store(false, Ordering::Release);
         });
+    }
+
+    /// The settings of `principal`'s token request: the client's, overridden by what
+    /// `per_principal` returns for it.
+    fn resolve(&self, principal: Option<&Arc<str>>) -> Result<Resolved> {
+        let mut resolved = Resolved {
+            client_id: self.client_id.clone(),
+            secret: self.secret.clone(),
+            scope: self.scope.clone(),
+            audience: self.audience.clone(),
+            params: self.params.clone(),
+            principal: principal.cloned(),
+        };
+        let (Some(for_principal), Some(principal)) = (&self.per_principal, principal) else {
+            return Ok(resolved);
+        };
+        let request = for_principal(principal)?;
+        if let Some((id, secret)) = request.client {
+            resolved.client_id = id;
+            resolved.secret = secret;
+        }
+        if request.scope.is_some() {
+            resolved.scope = request.scope;
+        }
+        if request.audience.is_some() {
+            resolved.audience = request.audience;
+        }
+        for (key, value) in request.params {
+            resolved.params.retain(|(k, _)| *k != key);
+            resolved.params.push((key, value));
+        }
+        Ok(resolved)
     }
 
     /// Fetches a token unless, once the fetch lock is held, `needed` says the current one (which
     /// another caller may just have fetched) will do.
     async fn fetch_locked(
         &self,
+        entry: &Arc<Entry<Tokens>>,
         cx: &AuthContext,
         needed: impl Fn(Option<&Token>) -> bool,
     ) -> Result<Token> {
-        let _one = self.tokens.fetch.lock().await;
-        {
-            let current = self
-                .tokens
-                .current
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+        let tokens = &entry.state;
+        let _one = tokens.fetch.lock().await;
+        let held = {
+            let current = tokens.current.lock().unwrap_or_else(|e| e.into_inner());
             if !needed(current.as_ref()) {
                 if let Some(token) = current.as_ref() {
                     return Ok(token.clone());
                 }
             }
-        }
-        let held = self
-            .tokens
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .and_then(|t| t.stored.clone());
-        let (value, lifetime, stored) = match Account::token(cx, &self.fleet_name()) {
-            Some(account) => self.through_fleet(cx, &account, held.as_ref()).await?,
+            current.as_ref().and_then(|t| t.stored.clone())
+        };
+        let resolved = self.resolve(entry.principal.as_ref())?;
+        let (value, lifetime, stored) = match Account::token(cx, &self.fleet_name(&resolved, cx)) {
+            Some(account) => {
+                self.through_fleet(cx, &account, held.as_ref(), &resolved)
+                    .await?
+            }
             None => {
-                let (value, lifetime) = self.request(cx).await?;
+                let (value, lifetime) = self.request(cx, &resolved).await?;
                 (value, lifetime, None)
             }
         };
         let fetched = cx.now();
-        let mut current = self
-            .tokens
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         let token = Token {
             value,
-            generation: current.as_ref().map_or(1, |t| t.generation + 1),
+            generation: self.tokens.next_generation(),
             expires_at: lifetime.map(|l| fetched + l),
             refresh_at: lifetime.map(|l| fetched + l - self.skew.min(l / 2)),
             stored,
         };
-        *current = Some(token.clone());
+        *tokens.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        self.tokens.index(entry, token.generation);
         Ok(token)
     }
 
-    /// The name of this client's token in the store: a digest of everything that makes the
-    /// token what it is (URL, client, scope, audience, parameters), so two configurations never
-    /// share one.
-    fn fleet_name(&self) -> String {
-        let mut h = blake3::Hasher::new_derive_key("stitch oauth2 token v1");
+    /// The name of a token in the store: a digest of everything that makes the token what it is
+    /// (URL, client, scope, audience, parameters), so two configurations never share one. A
+    /// principal's token adds the principal, and its digest is keyed with the runtime's
+    /// `principal_key`: the key reveals neither the principal nor lets a reader confirm a guess.
+    fn fleet_name(&self, r: &Resolved, cx: &AuthContext) -> String {
+        let mut h = match &r.principal {
+            None => blake3::Hasher::new_derive_key("stitch oauth2 token v1"),
+            Some(_) => {
+                let mut h = blake3::Hasher::new_keyed(&cx.principal_key);
+                h.update(b"stitch oauth2 principal token v1");
+                h
+            }
+        };
         for part in [
             self.token_url.as_str(),
-            self.client_id.as_str(),
-            self.scope.as_deref().unwrap_or("\0"),
-            self.audience.as_deref().unwrap_or("\0"),
+            r.client_id.as_str(),
+            r.scope.as_deref().unwrap_or("\0"),
+            r.audience.as_deref().unwrap_or("\0"),
         ]
         .into_iter()
-        .chain(
-            self.params
-                .iter()
-                .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
-        ) {
+        .chain(r.params.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+        .chain(r.principal.as_deref())
+        {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
@@ -357,9 +548,10 @@ impl Inner {
         cx: &AuthContext,
         account: &Account,
         held: Option<&bytes::Bytes>,
+        resolved: &Resolved,
     ) -> Result<(Arc<str>, Option<Duration>, Option<bytes::Bytes>)> {
         let fetch = || async {
-            let (value, lifetime) = self.request(cx).await?;
+            let (value, lifetime) = self.request(cx, resolved).await?;
             Ok((
                 value.as_bytes().to_vec(),
                 lifetime.unwrap_or(UNSTATED_LIFETIME),
@@ -369,15 +561,15 @@ impl Inner {
             Ok(found) => match String::from_utf8(found.plaintext) {
                 Ok(token) => Ok((Arc::from(token), Some(found.ttl), Some(found.stored))),
                 Err(_) => {
-                    let (value, lifetime) = self.request(cx).await?;
+                    let (value, lifetime) = self.request(cx, resolved).await?;
                     Ok((value, lifetime, None))
                 }
             },
             Err(fleet::Failure::Upstream(e)) => Err(e),
             Err(fleet::Failure::Store(why)) => {
-                tracing::warn!(client = %self.client_id, reason = %why, "the shared store is unreachable: fetching a token for this process alone");
+                tracing::warn!(client = %resolved.client_id, reason = %why, "the shared store is unreachable: fetching a token for this process alone");
                 fleet::degraded("oauth2", "token_per_instance");
-                let (value, lifetime) = self.request(cx).await?;
+                let (value, lifetime) = self.request(cx, resolved).await?;
                 Ok((value, lifetime, None))
             }
         }
@@ -385,13 +577,14 @@ impl Inner {
 
     fn fail(
         &self,
+        r: &Resolved,
         status: Option<http::StatusCode>,
         reason: String,
         body: &[u8],
         limit: usize,
     ) -> Error {
-        let secret = self.secret.expose();
-        let reason = format!("{reason} (client `{}`)", self.client_id);
+        let secret = r.secret.expose();
+        let reason = format!("{reason} (client `{}`)", r.client_id);
         Error::Auth {
             // Replaced by the registered name when the runtime reports it.
             strategy: "oauth2".into(),
@@ -402,26 +595,31 @@ impl Inner {
     }
 
     /// The token request: `POST token_url` with a form body; returns the token and its lifetime.
-    async fn request(&self, cx: &AuthContext) -> Result<(Arc<str>, Option<Duration>)> {
+    async fn request(
+        &self,
+        cx: &AuthContext,
+        r: &Resolved,
+    ) -> Result<(Arc<str>, Option<Duration>)> {
         let limit = cx.error_body_limit();
-        let secret = self.secret.expose();
+        let secret = r.secret.expose();
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if !self.basic {
-            form.push(("client_id", &self.client_id));
+            form.push(("client_id", &r.client_id));
             form.push(("client_secret", &secret));
         }
-        if let Some(scope) = &self.scope {
+        if let Some(scope) = &r.scope {
             form.push(("scope", scope));
         }
-        if let Some(audience) = &self.audience {
+        if let Some(audience) = &r.audience {
             form.push(("audience", audience));
         }
-        for (k, v) in &self.params {
+        for (k, v) in &r.params {
             form.push((k, v));
         }
         metrics::counter!("stitch_auth_token_requests_total", "strategy" => "oauth2").increment(1);
         let body = serde_urlencoded::to_string(&form).map_err(|e| {
             self.fail(
+                r,
                 None,
                 format!("the token request does not encode: {e}"),
                 b"",
@@ -440,12 +638,13 @@ impl Inner {
         if self.basic {
             // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
             let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|t| t[1..].to_owned());
-            let (Ok(id), Ok(pw)) = (enc(&self.client_id), enc(&secret)) else {
-                return Err(self.fail(None, "the client id does not encode".into(), b"", limit));
+            let (Ok(id), Ok(pw)) = (enc(&r.client_id), enc(&secret)) else {
+                return Err(self.fail(r, None, "the client id does not encode".into(), b"", limit));
             };
             let mut value = http::HeaderValue::from_str(&super::builtin::basic_value(&id, &pw))
                 .map_err(|_| {
                     self.fail(
+                        r,
                         None,
                         "the client credentials are not a valid header".into(),
                         b"",
@@ -459,6 +658,7 @@ impl Inner {
             // reqwest's message may carry the token URL, which has no secret; the body none.
             let cause = crate::error::TransportCause::of(&e).as_str();
             self.fail(
+                r,
                 None,
                 format!(
                     "token request to `{}` failed: {cause}",
@@ -471,6 +671,7 @@ impl Inner {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|_| {
             self.fail(
+                r,
                 Some(status),
                 "the token response body could not be read".into(),
                 b"",
@@ -479,6 +680,7 @@ impl Inner {
         })?;
         if !status.is_success() {
             return Err(self.fail(
+                r,
                 Some(status),
                 "the token endpoint refused the request".into(),
                 &bytes,
@@ -492,7 +694,7 @@ impl Inner {
         }
         // serde's message is not shown: it may quote a value of the answer (a token).
         let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| {
-            self.fail(Some(status), "the token response is not an OAuth2 token (a JSON object with an `access_token` string)".into(), &bytes, limit)
+            self.fail(r, Some(status), "the token response is not an OAuth2 token (a JSON object with an `access_token` string)".into(), &bytes, limit)
         })?;
         // Some servers send `expires_in` as a string.
         let lifetime = answer.expires_in.and_then(|v| match v {

@@ -11,18 +11,23 @@
 //!   (by this process or, through the store, by another) logs nothing in.
 //! - Cookies are sent only where RFC 6265 sends them (domain and path match, `Secure` only over
 //!   https, never past their expiry); two principals never share a session (the session key
-//!   names the account, and the principal is part of it).
+//!   names the account, and the principal is part of it — in a store key only as a hash keyed
+//!   with the runtime's `principal_key`).
+//! - A `Set-Cookie` on an accepted response renews the session it was sent with ([`Strategy::renewed`]):
+//!   a new value replaces it (a new generation, swapped into the shared store for the bytes it
+//!   came from, never over another process's newer session), a new expiry extends it. A response
+//!   to a session already replaced changes nothing.
+//! - At most `max_principals` principals' sessions are kept in a process ([`super::principals`]).
 //! - The password, the cookies and the login body are never in a `Debug`, an error or a trace;
 //!   the identity is the session key (the account), never a secret.
 
 use super::fleet::{self, Account};
+use super::principals::{self, Entry, Principals};
 use super::strategy::{
     redacted_body, AuthContext, AuthRequest, AuthResponse, Credential, Identity, Strategy,
 };
 use super::{AuthFuture, Secret};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -211,10 +216,9 @@ struct Inner {
     soft_wall: Option<Arc<WallFn>>,
     outage: CredentialOutage,
     lease: Duration,
-    /// Sessions by principal (`None`: an unbound client).
-    slots: Mutex<HashMap<Option<Arc<str>>, Arc<Slot>>>,
-    /// Generations are unique across principals: a refresh names one session.
-    generations: AtomicU64,
+    /// Sessions by principal (bounded; generations unique across principals, so a refresh
+    /// names one session).
+    principals: Principals<Slot>,
 }
 
 /// One principal's session in this process.
@@ -225,6 +229,12 @@ struct Slot {
     login: tokio::sync::Mutex<()>,
 }
 
+impl principals::State for Slot {
+    fn idle(&self) -> bool {
+        self.valid().is_none()
+    }
+}
+
 /// A captured session.
 struct Session {
     cookies: Vec<StoredCookie>,
@@ -233,10 +243,13 @@ struct Session {
     generation: u64,
     /// The stored bytes it came from (sealed): a re-login compares them with the store's.
     stored: Option<bytes::Bytes>,
+    /// The end of the session as `stored` says it (a renewal that only extends the session
+    /// updates the store when this lags far behind).
+    stored_expires_ms: u64,
 }
 
 /// A cookie as kept: RFC 6265's storage model, minus what a client library has no use for.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct StoredCookie {
     #[serde(rename = "n")]
     name: String,
@@ -300,8 +313,7 @@ impl CookieSession {
                 soft_wall: None,
                 outage: CredentialOutage::default(),
                 lease: fleet::DEFAULT_LEASE,
-                slots: Mutex::default(),
-                generations: AtomicU64::new(0),
+                principals: Principals::new(principals::DEFAULT_MAX_PRINCIPALS),
             }),
         }
     }
@@ -320,8 +332,7 @@ impl CookieSession {
                 soft_wall: i.soft_wall.clone(),
                 outage: i.outage,
                 lease: i.lease,
-                slots: Mutex::default(),
-                generations: AtomicU64::new(0),
+                principals: Principals::new(i.principals.capacity()),
             });
         }
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
@@ -331,15 +342,20 @@ impl CookieSession {
     }
 
     /// Captures only cookie `name` from the login's answer (a login that does not set it
-    /// fails); by default every cookie it sets is captured and replayed.
+    /// fails), and takes only its renewals from later responses; by default every cookie the
+    /// login sets is captured and replayed, and any cookie a later response sets, changes or
+    /// removes renews the session (name the session cookie when the upstream also sets others
+    /// on ordinary responses: each change is written to the shared store).
     #[must_use]
     pub fn cookie(self, name: impl Into<String>) -> Self {
         let name = name.into();
         self.edit(|i| i.cookie = Some(name))
     }
 
-    /// The longest a captured session is used (default [`DEFAULT_SESSION_TTL`]); a cookie's own
-    /// `Max-Age` or `Expires` ends it sooner.
+    /// The longest a captured session is used without the upstream renewing it (default
+    /// [`DEFAULT_SESSION_TTL`]); a cookie's own `Max-Age` or `Expires` ends it sooner. A
+    /// `Set-Cookie` for the session on an accepted response renews it: a new value replaces the
+    /// session, a new expiry extends it, and either starts this TTL again.
     #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
         self.edit(|i| i.ttl = ttl)
@@ -371,6 +387,17 @@ impl CookieSession {
         self.edit(|i| i.lease = lease.max(Duration::from_millis(3)))
     }
 
+    /// How many principals' sessions a process keeps (default
+    /// [`DEFAULT_MAX_PRINCIPALS`](super::DEFAULT_MAX_PRINCIPALS)): beyond it the least useful
+    /// one is dropped, and an expired one is dropped when new principals arrive, so memory stays
+    /// bounded however many principals a client is bound to. A dropped principal's next call
+    /// takes the session from the fleet's store, or logs in again without one. The unbound
+    /// client's session (no `as_principal`) is always kept.
+    #[must_use]
+    pub fn max_principals(self, max: usize) -> Self {
+        self.edit(|i| i.principals = Principals::new(max))
+    }
+
     /// What to do when a login is needed and the shared store is unreachable (default
     /// [`CredentialOutage::Wait`] for 5 s, then fail).
     #[must_use]
@@ -386,14 +413,10 @@ impl Strategy for CookieSession {
         cx: &'a AuthContext,
     ) -> AuthFuture<'a, Credential> {
         Box::pin(async move {
-            let slot = self.inner.slot(request.principal());
-            let session = match slot.valid() {
+            let entry = self.inner.principals.get(request.principal());
+            let session = match entry.state.valid() {
                 Some(session) => session,
-                None => {
-                    self.inner
-                        .obtain(&slot, request.principal(), None, cx)
-                        .await?
-                }
+                None => self.inner.obtain(&entry, None, cx).await?,
             };
             let pairs = session.header_for(request.url(), now_ms());
             if !pairs.is_empty() {
@@ -415,21 +438,13 @@ impl Strategy for CookieSession {
         Box::pin(async move {
             // The generation names the session (they are unique across principals); a session
             // that is no longer current was already replaced: nothing to do.
-            let found = {
-                let slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
-                slots.iter().find_map(|(principal, slot)| {
-                    slot.current()
-                        .filter(|s| s.generation == failed.0)
-                        .map(|s| (principal.clone(), slot.clone(), s))
-                })
-            };
-            let Some((principal, slot, stale)) = found else {
+            let Some(entry) = self.inner.principals.by_generation(failed.0) else {
                 return Ok(());
             };
-            self.inner
-                .obtain(&slot, principal.as_deref(), Some(stale), cx)
-                .await
-                .map(drop)
+            let Some(stale) = entry.state.current().filter(|s| s.generation == failed.0) else {
+                return Ok(());
+            };
+            self.inner.obtain(&entry, Some(stale), cx).await.map(drop)
         })
     }
 
@@ -440,6 +455,30 @@ impl Strategy for CookieSession {
                 .soft_wall
                 .as_ref()
                 .is_some_and(|wall| wall(response))
+    }
+
+    fn renewed<'a>(
+        &'a self,
+        response: &AuthResponse<'_>,
+        sent: Credential,
+        cx: &'a AuthContext,
+    ) -> Option<AuthFuture<'a, ()>> {
+        let mut lines = response
+            .headers()
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .peekable();
+        lines.peek()?;
+        let url = response.url()?;
+        let set_cookies: Vec<String> = lines
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect();
+        let entry = self.inner.principals.by_generation(sent.0)?;
+        let share = self.inner.renew(&entry, sent.0, url, &set_cookies, cx)?;
+        Some(Box::pin(async move {
+            self.inner.share(cx, share).await;
+            Ok(())
+        }))
     }
 
     fn identity(&self) -> Identity {
@@ -464,39 +503,43 @@ impl Slot {
     }
 }
 
-impl Inner {
-    fn slot(&self, principal: Option<&str>) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = slots.get(&principal.map(Arc::from)) {
-            return slot.clone();
-        }
-        slots.entry(principal.map(Arc::from)).or_default().clone()
-    }
+/// A renewed session to swap into the shared store for the bytes it came from.
+struct Share {
+    account: Account,
+    expected: bytes::Bytes,
+    sealed: bytes::Bytes,
+    ttl: Duration,
+}
 
+impl Inner {
     /// The account a principal's session is stored under: the session key, and a hash of the
-    /// principal (the principal's name may be personal data; the store needs no more than a
-    /// stable, distinct name).
-    fn account(&self, principal: Option<&str>) -> String {
+    /// principal keyed with the runtime's `principal_key` (the principal's name may be personal
+    /// data: a store key must not reveal it, nor let a reader confirm a guess; every process of
+    /// a fleet shares that key, so they all name one principal's session alike).
+    fn account(&self, principal: Option<&str>, cx: &AuthContext) -> String {
         match principal {
             None => self.key.clone(),
             Some(p) => {
-                let digest = blake3::Hasher::new_derive_key("stitch session principal v1")
-                    .update(p.as_bytes())
-                    .finalize();
-                format!("{}/{}", self.key, &digest.to_hex()[..32])
+                let mut h = blake3::Hasher::new_keyed(&cx.principal_key);
+                h.update(b"stitch session principal v2");
+                for part in [self.key.as_bytes(), p.as_bytes()] {
+                    h.update(&(part.len() as u64).to_le_bytes());
+                    h.update(part);
+                }
+                format!("{}/{}", self.key, &h.finalize().to_hex()[..32])
             }
         }
     }
 
-    /// A session for `slot`: after waiting for any login in flight in this process, the current
+    /// A session for `entry`: after waiting for any login in flight in this process, the current
     /// one if it is valid and not `stale`; else the fleet's (with a shared store) or a login.
     async fn obtain(
         &self,
-        slot: &Slot,
-        principal: Option<&str>,
+        entry: &Arc<Entry<Slot>>,
         stale: Option<Arc<Session>>,
         cx: &AuthContext,
     ) -> Result<Arc<Session>> {
+        let slot = &entry.state;
         let _one = slot.login.lock().await;
         if let Some(current) = slot.valid() {
             let replaced = stale
@@ -506,20 +549,139 @@ impl Inner {
                 return Ok(current);
             }
         }
-        let wire = self
-            .shared_or_login(principal, stale.as_deref(), cx)
+        let (wire, stored) = self
+            .shared_or_login(entry.principal.as_deref(), stale.as_deref(), cx)
             .await?;
-        let (wire, stored) = wire;
         let session = Arc::new(Session {
             cookies: wire.c,
             expires_ms: wire.x,
-            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            generation: self.principals.next_generation(),
             stored,
+            stored_expires_ms: wire.x,
         });
         *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
+        self.principals.index(entry, session.generation);
         Ok(session)
     }
 
+    /// Takes the `Set-Cookie`s of an accepted response to a request sent with session `sent`:
+    /// a new value of a session cookie (or a cookie added or removed, when the whole jar is the
+    /// session) replaces the session (a new generation); a new expiry only extends it. Cookies
+    /// are taken as at login (domain, path and expiry honoured, a foreign `Domain` refused). A
+    /// response to an older session than the current one changes nothing (a re-login or another
+    /// renewal replaced it). Returns what to write to the shared store, if anything: a
+    /// replacement, or an extension when the stored copy would end a quarter of the session's
+    /// remaining life sooner than the session now does.
+    fn renew(
+        &self,
+        entry: &Arc<Entry<Slot>>,
+        sent: u64,
+        url: &url::Url,
+        set_cookies: &[String],
+        cx: &AuthContext,
+    ) -> Option<Share> {
+        let current = entry.state.current().filter(|s| s.generation == sent)?;
+        let now = now_ms();
+        let (cookies, replaced) = merge(
+            &current.cookies,
+            url,
+            set_cookies,
+            now,
+            self.cookie.as_deref(),
+        )?;
+        let alive = match &self.cookie {
+            Some(name) => cookies.iter().any(|c| &c.name == name),
+            None => !cookies.is_empty(),
+        };
+        // The upstream removed the session cookie: the session is over, the next call logs in.
+        let expires_ms = if alive {
+            cookies
+                .iter()
+                .filter_map(|c| c.expires_ms)
+                .fold(now.saturating_add(self.ttl.as_millis() as u64), u64::min)
+        } else {
+            0
+        };
+        let lagging = expires_ms.saturating_sub(current.stored_expires_ms)
+            >= expires_ms.saturating_sub(now) / 4
+            && expires_ms > current.stored_expires_ms;
+        let generation = if replaced {
+            self.principals.next_generation()
+        } else {
+            current.generation
+        };
+        let mut share = None;
+        if let (Some(expected), true) = (&current.stored, alive && (replaced || lagging)) {
+            let wire = Wire {
+                c: cookies.clone(),
+                x: expires_ms,
+            };
+            let account = Account::session(cx, &self.account(entry.principal.as_deref(), cx));
+            if let (Some(account), Ok(plaintext)) = (account, serde_json::to_vec(&wire)) {
+                if let Some(sealed) = account.seal(cx, &plaintext) {
+                    share = Some(Share {
+                        account,
+                        expected: expected.clone(),
+                        sealed,
+                        ttl: Duration::from_millis(expires_ms.saturating_sub(now).max(1)),
+                    });
+                }
+            }
+        }
+        let renewed = Arc::new(Session {
+            cookies,
+            expires_ms,
+            generation,
+            stored: share
+                .as_ref()
+                .map(|s| s.sealed.clone())
+                .or_else(|| current.stored.clone()),
+            stored_expires_ms: if share.is_some() {
+                expires_ms
+            } else {
+                current.stored_expires_ms
+            },
+        });
+        {
+            let mut slot = entry
+                .state
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // Replaced meanwhile (a re-login, another renewal): that one stays.
+            if slot.as_ref().is_none_or(|s| s.generation != sent) {
+                return None;
+            }
+            *slot = Some(renewed);
+        }
+        if replaced {
+            self.principals.index(entry, generation);
+            tracing::debug!(session = %self.key, "the upstream renewed the session cookie");
+            metrics::counter!("stitch_auth_session_renewals_total", "strategy" => "cookie-session")
+                .increment(1);
+        }
+        share
+    }
+
+    /// Writes a renewed session to the shared store in place of the one it renews; if another
+    /// process replaced that one meanwhile, its session stays (the fleet converges on it at the
+    /// next rejection). A failure is logged: the renewal still holds in this process.
+    async fn share(&self, cx: &AuthContext, share: Share) {
+        match share
+            .account
+            .replace(cx, &share.expected, share.sealed, share.ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(session = %self.key, "the stored session was replaced by another process; the renewal stays in this one");
+            }
+            Err(why) => {
+                tracing::warn!(session = %self.key, reason = %why, "a renewed session could not be stored for the fleet");
+                fleet::degraded("cookie-session", "renewal_not_stored");
+            }
+        }
+    }
     /// The fleet's session (with a shared store) or this process's own login, and the stored
     /// bytes it came from.
     async fn shared_or_login(
@@ -528,7 +690,7 @@ impl Inner {
         stale: Option<&Session>,
         cx: &AuthContext,
     ) -> Result<(Wire, Option<bytes::Bytes>)> {
-        let Some(account) = Account::session(cx, &self.account(principal)) else {
+        let Some(account) = Account::session(cx, &self.account(principal, cx)) else {
             return Ok((self.login(principal, cx).await?, None));
         };
         let stale = stale.and_then(|s| s.stored.as_ref());
@@ -738,40 +900,94 @@ impl Session {
 /// login's host is refused, no `Domain` makes a host-only cookie, no `Path` takes the login path's
 /// directory, `Max-Age` wins over `Expires`, and an already expired cookie removes its name.
 fn capture(url: &url::Url, set_cookies: &[String], now: u64) -> Vec<StoredCookie> {
-    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
     let mut jar: Vec<StoredCookie> = Vec::new();
     for line in set_cookies {
-        let Ok(parsed) = cookie::Cookie::parse(line.as_str()) else {
+        let Some((cookie, expired)) = parse(url, line, now) else {
             continue;
         };
-        let (domain, host_only) = match parsed.domain() {
-            Some(d) if !d.is_empty() => {
-                let d = d.trim_start_matches('.').to_ascii_lowercase();
-                if !domain_match(&host, &d) {
-                    continue;
-                }
-                (d, false)
-            }
-            _ => (host.clone(), true),
+        jar.retain(|c| !c.same_slot(&cookie));
+        if !expired {
+            jar.push(cookie);
+        }
+    }
+    jar
+}
+
+/// The jar after an accepted response at `url` set `set_cookies`, by the rules of [`capture`];
+/// with `only`, that cookie alone is taken. `None` when nothing changed; else the new jar and
+/// whether the session was replaced (a value changed, or a cookie came or went) rather than
+/// only extended (a new expiry, the same values).
+fn merge(
+    jar: &[StoredCookie],
+    url: &url::Url,
+    set_cookies: &[String],
+    now: u64,
+    only: Option<&str>,
+) -> Option<(Vec<StoredCookie>, bool)> {
+    let mut out = jar.to_vec();
+    let (mut changed, mut replaced) = (false, false);
+    for line in set_cookies {
+        let Some((cookie, expired)) = parse(url, line, now) else {
+            continue;
         };
-        let path = match parsed.path() {
-            Some(p) if p.starts_with('/') => p.to_owned(),
-            _ => default_path(url.path()),
-        };
-        let expires_ms = match (parsed.max_age(), parsed.expires_datetime()) {
-            (Some(age), _) => Some(if age.whole_seconds() <= 0 {
-                0
-            } else {
-                now.saturating_add(age.whole_seconds() as u64 * 1000)
-            }),
-            (None, Some(at)) => Some(u64::try_from(at.unix_timestamp()).unwrap_or(0) * 1000),
-            (None, None) => None,
-        };
-        jar.retain(|c| !(c.name == parsed.name() && c.domain == domain && c.path == path));
-        if expires_ms.is_some_and(|e| e <= now) {
+        if only.is_some_and(|name| name != cookie.name) {
             continue;
         }
-        jar.push(StoredCookie {
+        match out.iter().position(|c| c.same_slot(&cookie)) {
+            Some(i) if expired => {
+                out.remove(i);
+                (changed, replaced) = (true, true);
+            }
+            Some(i) => {
+                if out[i].value != cookie.value {
+                    (changed, replaced) = (true, true);
+                } else if out[i] != cookie {
+                    changed = true;
+                }
+                out[i] = cookie;
+            }
+            None if expired => {}
+            None => {
+                out.push(cookie);
+                (changed, replaced) = (true, true);
+            }
+        }
+    }
+    changed.then_some((out, replaced))
+}
+
+/// One `Set-Cookie` line of a response at `url` (RFC 6265 §5.3), and whether it is already
+/// expired (it removes its name); `None` when it does not parse or its `Domain` does not cover
+/// the response's host.
+fn parse(url: &url::Url, line: &str, now: u64) -> Option<(StoredCookie, bool)> {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let parsed = cookie::Cookie::parse(line).ok()?;
+    let (domain, host_only) = match parsed.domain() {
+        Some(d) if !d.is_empty() => {
+            let d = d.trim_start_matches('.').to_ascii_lowercase();
+            if !domain_match(&host, &d) {
+                return None;
+            }
+            (d, false)
+        }
+        _ => (host, true),
+    };
+    let path = match parsed.path() {
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        _ => default_path(url.path()),
+    };
+    let expires_ms = match (parsed.max_age(), parsed.expires_datetime()) {
+        (Some(age), _) => Some(if age.whole_seconds() <= 0 {
+            0
+        } else {
+            now.saturating_add(age.whole_seconds() as u64 * 1000)
+        }),
+        (None, Some(at)) => Some(u64::try_from(at.unix_timestamp()).unwrap_or(0) * 1000),
+        (None, None) => None,
+    };
+    let expired = expires_ms.is_some_and(|e| e <= now);
+    Some((
+        StoredCookie {
             name: parsed.name().to_owned(),
             value: parsed.value().to_owned(),
             domain,
@@ -779,9 +995,16 @@ fn capture(url: &url::Url, set_cookies: &[String], now: u64) -> Vec<StoredCookie
             path,
             secure: parsed.secure().unwrap_or(false),
             expires_ms,
-        });
+        },
+        expired,
+    ))
+}
+
+impl StoredCookie {
+    /// Same name, domain and path: a newer one replaces it (RFC 6265 §5.3 step 11).
+    fn same_slot(&self, other: &StoredCookie) -> bool {
+        self.name == other.name && self.domain == other.domain && self.path == other.path
     }
-    jar
 }
 
 /// RFC 6265 §5.1.3: `host` is `domain`, or ends with `.domain` and is not an IP address.
@@ -868,6 +1091,7 @@ mod tests {
             expires_ms: u64::MAX,
             generation: 1,
             stored: None,
+            stored_expires_ms: u64::MAX,
         };
         assert_eq!(
             session.header_for(&url("https://app.example.com/api/x"), now),

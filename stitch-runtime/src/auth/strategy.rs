@@ -112,6 +112,8 @@ pub struct AuthResponse<'a> {
     pub(crate) status: http::StatusCode,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: &'a [u8],
+    /// The final URL (redacted), when the response is a success.
+    pub(crate) url: Option<&'a url::Url>,
 }
 
 impl AuthResponse<'_> {
@@ -128,6 +130,13 @@ impl AuthResponse<'_> {
     /// The body (a prefix of it for a non-2xx status).
     pub fn body(&self) -> &[u8] {
         self.body
+    }
+
+    /// The URL that answered (after any same-origin redirect; secret query values redacted),
+    /// for a successful response: what a `Set-Cookie`'s default domain and path are taken from.
+    /// `None` for an error status.
+    pub fn url(&self) -> Option<&url::Url> {
+        self.url
     }
 }
 
@@ -147,9 +156,13 @@ pub struct AuthContext {
     pub(crate) store_timeout: Duration,
     /// The fleet's fill notifications, subscribed once per runtime on first use.
     pub(crate) events: Arc<super::fleet::Events>,
+    /// The runtime's `principal_key`: keys every principal named in a store key.
+    pub(crate) principal_key: [u8; 32],
 }
 
 impl AuthContext {
+    // Each argument is a separate piece of the runtime the context hands to strategies.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         http: reqwest::Client,
         store: Option<Arc<dyn Store>>,
@@ -158,6 +171,7 @@ impl AuthContext {
         layout: KeyLayout,
         breaker: Arc<StoreBreaker>,
         store_timeout: Duration,
+        principal_key: [u8; 32],
     ) -> Self {
         AuthContext {
             http,
@@ -168,6 +182,7 @@ impl AuthContext {
             breaker,
             store_timeout,
             events: Arc::default(),
+            principal_key,
         }
     }
 
@@ -227,6 +242,23 @@ pub trait Strategy: Send + Sync + 'static {
         response.status() == http::StatusCode::UNAUTHORIZED
     }
 
+    /// Takes a credential the upstream renewed on an accepted response — a session cookie it
+    /// rolled or extended with a `Set-Cookie` — so the next request sends the renewed one (and,
+    /// with a shared store, the fleet too). Asked for every successful response of a stitch using
+    /// the strategy that [`rejected`](Self::rejected) did not reject, with the credential the
+    /// request was sent with. Returns the work left to do (a store write), which the call
+    /// awaits before it returns, or `None` when there is nothing to take (the default). An
+    /// error of that work is logged, never the call's.
+    fn renewed<'a>(
+        &'a self,
+        response: &AuthResponse<'_>,
+        sent: Credential,
+        cx: &'a AuthContext,
+    ) -> Option<AuthFuture<'a, ()>> {
+        let _ = (response, sent, cx);
+        None
+    }
+
     /// Who the calls are made as (see [`Identity`]). Asked by every principal-scoped cached call.
     fn identity(&self) -> Identity;
 
@@ -267,6 +299,21 @@ impl Registered {
     /// See [`Strategy::rejected`].
     pub(crate) fn rejected(&self, response: &AuthResponse<'_>) -> bool {
         self.strategy.rejected(response)
+    }
+
+    /// See [`Strategy::renewed`]: the work to await, if any, its error logged.
+    pub(crate) fn renewed<'a>(
+        &'a self,
+        response: &AuthResponse<'_>,
+        sent: Credential,
+        cx: &'a AuthContext,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'a> {
+        let work = self.strategy.renewed(response, sent, cx)?;
+        Some(async move {
+            if let Err(e) = work.await {
+                tracing::warn!(strategy = %self.name, error = %e, "a renewed credential could not be taken");
+            }
+        })
     }
 
     /// See [`Strategy::shares_credentials`].

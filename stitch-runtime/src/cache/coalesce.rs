@@ -7,7 +7,15 @@
 //! is published; the entry is removed at that moment, after the value was stored, so a caller
 //! arriving later finds the cache instead.
 //!
-//! Invariant: the in-flight map never holds an entry without a live task or a waiter.
+//! With a fleet tier, the leader's first step (one claim on the shared store, which answers most
+//! calls with the value) runs inline in the leader's own future ([`Flights::lead`]): a hit costs
+//! no task and no wake-up from another thread (BENCHMARKS.md, "Fleet cache on Redis"). Only the
+//! rest of the work (fetch, or wait for another instance) becomes the flight's task. Callers that
+//! join meanwhile wait as usual; if the leader is dropped during its first step while they wait,
+//! the work starts over as the flight's task, so they are never stranded.
+//!
+//! Invariant: the in-flight map never holds an entry without a live task or a waiter (a leader
+//! running its first step inline counts as a waiter).
 
 use crate::cache::key::CacheKey;
 use crate::cache::local::Value;
@@ -27,7 +35,8 @@ struct Flight {
     stale: Arc<AtomicBool>,
     outcome: watch::Receiver<Outcome>,
     waiters: usize,
-    task: tokio::task::AbortHandle,
+    /// `None` while the leader runs its first step inline ([`Flights::lead`]).
+    task: Option<tokio::task::AbortHandle>,
 }
 
 /// The in-flight requests of one runtime.
@@ -60,7 +69,9 @@ impl Drop for Waiter {
                 flight.waiters -= 1;
                 if flight.waiters == 0 {
                     // Nobody wants the outcome any more: stop the request and forget it.
-                    flight.task.abort();
+                    if let Some(task) = &flight.task {
+                        task.abort();
+                    }
                     map.remove(&self.key);
                 }
             }
@@ -101,7 +112,7 @@ impl Flights {
         W: FnOnce(Arc<AtomicBool>) -> F,
         F: Future<Output = Result<Value>> + Send + 'static,
     {
-        let (mut rx, waiter, role) = {
+        let (rx, waiter, role) = {
             let mut map = self.lock();
             if !map.contains_key(&key) {
                 if let Some(value) = stored() {
@@ -121,19 +132,8 @@ impl Flights {
                 None => {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let (tx, rx) = watch::channel(None);
-                    let flights = self.clone();
                     let stale = Arc::new(AtomicBool::new(false));
-                    let fut = work(stale.clone());
-                    let task = tokio::spawn(async move {
-                        let outcome = fut.await;
-                        let mut map = flights.lock();
-                        if map.get(&key).is_some_and(|f| f.id == id) {
-                            map.remove(&key);
-                        }
-                        // Published under the lock: a caller either joined before (and sees this)
-                        // or arrives after the entry is gone (and finds the stored value).
-                        let _ = tx.send(Some(outcome));
-                    });
+                    let task = self.spawn_flight(key, id, tx, work(stale.clone()));
                     map.insert(
                         key,
                         Flight {
@@ -141,7 +141,7 @@ impl Flights {
                             stale,
                             outcome: rx.clone(),
                             waiters: 1,
-                            task: task.abort_handle(),
+                            task: Some(task),
                         },
                     );
                     let waiter = Waiter {
@@ -153,14 +153,222 @@ impl Flights {
                 }
             }
         };
-        let outcome = match rx.wait_for(Option::is_some).await {
-            Ok(guard) => guard.clone().unwrap_or_else(|| Err(aborted())),
-            // The task ended without publishing (it panicked): report, do not hang.
-            Err(_) => Err(aborted()),
-        };
-        drop(waiter);
-        (outcome, role)
+        (wait(rx, waiter).await, role)
     }
+
+    /// Runs `fut` as the flight `id` of `key`: its outcome is published to the flight's callers
+    /// and the entry removed in one step.
+    fn spawn_flight<F>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        id: u64,
+        tx: watch::Sender<Outcome>,
+        fut: F,
+    ) -> tokio::task::AbortHandle
+    where
+        F: Future<Output = Result<Value>> + Send + 'static,
+    {
+        let flights = self.clone();
+        let task = tokio::spawn(async move {
+            let outcome = fut.await;
+            flights.publish(key, id, &tx, outcome);
+        });
+        task.abort_handle()
+    }
+
+    /// Ends the flight `id` of `key` with `outcome`. Published under the lock: a caller either
+    /// joined before (and sees this) or arrives after the entry is gone (and finds the stored
+    /// value).
+    fn publish(&self, key: CacheKey, id: u64, tx: &watch::Sender<Outcome>, outcome: Result<Value>) {
+        let mut map = self.lock();
+        if map.get(&key).is_some_and(|f| f.id == id) {
+            map.remove(&key);
+        }
+        let _ = tx.send(Some(outcome));
+    }
+
+    /// Joins the flight for `key`, or leads a new one whose first step, `first`, runs inline in
+    /// this caller's future; `then` turns its answer into the outcome ([`Next::Done`]: every
+    /// caller of the flight gets it) or into the rest of the work ([`Next::Rest`]: run as the
+    /// flight's own task, which this caller then waits for like the others).
+    ///
+    /// If this caller is dropped during `first` while others wait, `then` is called with `None`
+    /// and its work runs as the flight's task: the first step's answer is lost, so that work must
+    /// start from the beginning (and whatever `first` took must be given back by `first` itself
+    /// when dropped: see `FleetCache::claim`). `stored` and the invalidation flag are as in
+    /// [`Flights::run`].
+    pub(crate) async fn lead<T, C, F>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        stored: impl FnOnce() -> Option<Value>,
+        first: impl Future<Output = T>,
+        then: C,
+    ) -> (Result<Value>, Role)
+    where
+        C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+        F: Future<Output = Result<Value>> + Send + 'static,
+    {
+        let joined = {
+            let mut map = self.lock();
+            if !map.contains_key(&key) {
+                if let Some(value) = stored() {
+                    return (Ok(value), Role::Stored);
+                }
+            }
+            match map.get_mut(&key) {
+                Some(flight) => {
+                    flight.waiters += 1;
+                    let waiter = Waiter {
+                        flights: self.clone(),
+                        key,
+                        id: flight.id,
+                    };
+                    Err((flight.outcome.clone(), waiter))
+                }
+                None => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let (tx, rx) = watch::channel(None);
+                    let stale = Arc::new(AtomicBool::new(false));
+                    map.insert(
+                        key,
+                        Flight {
+                            id,
+                            stale: stale.clone(),
+                            outcome: rx,
+                            waiters: 1,
+                            task: None,
+                        },
+                    );
+                    Ok((id, tx, stale))
+                }
+            }
+        };
+        let (id, tx, stale) = match joined {
+            Ok(lead) => lead,
+            Err((rx, waiter)) => return (wait(rx, waiter).await, Role::Follower),
+        };
+        let mut leading = Leading {
+            flights: self.clone(),
+            key,
+            id,
+            tx: Some(tx),
+            then: Some(then),
+            stale,
+            first: std::marker::PhantomData,
+        };
+        let answer = first.await;
+        // No await from here to the end of the step: this caller cannot be dropped in between.
+        // (A panic in `then` drops `leading` armed: the followers get an error.)
+        let next = match leading.then.take() {
+            Some(then) => then(leading.stale.clone(), Some(answer)),
+            None => Next::Done(Err(aborted())),
+        };
+        let Some(tx) = leading.tx.take() else {
+            return (Err(aborted()), Role::Leader);
+        };
+        let rx = {
+            let mut map = self.lock();
+            let ours = map.get(&key).is_some_and(|f| f.id == id);
+            match next {
+                Next::Done(outcome) => {
+                    // Only followers need the outcome published (the entry holds a receiver).
+                    if ours && map.remove(&key).is_some_and(|f| f.waiters > 1) {
+                        let _ = tx.send(Some(outcome.clone()));
+                    }
+                    return (outcome, Role::Leader);
+                }
+                Next::Rest(fut) => {
+                    let rx = tx.subscribe();
+                    // Spawned under the lock, as in `run`: no caller sees the entry without
+                    // its task once this one waits like the others.
+                    let task = self.spawn_flight(key, id, tx, fut);
+                    if let Some(flight) = map.get_mut(&key).filter(|_| ours) {
+                        flight.task = Some(task);
+                    }
+                    rx
+                }
+            }
+        };
+        let waiter = Waiter {
+            flights: self.clone(),
+            key,
+            id,
+        };
+        (wait(rx, waiter).await, Role::Leader)
+    }
+}
+
+/// What [`Flights::lead`]'s leader does after its inline first step.
+pub(crate) enum Next<F> {
+    /// The flight's outcome: every caller of the flight gets it, now.
+    Done(Result<Value>),
+    /// The rest of the work, run as the flight's own task.
+    Rest(F),
+}
+
+/// The leader of [`Flights::lead`] while its first step runs inline. Dropped with `tx` still
+/// set, the step was cut short (the caller was dropped, or `then` panicked): the followers get
+/// the work started over as the flight's task, or an error when that is not possible; with no
+/// followers the entry goes.
+struct Leading<T, C, F>
+where
+    C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+    F: Future<Output = Result<Value>> + Send + 'static,
+{
+    flights: Arc<Flights>,
+    key: CacheKey,
+    id: u64,
+    tx: Option<watch::Sender<Outcome>>,
+    then: Option<C>,
+    stale: Arc<AtomicBool>,
+    first: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, C, F> Drop for Leading<T, C, F>
+where
+    C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+    F: Future<Output = Result<Value>> + Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let (key, id) = (self.key, self.id);
+        let mut map = self.flights.lock();
+        let Some(flight) = map.get_mut(&key).filter(|f| f.id == id) else {
+            return;
+        };
+        flight.waiters -= 1;
+        if flight.waiters == 0 {
+            map.remove(&key);
+            return;
+        }
+        let next = match (self.then.take(), tokio::runtime::Handle::try_current()) {
+            (Some(then), Ok(_)) => then(self.stale.clone(), None),
+            // `then` panicked, or no runtime is left to run the work on.
+            _ => Next::Done(Err(aborted())),
+        };
+        match next {
+            Next::Rest(fut) => {
+                let task = self.flights.spawn_flight(key, id, tx, fut);
+                if let Some(flight) = map.get_mut(&key) {
+                    flight.task = Some(task);
+                }
+            }
+            Next::Done(outcome) => {
+                map.remove(&key);
+                let _ = tx.send(Some(outcome));
+            }
+        }
+    }
+}
+
+async fn wait(mut rx: watch::Receiver<Outcome>, waiter: Waiter) -> Result<Value> {
+    let outcome = match rx.wait_for(Option::is_some).await {
+        Ok(guard) => guard.clone().unwrap_or_else(|| Err(aborted())),
+        // The task ended without publishing (it panicked): report, do not hang.
+        Err(_) => Err(aborted()),
+    };
+    drop(waiter);
+    outcome
 }
 
 fn aborted() -> Error {

@@ -12,6 +12,17 @@
 //!   replaced within the lease TTL). A failed upstream exchange is completed as a short negative
 //!   entry ([`record::Failure`]), so the waiters get the outcome without repeating the request.
 //!   A leader dropped before its outcome gives the lease back at once ([`Store::fill_abandon`]).
+//! - **The value rides on the notification.** A completion of at most [`CARRIED_MAX`] bytes
+//!   asks the store to publish the stored value itself (`V|<key>|<ttl µs>|<value>`), which it
+//!   does only when the fenced write happened (so it is exactly what the store holds) and a
+//!   claim found the fill busy (someone waits: a fill nobody waited for does not send its value
+//!   to every process). A woken waiter takes the value from the message instead of claiming
+//!   again: one round trip per waiting instance, not two, and no burst of claims against the
+//!   store at the moment of the wake-up. Larger values, and fills the store refused, publish
+//!   `C|<key>` and the waiters claim again. The in-process tier keeps a carried value for its
+//!   TTL counted from when the waiter's last claim was sent (the write came after that claim
+//!   found the fill busy), so it never outlives the shared entry; an invalidation announced
+//!   after it still wins (the flight is marked stale and the entry removed).
 //! - **Generations live in the store.** The runtime's and each stitch's invalidation generations
 //!   are fleet-wide counters ([`Store::bump`]) that enter every key; each process keeps the last
 //!   value it saw, read once after subscribing and updated by the bump's own notification, which
@@ -51,6 +62,12 @@ pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// leader dies (a waiter takes over within it).
 pub const DEFAULT_FILL_LEASE: Duration = Duration::from_secs(3);
 
+/// The largest value a completion message carries. Every process of the fleet receives every
+/// message, waiting or not, so a carried value travels once per subscriber instead of once per
+/// waiting instance: worth it for the round trip it saves each waiter, up to a size where the
+/// fan-out's bytes would cost more than the claims they replace.
+pub(crate) const CARRIED_MAX: usize = 64 * 1024;
+
 /// How long fleet generations are kept in the store after their last bump.
 const GENERATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -61,6 +78,8 @@ pub(crate) const VERBS: [Verb; 4] = [Verb::Fill, Verb::Bump, Verb::Publish, Verb
 /// Event messages on the fleet's channel (throttle lease keys share it; they start with the
 /// namespace, never with these).
 const COMPLETED: &[u8] = b"C|";
+/// A completion carrying the stored value: `V|<hex key>|<ttl µs>|<value bytes>`.
+const COMPLETED_WITH_VALUE: &[u8] = b"V|";
 const INVALIDATED: &[u8] = b"I|";
 const RUNTIME_BUMPED: &[u8] = b"G|r|";
 const STITCH_BUMPED: &[u8] = b"G|s|";
@@ -78,7 +97,7 @@ pub(crate) struct FleetCache {
     /// over a flight here too.
     flights: Arc<crate::cache::coalesce::Flights>,
     /// The instance waiting on a key (one per key: only the in-process leader waits).
-    waiting: Mutex<HashMap<CacheKey, Arc<Wake>>>,
+    waiting: Mutex<HashMap<CacheKey, Arc<Slot>>>,
     /// The event listener (started by the first call that uses the shared tier).
     listener: Mutex<Option<Listener>>,
     /// Whether the runtime's generation has been read since the last gap.
@@ -108,8 +127,15 @@ pub(crate) enum Claim {
     Hit(Bytes, Duration),
     /// This instance fills, holding the lease.
     Leader(Holding),
-    /// Another instance fills: wait, then claim again.
-    Busy(Duration),
+    /// Another instance fills for `lease_left` more at most: wait ([`Waiter::wait`], which may
+    /// hand over the value), then claim again. `asked` is when this claim was sent.
+    Busy {
+        /// Until the filler's lease ends.
+        lease_left: Duration,
+        /// When the claim was sent: a value written after the claim found the fill busy lives
+        /// in the store at most its TTL from here.
+        asked: tokio::time::Instant,
+    },
     /// The store could not be asked (breaker open, error, timeout): fall back to in-process.
     Unavailable,
 }
@@ -290,8 +316,12 @@ impl FleetCache {
         }
     }
 
-    fn on_message(&self, message: &[u8]) {
-        if let Some(hex) = message.strip_prefix(COMPLETED) {
+    fn on_message(&self, message: &Bytes) {
+        if message.starts_with(COMPLETED_WITH_VALUE) {
+            if let Some((key, carried)) = carried(message) {
+                self.deliver(&key, carried);
+            }
+        } else if let Some(hex) = message.strip_prefix(COMPLETED) {
             if let Some(key) = CacheKey::from_hex(hex) {
                 self.wake(&key);
             }
@@ -317,24 +347,44 @@ impl FleetCache {
 
     /// Messages may have been lost: nothing in-process can be trusted to be current. Flush it,
     /// re-read every generation before the shared tier is used again, and wake every waiter.
+    /// A value handed over before the gap is not trusted either (an invalidation after it may
+    /// be among the lost messages): the waiters claim again.
     fn on_gap(&self) {
         self.runtime_synced.store(false, Ordering::Release);
         self.local.fleet_gap();
         crate::meter::fleet_gap();
         let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        for w in waiting.values() {
-            w.notify_one();
+        for slot in waiting.values() {
+            slot.carried
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            slot.wake.notify_one();
         }
     }
 
     fn wake(&self, key: &CacheKey) {
-        if let Some(w) = self
+        if let Some(slot) = self
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
         {
-            w.notify_one();
+            slot.wake.notify_one();
+        }
+    }
+
+    /// Hands a carried value to the instance waiting on `key`, if one is (nobody else asked for
+    /// it: it is not kept).
+    fn deliver(&self, key: &CacheKey, carried: Carried) {
+        if let Some(slot) = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            *slot.carried.lock().unwrap_or_else(|e| e.into_inner()) = Some(carried);
+            slot.wake.notify_one();
         }
     }
 
@@ -342,17 +392,22 @@ impl FleetCache {
     /// before the claim, so a completion published between the claim's answer and the wait
     /// is not lost (the wake is kept as a permit).
     pub(crate) fn waiter(self: &Arc<Self>, key: CacheKey) -> Waiter {
-        let wake = self
+        let slot = self
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
-            .or_insert_with(|| Arc::new(Wake::new()))
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    wake: Wake::new(),
+                    carried: Mutex::new(None),
+                })
+            })
             .clone();
         Waiter {
             fleet: self.clone(),
             key,
-            wake,
+            slot,
         }
     }
 
@@ -369,19 +424,33 @@ impl FleetCache {
             holder,
             lease_ttl_us: self.lease.as_micros() as u64,
         };
+        let asked = tokio::time::Instant::now();
+        // Until the store answers, this claim may hold the fill lease without knowing it: if
+        // the claim is dropped (its call was cancelled) or its outcome is unknown (a timeout),
+        // the lease is given back, so fleet waiters never wait out a lease nobody renews.
+        let mut unanswered = Unanswered {
+            fleet: self,
+            key,
+            holder,
+            armed: true,
+        };
         let claimed = self
             .ask(limit, "fill_claim", || {
                 self.store.fill_claim(keys.keys(), claim)
             })
             .await;
+        // An error's outcome is unknown (a timeout may have run in the store): stays armed.
+        unanswered.armed = matches!(claimed, Err(Some(_)));
+        drop(unanswered);
         match claimed {
             Ok(Claimed::Hit { value, ttl_us }) => Claim::Hit(value, Duration::from_micros(ttl_us)),
             Ok(Claimed::Leader { generation }) => {
                 Claim::Leader(Holding::start(self.clone(), key, holder, generation))
             }
-            Ok(Claimed::Busy { lease_ends_in_us }) => {
-                Claim::Busy(Duration::from_micros(lease_ends_in_us))
-            }
+            Ok(Claimed::Busy { lease_ends_in_us }) => Claim::Busy {
+                lease_left: Duration::from_micros(lease_ends_in_us),
+                asked,
+            },
             Err(e) => {
                 if let Some(e) = e {
                     tracing::warn!(error = %e, "fleet cache claim failed; using the in-process tier");
@@ -436,17 +505,83 @@ fn message(kind: &[u8], key: &CacheKey) -> Bytes {
     Bytes::from(m)
 }
 
+/// The prefix of a completion carrying its value, `V|<hex key>|<ttl µs>|`: the store appends the
+/// value when it stored it.
+fn value_message(key: &CacheKey, ttl: Duration) -> Bytes {
+    let mut m = message(COMPLETED_WITH_VALUE, key).to_vec();
+    m.push(b'|');
+    m.extend_from_slice(ttl.as_micros().to_string().as_bytes());
+    m.push(b'|');
+    Bytes::from(m)
+}
+
+/// The key and the value of a `V|<hex key>|<ttl µs>|<value>` message (the value a slice of it,
+/// not a copy); `None` for anything else.
+fn carried(message: &Bytes) -> Option<(CacheKey, Carried)> {
+    let rest = message.strip_prefix(COMPLETED_WITH_VALUE)?;
+    let key = CacheKey::from_hex(rest.get(..64)?)?;
+    let rest = rest.get(64..)?.strip_prefix(b"|")?;
+    let bar = rest.iter().position(|b| *b == b'|')?;
+    let ttl = Duration::from_micros(parse(&rest[..bar])?);
+    let value = message.slice(message.len() - rest.len() + bar + 1..);
+    let received = tokio::time::Instant::now();
+    Some((
+        key,
+        Carried {
+            value,
+            ttl,
+            received,
+        },
+    ))
+}
+
+/// Where the event listener leaves what the instance waiting on a key needs.
+struct Slot {
+    wake: Wake,
+    /// The value the last completion carried, until the waiter takes it.
+    carried: Mutex<Option<Carried>>,
+}
+
+/// A value taken from a completion message: exactly what the store holds.
+struct Carried {
+    value: Bytes,
+    /// How long the store keeps it, from its write.
+    ttl: Duration,
+    /// When the message arrived here.
+    received: tokio::time::Instant,
+}
+
 /// This instance waiting on a key; unregisters on drop.
 pub(crate) struct Waiter {
     fleet: Arc<FleetCache>,
     key: CacheKey,
-    wake: Arc<Wake>,
+    slot: Arc<Slot>,
 }
 
 impl Waiter {
-    /// Waits for a completion (or invalidation, or gap) on the key, at most `wait`.
-    pub(crate) async fn wait(&self, wait: Duration) {
-        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+    /// Waits for a completion (or invalidation, or gap) on the key, at most `wait`, after a claim
+    /// sent at `asked` found the fill busy. When the completion carried the value, returns it
+    /// with what is left of its TTL counted from `asked`: the write came after that claim (a
+    /// value stored before it would have been its answer), so the in-process tier never keeps
+    /// it longer than the store. A value that arrived before `asked` answered an earlier claim's
+    /// wait and is not taken (the claim since said busy: the store no longer holds it).
+    pub(crate) async fn wait(
+        &self,
+        wait: Duration,
+        asked: tokio::time::Instant,
+    ) -> Option<(Bytes, Duration)> {
+        let _ = tokio::time::timeout(wait, self.slot.wake.notified()).await;
+        let carried = self
+            .slot
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        if carried.received < asked {
+            return None;
+        }
+        let ttl = carried.ttl.saturating_sub(asked.elapsed());
+        Some((carried.value, ttl))
     }
 }
 
@@ -455,7 +590,7 @@ impl Drop for Waiter {
         let mut waiting = self.fleet.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting
             .get(&self.key)
-            .is_some_and(|w| Arc::ptr_eq(w, &self.wake))
+            .is_some_and(|w| Arc::ptr_eq(w, &self.slot))
         {
             waiting.remove(&self.key);
         }
@@ -508,6 +643,8 @@ impl Holding {
             (self.fleet.clone(), self.key, self.holder, self.generation);
         spawn(async move {
             let keys = fleet.entry_keys(&key);
+            // Small values ride on the notification (see the module docs).
+            let value_message = (value.len() <= CARRIED_MAX).then(|| value_message(&key, ttl));
             let fill = crate::store::Fill {
                 holder,
                 generation,
@@ -517,6 +654,7 @@ impl Holding {
                     channel: &fleet.channel,
                     message: message(COMPLETED, &key),
                 }),
+                value_message,
             };
             let done = fleet
                 .ask(fleet.store_timeout, "fill_complete", || {
@@ -543,20 +681,45 @@ impl Drop for Holding {
         if self.finished {
             return;
         }
-        let (fleet, key, holder) = (self.fleet.clone(), self.key, self.holder);
-        spawn(async move {
-            let keys = fleet.entry_keys(&key);
-            let notify = Notify {
-                channel: &fleet.channel,
-                message: message(COMPLETED, &key),
-            };
-            let _ = fleet
-                .ask(fleet.store_timeout, "fill_abandon", || {
-                    fleet.store.fill_abandon(keys.keys(), holder, Some(notify))
-                })
-                .await;
-        });
+        abandon(&self.fleet, self.key, self.holder);
     }
+}
+
+/// A fill claim sent and not (yet) answered; gives back the lease it may have taken when
+/// dropped armed.
+struct Unanswered<'a> {
+    fleet: &'a Arc<FleetCache>,
+    key: CacheKey,
+    holder: OpId,
+    /// Cleared once the store answered: what the claim took is known (a lease is then held by
+    /// a [`Holding`]). An unasked claim (the breaker was open) took nothing either.
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            abandon(self.fleet, self.key, self.holder);
+        }
+    }
+}
+
+/// Gives `key`'s fill lease back if `holder` holds it, behind the call, and wakes the fleet's
+/// waiters so one takes over at once (the store does nothing when another holds it).
+fn abandon(fleet: &Arc<FleetCache>, key: CacheKey, holder: OpId) {
+    let fleet = fleet.clone();
+    spawn(async move {
+        let keys = fleet.entry_keys(&key);
+        let notify = Notify {
+            channel: &fleet.channel,
+            message: message(COMPLETED, &key),
+        };
+        let _ = fleet
+            .ask(fleet.store_timeout, "fill_abandon", || {
+                fleet.store.fill_abandon(keys.keys(), holder, Some(notify))
+            })
+            .await;
+    });
 }
 
 async fn renew(fleet: Weak<FleetCache>, key: CacheKey, holder: OpId, held: Arc<AtomicBool>) {
@@ -605,5 +768,44 @@ mod tests {
             None,
             "upper case is not ours"
         );
+    }
+
+    #[tokio::test]
+    async fn a_carried_value_is_read_back_as_the_store_appended_it() {
+        let key = CacheKey([0x3c; 32]);
+        let ttl = Duration::from_micros(59_999_123);
+        // The value may hold the separator: only the first two after the key delimit.
+        let value = b"\x01|body|with|bars".as_slice();
+        let message = Bytes::from([&value_message(&key, ttl)[..], value].concat());
+        let (got, c) = carried(&message).expect("a well-formed message");
+        assert_eq!(got, key);
+        assert_eq!(c.ttl, ttl);
+        assert_eq!(&c.value[..], value);
+        let empty = Bytes::from(value_message(&key, ttl).to_vec());
+        assert_eq!(
+            carried_value(&empty).as_deref(),
+            Some(&b""[..]),
+            "an empty value"
+        );
+        let hex = [b'a'; 64];
+        let bad: [&[u8]; 6] = [
+            b"V|",
+            &message[..65],
+            &message[..67],
+            b"V|not-a-key|1|x",
+            &[&b"V|"[..], &hex[..], &b"|nan|x"[..]].concat(),
+            &[&b"V|"[..], &hex[..], &b"1|x"[..]].concat(),
+        ];
+        for bad in bad {
+            assert!(
+                carried(&Bytes::copy_from_slice(bad)).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    fn carried_value(message: &Bytes) -> Option<Bytes> {
+        carried(message).map(|(_, c)| c.value)
     }
 }

@@ -16,6 +16,7 @@
 //! margins (TTLs of a few hundred milliseconds); the suite takes about five seconds.
 
 use super::keys::{FillKeySet, KeyLayout};
+use super::{Admission, LeaseReservation};
 use super::{
     Cas, CircuitEvent, CircuitPhase, CircuitState, CircuitStep, Claimed, Decision, Event, Fill,
     FillClaim, Gcra, LeaseDecision, LeaseRequest, Notify, OpId, Store, StoreErrorKind,
@@ -50,9 +51,13 @@ pub async fn run<S: Store>(make: impl Fn() -> S) {
             Verb::CompareAndSet => compare_and_set(&s).await,
             Verb::Reserve => reserve(&s).await,
             Verb::Lease => lease(&s).await,
+            Verb::LeaseReserve => lease_reserve(&s).await,
             Verb::Circuit => circuit(&s).await,
             Verb::Fill => fill(&s, caps.contains(Verb::Subscribe)).await,
             Verb::Bump => bump(&s, caps.contains(Verb::Subscribe)).await,
+            Verb::FillInvalidateIf if caps.contains(Verb::Fill) => {
+                fill_invalidate_if(&s, caps.contains(Verb::Subscribe)).await
+            }
             Verb::Publish if caps.contains(Verb::Subscribe) => pub_sub(&s).await,
             _ => {}
         }
@@ -96,6 +101,12 @@ async fn unsupported<S: Store>(s: &S, verb: Verb) {
             .map(drop),
         Verb::Reserve => s.reserve(&k, gcra(1000, 0, None)).await.map(drop),
         Verb::Lease => s.lease_acquire(&k, lease_of(1, 1000, id)).await.map(drop),
+        Verb::LeaseReserve => {
+            let (leases, tat) = budget_keys();
+            s.lease_reserve(&leases, &tat, lease_of(1, 1000, id), gcra(1000, 0, None))
+                .await
+                .map(drop)
+        }
         Verb::Publish => s.publish(&k, Bytes::new()).await,
         Verb::Subscribe => s.subscribe(&k).await.map(drop),
         Verb::Circuit => s
@@ -107,6 +118,10 @@ async fn unsupported<S: Store>(s: &S, verb: Verb) {
             .await
             .map(drop),
         Verb::Bump => s.bump(&k, ttl, notify(&k, "bump|")).await.map(drop),
+        Verb::FillInvalidateIf => s
+            .fill_invalidate_if(fill_keys().keys(), b"v", None)
+            .await
+            .map(drop),
         _ => return,
     }
     .map_err(|e| e.kind());
@@ -723,6 +738,184 @@ async fn lease<S: Store>(s: &Arc<S>) {
     assert!(!s.lease_renew(&k, OpId::random(), 400 * MS).await.unwrap());
 }
 
+/// The holder set and GCRA state of one fresh budget, on one cluster slot.
+fn budget_keys() -> (String, String) {
+    let tag = OpId::random();
+    (
+        format!("stitch-conformance:{{{tag}}}:leases"),
+        format!("stitch-conformance:{{{tag}}}:tat"),
+    )
+}
+
+/// The lease expiry and slot of an admission (checked against the store time), `None` when full;
+/// panics on a refusal.
+fn admitted(r: LeaseReservation) -> Option<(u64, u64)> {
+    match r.decision {
+        Admission::Admitted { expires_at, at } => {
+            assert!(
+                expires_at > r.store_time,
+                "lease_reserve: lease expiry in the future: {r:?}"
+            );
+            Some((expires_at, at))
+        }
+        Admission::Full { next_expiry } => {
+            assert!(
+                next_expiry > r.store_time,
+                "lease_reserve: next expiry in the future: {r:?}"
+            );
+            None
+        }
+        Admission::Refused { .. } => {
+            panic!("lease_reserve: refused without a maximum wait: {r:?}")
+        }
+    }
+}
+
+async fn lease_reserve<S: Store>(s: &Arc<S>) {
+    // 20 racers for 4 slots of a 10/s budget: exactly 4 are admitted, with 4 distinct slots one
+    // interval apart, the first now; the 16 others reserve nothing.
+    let (leases, tat) = budget_keys();
+    let mut tasks = JoinSet::new();
+    for _ in 0..20 {
+        let (s, leases, tat) = (s.clone(), leases.clone(), tat.clone());
+        tasks.spawn(async move {
+            let r = s
+                .lease_reserve(
+                    &leases,
+                    &tat,
+                    lease_of(4, 500, OpId::random()),
+                    gcra(100, 0, None),
+                )
+                .await
+                .unwrap();
+            (admitted(r), r.store_time)
+        });
+    }
+    let results = tasks.join_all().await;
+    let slots: Vec<(u64, u64)> = results
+        .iter()
+        .filter_map(|(a, now)| a.map(|(_, at)| (at, *now)))
+        .collect();
+    assert_eq!(
+        slots.len(),
+        4,
+        "lease_reserve: exactly `limit` of 20 racers are admitted: {results:?}"
+    );
+    let granted_now = slots.iter().filter(|(at, now)| at <= now).count();
+    assert_eq!(
+        granted_now, 1,
+        "lease_reserve: without burst, one admission's slot is now: {slots:?}"
+    );
+    let mut at: Vec<u64> = slots.iter().map(|(at, _)| *at).collect();
+    at.sort_unstable();
+    for pair in at.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            100 * MS,
+            "lease_reserve: slots are exactly one interval apart: {at:?}"
+        );
+    }
+    // The leases (500 ms) expire and are swept; had the 16 racers left out reserved, the next
+    // slot would be 1.4 s away.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = s
+        .lease_reserve(
+            &leases,
+            &tat,
+            lease_of(4, 500, OpId::random()),
+            gcra(100, 0, None),
+        )
+        .await
+        .unwrap();
+    match r.decision {
+        Admission::Admitted { at, .. } => assert!(
+            at <= r.store_time,
+            "lease_reserve: a full budget reserves nothing, an expired lease is swept: {r:?}"
+        ),
+        other => panic!("lease_reserve: expired leases are swept, got {other:?}"),
+    }
+
+    // A refusal (beyond the maximum wait) takes neither the lease nor the slot.
+    let (leases, tat) = budget_keys();
+    let first = s
+        .lease_reserve(
+            &leases,
+            &tat,
+            lease_of(3, 30_000, OpId::random()),
+            gcra(200, 0, None),
+        )
+        .await
+        .unwrap();
+    let (_, first_at) = admitted(first).expect("lease_reserve: an empty budget admits");
+    let refused = s
+        .lease_reserve(
+            &leases,
+            &tat,
+            lease_of(3, 30_000, OpId::random()),
+            gcra(200, 0, Some(50)),
+        )
+        .await
+        .unwrap();
+    match refused.decision {
+        Admission::Refused { wait_us } => assert!(
+            (50 * MS..=200 * MS).contains(&wait_us),
+            "lease_reserve: the refusal says how long the wait would be: {refused:?}"
+        ),
+        other => panic!("lease_reserve: a slot beyond the maximum wait is refused, got {other:?}"),
+    }
+    // Idempotency: a retried request (same holder, same reservation id) gets its first slot
+    // and keeps one lease.
+    let (holder, id) = (OpId::random(), gcra(200, 0, None));
+    let second = s
+        .lease_reserve(&leases, &tat, lease_of(3, 30_000, holder), id)
+        .await
+        .unwrap();
+    let (_, second_at) = admitted(second).expect("lease_reserve: a free slot admits");
+    assert_eq!(
+        second_at - first_at,
+        200 * MS,
+        "lease_reserve: the refusal reserved nothing"
+    );
+    let again = s
+        .lease_reserve(&leases, &tat, lease_of(3, 30_000, holder), id)
+        .await
+        .unwrap();
+    assert_eq!(
+        admitted(again).map(|(_, at)| at),
+        Some(second_at),
+        "lease_reserve: a retry with the same ids gets the same slot"
+    );
+    let third = s
+        .lease_reserve(
+            &leases,
+            &tat,
+            lease_of(3, 30_000, OpId::random()),
+            gcra(200, 0, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        admitted(third).map(|(_, at)| at - second_at),
+        Some(200 * MS),
+        "lease_reserve: neither the refusal nor the retry took a lease (limit 3), and the retry \
+         reserved no second slot"
+    );
+    assert_eq!(
+        admitted(
+            s.lease_reserve(
+                &leases,
+                &tat,
+                lease_of(3, 30_000, OpId::random()),
+                gcra(200, 0, None)
+            )
+            .await
+            .unwrap()
+        ),
+        None,
+        "lease_reserve: three holders fill a limit of 3"
+    );
+}
+
 async fn next_event(sub: &mut super::Subscription) -> Option<Event> {
     tokio::time::timeout(Duration::from_secs(2), sub.next())
         .await
@@ -807,11 +1000,104 @@ async fn expect_message(sub: &mut Option<Subscription>, message: &str, what: &st
     }
 }
 
+/// Checks that `message` is the only message published on `channel` since the last one read
+/// (a marker published now ends the wait; a repeated `message` is allowed).
+async fn expect_only<S: Store>(
+    s: &Arc<S>,
+    sub: &mut Option<Subscription>,
+    channel: &str,
+    message: &str,
+    what: &str,
+) {
+    let Some(sub) = sub else { return };
+    s.publish(channel, Bytes::from_static(b"end"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match next_event(sub).await {
+            Some(Event::Message(m)) if m == "end" => break,
+            Some(Event::Message(m)) => seen.push(String::from_utf8_lossy(&m).into_owned()),
+            other => panic!("{what}: unexpected event {other:?}"),
+        }
+    }
+    seen.dedup();
+    assert_eq!(seen, [message], "{what}");
+}
+
 fn leader(c: &Claimed) -> Option<u64> {
     match c {
         Claimed::Leader { generation } => Some(*generation),
         _ => None,
     }
+}
+
+/// `fill_invalidate_if`: invalidates only the value the caller saw, once; anything else is kept
+/// and nobody is told.
+async fn fill_invalidate_if<S: Store>(s: &Arc<S>, subscribe: bool) {
+    let set = fill_keys();
+    let k = set.keys();
+    let channel = key("fill-if-events");
+    let mut sub = listen(s.as_ref(), subscribe, &channel).await;
+    let holder = OpId::random();
+    let fill = |generation, value: &'static str| {
+        let (s, set) = (s.clone(), set.clone());
+        async move {
+            let claimed = s
+                .fill_claim(set.keys(), fill_claim(holder, 30_000))
+                .await
+                .unwrap();
+            assert_eq!(claimed, Claimed::Leader { generation });
+            let done = Fill {
+                holder,
+                generation,
+                value: Bytes::from_static(value.as_bytes()),
+                ttl: Duration::from_secs(30),
+                notify: None,
+                value_message: None,
+            };
+            assert!(s.fill_complete(set.keys(), done).await.unwrap());
+        }
+    };
+    assert!(
+        !s.fill_invalidate_if(k, b"v1", Some(notify(&channel, "nothing")))
+            .await
+            .unwrap(),
+        "fill_invalidate_if: nothing stored, nothing invalidated"
+    );
+    fill(0, "v1").await;
+    assert!(
+        !s.fill_invalidate_if(k, b"v0", Some(notify(&channel, "other")))
+            .await
+            .unwrap(),
+        "fill_invalidate_if: another value is kept"
+    );
+    assert_eq!(
+        s.get(k.value).await.unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "fill_invalidate_if: the value that differs is still there"
+    );
+    assert!(
+        s.fill_invalidate_if(k, b"v1", Some(notify(&channel, "inv-if")))
+            .await
+            .unwrap(),
+        "fill_invalidate_if: the expected value is invalidated"
+    );
+    expect_only(
+        s,
+        &mut sub,
+        &channel,
+        "inv-if",
+        "fill_invalidate_if: only the invalidation is published, not the refusals",
+    )
+    .await;
+    assert_eq!(s.get(k.value).await.unwrap(), None);
+    assert!(
+        !s.fill_invalidate_if(k, b"v1", None).await.unwrap(),
+        "fill_invalidate_if: a second caller that saw the same value invalidates nothing"
+    );
+    // The generation moved: the next fill leads at generation 1.
+    fill(1, "v2").await;
 }
 
 async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
@@ -828,6 +1114,7 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
                 .unwrap()
         }
     };
+    // Completions that ask for the value to be carried (`stored:` + value) when it is stored.
     let complete = |holder, generation, value: &'static str, message| {
         let (s, set, channel) = (s.clone(), set.clone(), channel.clone());
         async move {
@@ -837,6 +1124,7 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
                 value: Bytes::from_static(value.as_bytes()),
                 ttl: Duration::from_secs(30),
                 notify: Some(notify(&channel, message)),
+                value_message: Some(Bytes::from_static(b"stored:")),
             };
             s.fill_complete(set.keys(), fill).await.unwrap()
         }
@@ -864,7 +1152,8 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         "fill_claim: the holder claiming again keeps the lease (a retry is idempotent)"
     );
 
-    // Fencing: a non-holder's completion stores nothing, frees nothing, and still notifies.
+    // Fencing: a non-holder's completion stores nothing, frees nothing, and still notifies (with
+    // its own message: the value it did not store is never carried).
     assert!(
         !complete(b, 0, "intruder", "refused").await,
         "fill_complete: a non-holder's completion answers false"
@@ -880,12 +1169,21 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         "fill_complete: a refused completion leaves the holder's lease"
     );
 
-    // Completion stores, frees the lease, notifies; a retry answers true.
+    // Completion stores, frees the lease, notifies (carrying the stored value instead of the
+    // plain message, as a claimant found the fill busy); a retry answers true.
     assert!(
         complete(a, 0, "v1", "done").await,
         "fill_complete: the holder's completion answers true"
     );
-    expect_message(&mut sub, "done", "fill_complete").await;
+    expect_only(
+        s,
+        &mut sub,
+        &channel,
+        "stored:v1",
+        "fill_complete: a stored value asked to be carried, with a claimant waiting, is \
+         published as the prefix followed by the value, instead of the plain message",
+    )
+    .await;
     assert!(
         complete(a, 0, "v1", "done").await,
         "fill_complete: a retried completion answers true"
@@ -927,6 +1225,14 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         complete(a, 1, "v2", "done2").await,
         "fill_complete: a holder id that completed before completes a later fill again"
     );
+    expect_only(
+        s,
+        &mut sub,
+        &channel,
+        "done2",
+        "fill_complete: a fill nobody found busy publishes its plain message, not the value",
+    )
+    .await;
     assert!(
         matches!(claim(b, 30_000).await, Claimed::Hit { value, .. } if value == "v2"),
         "fill_complete: a later fill by the same holder id stores its own value"
@@ -946,6 +1252,7 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         value: Bytes::from_static(value.as_bytes()),
         ttl: Duration::from_secs(30),
         notify: None,
+        value_message: None,
     };
     assert_eq!(
         s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap(),
@@ -1000,6 +1307,30 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         !s.fill_abandon(k, a, None).await.unwrap(),
         "fill_abandon: giving up twice answers false"
     );
+
+    // A renewal keeps the mark of a claimant that found the fill busy.
+    let set = fill_keys();
+    let k = set.keys();
+    assert!(leader(&s.fill_claim(k, fill_claim(a, 30_000)).await.unwrap()).is_some());
+    assert!(matches!(
+        s.fill_claim(k, fill_claim(b, 30_000)).await.unwrap(),
+        Claimed::Busy { .. }
+    ));
+    assert!(s.fill_renew(k, a, 30_000 * MS).await.unwrap());
+    let carried = Fill {
+        value_message: Some(Bytes::from_static(b"stored:")),
+        notify: Some(notify(&channel, "plain")),
+        ..fill_at(a, 0, "v3")
+    };
+    assert!(s.fill_complete(k, carried).await.unwrap());
+    expect_only(
+        s,
+        &mut sub,
+        &channel,
+        "stored:v3",
+        "fill_renew: a renewed lease still carries the value to the claimant waiting for it",
+    )
+    .await;
 
     // Renewal and expiry (lease 300 ms, renewed at 150 ms: held at 375 ms, gone by 600 ms).
     let set = fill_keys();

@@ -172,19 +172,35 @@ impl KeyLayout {
 /// `key` has a hash tag, `key` + `:` + `suffix` keeps it; when it has none, its whole text
 /// becomes the tag, which hashes like the untagged key.
 pub fn companion(key: &str, suffix: &str) -> String {
+    let mut out = String::with_capacity(key.len() + suffix.len() + 3);
+    companion_base(&mut out, key);
+    out.push_str(suffix);
+    out
+}
+
+/// Writes `key` as [`companion`] starts it: `key:` or `{key}:`.
+fn companion_base(out: &mut String, key: &str) {
     if hash_tag(key).is_some() || key.is_empty() || key.contains('}') {
         // Keys with a tag keep it. A key without a tag that contains `}` cannot be wrapped
         // (the tag would end early); appending keeps it on a deterministic slot, which is all a
         // single-node store needs, and stitch's own keys always carry a tag.
-        format!("{key}:{suffix}")
+        out.push_str(key);
     } else {
-        format!("{{{key}}}:{suffix}")
+        out.push('{');
+        out.push_str(key);
+        out.push('}');
     }
+    out.push(':');
 }
 
-/// The idempotency marker of operation `op` on `key`.
+/// The idempotency marker of operation `op` on `key` (`companion(key, "op:<op>")`, written in
+/// one allocation: it is made on every fleet acquire).
 pub(crate) fn marker(key: &str, op: super::OpId) -> String {
-    companion(key, &format!("op:{op}"))
+    let mut out = String::with_capacity(key.len() + 38);
+    companion_base(&mut out, key);
+    out.push_str("op:");
+    let _ = write!(out, "{op}");
+    out
 }
 
 /// The part of `key` Redis Cluster hashes: the text between the first `{` and the next `}` when
@@ -357,5 +373,10 @@ mod tests {
         assert_eq!(slot("plain"), slot(&companion("plain", "op:1")));
         assert_eq!(companion("x{t}y", "m"), "x{t}y:m");
         assert_eq!(slot("x{t}y"), slot(&companion("x{t}y", "m")));
+        let op = OpId::from_u128(0xab);
+        for key in ["plain", "x{t}y", ""] {
+            assert_eq!(marker(key, op), companion(key, &format!("op:{op}")));
+        }
+        assert_eq!(marker("k", op), "{k}:op:000000000000000000000000000000ab");
     }
 }

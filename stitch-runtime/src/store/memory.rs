@@ -12,6 +12,7 @@ use super::{
     FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, Notify, OpId, Reservation, Store,
     StoreError, StoreFuture, Subscription, Verbs,
 };
+use super::{Admission, LeaseReservation};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -373,6 +374,61 @@ impl Store for MemoryStore {
         })())
     }
 
+    fn lease_reserve<'a>(
+        &'a self,
+        leases: &'a str,
+        tat: &'a str,
+        lease: LeaseRequest,
+        gcra: Gcra,
+    ) -> StoreFuture<'a, LeaseReservation> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let mut holders: Vec<(OpId, u64)> = match self.live(leases, now) {
+                Some(Value::Holders(h)) => h.iter().copied().filter(|(_, e)| *e > now).collect(),
+                Some(Value::Bytes(_)) => return Err(wrong_type("lease_reserve", leases)),
+                None => Vec::new(),
+            };
+            let answer = |decision| {
+                Ok(LeaseReservation {
+                    decision,
+                    store_time: now,
+                })
+            };
+            let held = holders.iter().position(|(id, _)| *id == lease.holder);
+            if held.is_none() && holders.len() >= lease.limit as usize {
+                let next_expiry = holders.iter().map(|(_, e)| *e).min().unwrap_or(now);
+                return answer(Admission::Full { next_expiry });
+            }
+            // A retry of a request that reserved is answered with its slot, never refused.
+            let at = match self.marked(tat, gcra.id, now) {
+                Some(done) => int("lease_reserve", &done)? as u64,
+                None => {
+                    let state = match self.live_bytes("lease_reserve", tat, now)? {
+                        Some(b) => int("lease_reserve", &b)? as u64,
+                        None => 0,
+                    };
+                    let at = now.max(state.saturating_sub(gcra.tolerance_us));
+                    let wait = at - now;
+                    if gcra.max_wait_us.is_some_and(|m| wait > m) {
+                        return answer(Admission::Refused { wait_us: wait });
+                    }
+                    let next = state.max(at).saturating_add(gcra.interval_us.max(1));
+                    self.put(tat, Value::Bytes(Bytes::from(next.to_string())), next);
+                    self.mark(tat, gcra.id, Bytes::from(at.to_string()), now, wait);
+                    at
+                }
+            };
+            let expires_at = now.saturating_add(lease.ttl_us.max(1));
+            match held {
+                Some(i) => holders[i].1 = expires_at,
+                None => holders.push((lease.holder, expires_at)),
+            }
+            self.store_holders(leases, holders);
+            answer(Admission::Admitted { expires_at, at })
+        })())
+    }
+
     fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
         let _w = self.lock();
         let now = self.now();
@@ -416,9 +472,15 @@ impl Store for MemoryStore {
                     ttl_us: expires.saturating_sub(now).max(1),
                 });
             }
-            if let Some(holder) = self.live_bytes("fill_claim", keys.lease, now)? {
+            if let Some(lease) = self.live_bytes("fill_claim", keys.lease, now)? {
+                let (holder, waited) = lease_parts(&lease);
                 if holder != claim.holder.to_string().as_bytes() {
                     let expires = self.remaining(keys.lease).unwrap_or(now);
+                    if !waited {
+                        // Someone waits for this fill now: its completion carries the value.
+                        let marked = [holder, WAITED].concat();
+                        self.put(keys.lease, Value::Bytes(Bytes::from(marked)), expires);
+                    }
                     return Ok(Claimed::Busy {
                         lease_ends_in_us: expires.saturating_sub(now).max(1),
                     });
@@ -457,12 +519,15 @@ impl Store for MemoryStore {
                 return Ok(true);
             }
             let held = self.fill_held(keys, fill.holder, now)?;
+            let waited = self
+                .live_bytes("fill", keys.lease, now)?
+                .is_some_and(|l| lease_parts(&l).1);
             let current = self.fill_generation(keys, now)?;
             let stored = held && current == fill.generation;
             if stored {
                 self.put(
                     keys.value,
-                    Value::Bytes(fill.value),
+                    Value::Bytes(fill.value.clone()),
                     now.saturating_add(us(fill.ttl)),
                 );
                 self.mark(keys.value, fill.holder, generation, now, 0);
@@ -470,7 +535,17 @@ impl Store for MemoryStore {
             if held {
                 self.shared.entries.invalidate(keys.lease);
             }
-            self.notify(fill.notify);
+            match (fill.notify, fill.value_message) {
+                // Only a stored value is carried (the message's value is the store's), and only
+                // when someone waits for it.
+                (Some(notify), Some(prefix)) if stored && waited => {
+                    let mut message = Vec::with_capacity(prefix.len() + fill.value.len());
+                    message.extend_from_slice(&prefix);
+                    message.extend_from_slice(&fill.value);
+                    self.send(notify.channel, Bytes::from(message));
+                }
+                (notify, _) => self.notify(notify),
+            }
             Ok(stored)
         })())
     }
@@ -514,6 +589,32 @@ impl Store for MemoryStore {
             );
             self.notify(notify);
             Ok(existed)
+        })())
+    }
+
+    fn fill_invalidate_if<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        expected: &'a [u8],
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _w = self.lock();
+        let now = self.now();
+        ready((|| {
+            let current = self.live_bytes("fill_invalidate_if", keys.value, now)?;
+            if current.as_deref() != Some(expected) {
+                return Ok(false);
+            }
+            let next = self.fill_generation(keys, now)?.saturating_add(1);
+            self.shared.entries.invalidate(keys.value);
+            self.shared.entries.invalidate(keys.lease);
+            self.put(
+                keys.generation,
+                Value::Bytes(Bytes::from(next.to_string())),
+                now.saturating_add(us(FILL_GENERATION_KEEP)),
+            );
+            self.notify(notify);
+            Ok(true)
         })())
     }
 
@@ -577,7 +678,7 @@ impl MemoryStore {
     fn fill_held(&self, keys: FillKeys<'_>, holder: OpId, now: u64) -> Result<bool, StoreError> {
         Ok(self
             .live_bytes("fill", keys.lease, now)?
-            .is_some_and(|h| h == holder.to_string().as_bytes()))
+            .is_some_and(|l| lease_parts(&l).0 == holder.to_string().as_bytes()))
     }
 
     /// The fill generation of `keys` (absent: 0).
@@ -599,11 +700,15 @@ impl MemoryStore {
         now: u64,
     ) -> Result<u64, StoreError> {
         let expires = now.saturating_add(ttl_us.max(1));
-        self.put(
-            keys.lease,
-            Value::Bytes(Bytes::from(holder.to_string())),
-            expires,
-        );
+        let mut lease = holder.to_string().into_bytes();
+        // A renewal (or the holder's repeated claim) keeps the mark of a waiting claimant.
+        if self
+            .live_bytes("fill", keys.lease, now)?
+            .is_some_and(|l| lease_parts(&l) == (&lease[..], true))
+        {
+            lease.extend_from_slice(WAITED);
+        }
+        self.put(keys.lease, Value::Bytes(Bytes::from(lease)), expires);
         let generation = self.fill_generation(keys, now)?;
         let keep = expires.saturating_add(us(RETRY_WINDOW));
         if let Some(Entry { value, expires: e }) = self.shared.entries.get(keys.generation) {
@@ -630,6 +735,18 @@ impl MemoryStore {
             // No receiver: nobody to tell, as with any pub/sub.
             let _ = tx.send(message);
         }
+    }
+}
+
+/// Marks a fill lease that another claimant found busy: `<holder><WAITED>`.
+const WAITED: &[u8] = b":w";
+
+/// A fill lease's holder, and whether another claimant found it busy (someone waits for the
+/// value: its completion carries it).
+fn lease_parts(lease: &[u8]) -> (&[u8], bool) {
+    match lease.strip_suffix(WAITED) {
+        Some(holder) => (holder, true),
+        None => (lease, false),
     }
 }
 

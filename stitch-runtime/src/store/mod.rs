@@ -8,6 +8,8 @@
 
 pub(crate) mod breaker;
 pub mod conformance;
+#[cfg(feature = "redis")]
+mod deadline;
 mod error;
 pub mod keys;
 mod memory;
@@ -19,6 +21,7 @@ pub use error::{StoreError, StoreErrorKind};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+pub use vocab::{Admission, LeaseReservation};
 pub use vocab::{
     Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Claimed, Decision,
     Event, Fill, FillClaim, FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest, Notify, OpId,
@@ -63,6 +66,14 @@ pub trait Store: Send + Sync + 'static {
     /// The verbs this driver implements.
     fn capabilities(&self) -> Verbs {
         Verbs::BASIC
+    }
+
+    /// The bound this driver puts on each of its operations itself (past it the operation fails
+    /// with [`StoreErrorKind::Timeout`]), if it has one. Where the runtime's store timeout is at
+    /// least this, fleet throttles rely on it instead of arming a timer of their own around each
+    /// operation: a second timer that could never fire first, on the path of every acquire.
+    fn operation_timeout(&self) -> Option<Duration> {
+        None
     }
 
     /// Fails, naming the missing verbs and the fix, unless every verb of `verbs` is implemented.
@@ -155,6 +166,33 @@ pub trait Store: Send + Sync + 'static {
         unsupported(Verb::Lease)
     }
 
+    /// A lease and a pacing reservation of one budget in one atomic step: one round trip where
+    /// [`lease_acquire`](Store::lease_acquire) then [`reserve`](Store::reserve) take two.
+    /// Expired holders under `leases` are swept; when `lease.limit` unexpired holders remain and
+    /// `lease.holder` is not one of them, nothing is taken or reserved ([`Admission::Full`]).
+    /// Otherwise the GCRA reservation `gcra` is decided on the state under `tat` exactly as
+    /// [`reserve`](Store::reserve) decides it; when it is refused (beyond `gcra.max_wait_us`)
+    /// nothing is taken either ([`Admission::Refused`]), and when it is not, the lease is taken
+    /// (or refreshed) together with the slot ([`Admission::Admitted`]).
+    ///
+    /// The holder then waits for its slot holding its lease, as with the two verbs in that order;
+    /// when every user of the budget takes its slots through this verb, each slot ahead belongs
+    /// to a current holder, so the wait is at most about `limit` intervals. Idempotent by
+    /// `gcra.id` (a retry is answered with the first slot and reserves no second one) and by
+    /// `lease.holder` (a retry refreshes the lease). `leases` and `tat` must share a cluster
+    /// hash slot ([`KeyLayout::budget_leases`](keys::KeyLayout::budget_leases) and
+    /// [`budget_tat`](keys::KeyLayout::budget_tat) do).
+    fn lease_reserve<'a>(
+        &'a self,
+        leases: &'a str,
+        tat: &'a str,
+        lease: LeaseRequest,
+        gcra: Gcra,
+    ) -> StoreFuture<'a, LeaseReservation> {
+        let _ = (leases, tat, lease, gcra);
+        unsupported(Verb::LeaseReserve)
+    }
+
     /// One atomic step of the fleet circuit whose state is under `key`, on the store's clock:
     /// failure count, open state and the single half-open trial are one value, so every runtime
     /// on the store sees one circuit (see [`CircuitEvent`] for the state machine). A retried
@@ -188,9 +226,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Fleet fill, step 2, in one atomic step, fenced: when the lease is still `fill.holder`'s
     /// and the generation is still `fill.generation`, stores the value, frees the lease and
-    /// publishes `fill.notify`, returning `true`. Otherwise stores nothing, frees the lease only
-    /// if it is still the holder's, still publishes (waiters claim again at once) and returns
-    /// `false`. Idempotent by `fill.holder`: a retry of a completion that stored answers `true`.
+    /// publishes `fill.notify` (with `fill.value_message`, when a claim found the fill busy:
+    /// that prefix followed by the value), returning `true`. Otherwise stores nothing, frees the lease only if it is still the
+    /// holder's, still publishes `fill.notify`'s own message (waiters claim again at once) and
+    /// returns `false`. Idempotent by `fill.holder`: a retry of a completion that stored answers
+    /// `true`.
     fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
         let _ = (keys, fill);
         unsupported(Verb::Fill)
@@ -220,6 +260,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, bool> {
         let _ = (keys, notify);
         unsupported(Verb::Fill)
+    }
+
+    /// [`fill_invalidate`](Store::fill_invalidate) only while the value is exactly `expected`
+    /// (compare and invalidate, in one atomic step): for a caller that saw `expected` fail, so a
+    /// value another process has stored since is kept, and of several callers that saw the same
+    /// value fail exactly one invalidates it. When the value differs or is absent, changes nothing
+    /// and publishes nothing. Returns whether it invalidated.
+    fn fill_invalidate_if<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        expected: &'a [u8],
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        let _ = (keys, expected, notify);
+        unsupported(Verb::FillInvalidateIf)
     }
 
     /// Increments the integer under `key` (absent: 0), keeps it for `ttl` from now, and publishes

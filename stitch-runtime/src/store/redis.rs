@@ -13,29 +13,33 @@
 //!   that had not yet received the last writes, up to one more burst plus
 //!   `rate × replication lag` can be admitted (Redis replication is asynchronous).
 //! - **Cluster**: a script's keys are one key plus its idempotency marker
-//!   ([`keys::companion`](super::keys::companion)), which share a hash slot, or the keys of one
-//!   fill ([`keys::FillKeySet`](super::keys::FillKeySet): one hash tag), so no script is ever
-//!   `CROSSSLOT`; stitch's own keys (`keys::KeyLayout`) carry one hash tag per concern.
+//!   ([`keys::companion`](super::keys::companion)), which share a hash slot, the keys of one
+//!   fill ([`keys::FillKeySet`](super::keys::FillKeySet): one hash tag), or one budget's holders
+//!   and GCRA state with the reservation's marker (`lease_reserve`: one hash tag), so no script
+//!   is ever `CROSSSLOT`; stitch's own keys (`keys::KeyLayout`) carry one hash tag per concern.
 //! - **Fills**: the fill lease is one string `<holder>:<expiry µs>` with a `PX` rounded up, so
 //!   its expiry is decided on `TIME` to the microsecond and Redis drops it soon after. The
 //!   notifications of `fill_*` and `bump` are `PUBLISH`ed inside their script, atomically with
 //!   the write (a channel is not a key: in a cluster it reaches every node).
 //! - **Timeouts and retries**: every operation is bounded by the store's timeout
 //!   ([`RedisStore::with_timeout`], default 200 ms) and fails with `StoreErrorKind::Timeout` past
-//!   it. A mutating verb whose outcome is unknown can be retried once with the same `OpId`: the
-//!   scripts remember ids for [`RETRY_WINDOW`].
+//!   it; one shared deadline watches every operation in flight rather than a tokio timer each
+//!   (`deadline`). A mutating verb whose outcome is unknown can be retried once with the same
+//!   `OpId`: the scripts remember ids for [`RETRY_WINDOW`].
 //! - **Pub/sub**: `PUBLISH` / `SUBSCRIBE` (global channels; in a cluster a message published on any
 //!   node reaches subscribers on every node). A subscription whose connection drops reconnects
 //!   (50 ms, doubling to 1 s) and, once subscribed again, yields `Event::Gap`. A `PING` every
 //!   second with a 2 s deadline finds a half-open connection: while the store is reachable, a
 //!   gap is reported at most about 3 s after the connection stopped delivering.
 
+use super::deadline::{Deadlines, Elapsed};
 use super::vocab::{circuit_ttl, FILL_GENERATION_KEEP, RETRY_WINDOW};
 use super::{
     keys, Cas, CircuitEvent, CircuitPhase, CircuitReply, CircuitState, CircuitStep, Claimed,
     Decision, Event, Fill, FillClaim, FillKeys, Gcra, LeaseDecision, LeaseGrant, LeaseRequest,
     Notify, OpId, Reservation, Store, StoreError, StoreErrorKind, StoreFuture, Subscription, Verbs,
 };
+use super::{Admission, LeaseReservation};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -58,6 +62,9 @@ pub struct RedisStore {
     /// For subscriptions (one connection each); in a cluster, a client of the first node.
     pubsub: redis::Client,
     timeout: Duration,
+    /// Bounds every operation by `timeout` with one timer shared by all of them (see
+    /// [`Deadlines`]).
+    deadlines: Deadlines,
     scripts: Arc<Scripts>,
 }
 
@@ -151,6 +158,7 @@ impl RedisStore {
             conn,
             pubsub,
             timeout: DEFAULT_TIMEOUT,
+            deadlines: Deadlines::new(DEFAULT_TIMEOUT),
             scripts: Arc::new(Scripts::new()),
         }
     }
@@ -158,6 +166,7 @@ impl RedisStore {
     /// Bounds every operation by `timeout` (default 200 ms).
     pub fn with_timeout(mut self, timeout: Duration) -> RedisStore {
         self.timeout = timeout;
+        self.deadlines = Deadlines::new(timeout);
         self
     }
 
@@ -176,7 +185,7 @@ impl RedisStore {
             inv.arg(*a);
         }
         let mut conn = self.conn.clone();
-        bounded(op, self.timeout, inv.invoke_async(&mut conn)).await
+        self.bounded(op, inv.invoke_async(&mut conn)).await
     }
 
     /// `EVALSHA` of `script` with `keys` and `args` written straight into one command, loading
@@ -199,7 +208,7 @@ impl RedisStore {
         }
         args(&mut cmd);
         let mut conn = self.conn.clone();
-        bounded(op, self.timeout, async move {
+        self.bounded(op, async move {
             match cmd.query_async(&mut conn).await {
                 // After a restart or a failover the server no longer knows the script.
                 Err(e)
@@ -216,7 +225,19 @@ impl RedisStore {
 
     async fn cmd<T: FromRedisValue>(&self, op: &'static str, cmd: Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
-        bounded(op, self.timeout, cmd.query_async(&mut conn)).await
+        self.bounded(op, cmd.query_async(&mut conn)).await
+    }
+
+    /// `fut` bounded by the store's timeout, on the shared deadline.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match self.deadlines.bound(fut).await {
+            Ok(r) => r.map_err(|e| map(op, e)),
+            Err(Elapsed) => Err(StoreError::timeout(op, self.deadlines.limit())),
+        }
     }
 }
 
@@ -291,28 +312,34 @@ struct Scripts {
     lease_acquire: Script,
     lease_renew: Script,
     lease_release: Script,
+    lease_reserve: Script,
     circuit: Script,
     fill_claim: Script,
     fill_renew: Script,
     fill_complete: Script,
     fill_abandon: Script,
     fill_invalidate: Script,
+    fill_invalidate_if: Script,
     bump: Script,
 }
 
-/// Parses the fill lease in `KEYS[lease]` into `holder` (or nil) and whether it is held by
-/// `ARGV[1]` at `now` (an expiry in the past is no lease, even before Redis drops the key).
+/// Parses the fill lease in `KEYS[lease]`, `<holder>:<expiry µs>[:w]`, into the holder (or nil),
+/// its expiry and whether another claimant found it busy (`:w`: an instance waits for the value)
+/// at `now` (an expiry in the past is no lease, even before Redis drops the key). `hold` keeps
+/// the waiting mark it is given.
 const LEASE: &str = r"
 local function lease_of(key)
   local l = redis.call('GET', key)
-  if not l then return nil, 0 end
-  local h, e = string.match(l, '^(%x+):(%d+)$')
-  if not h or tonumber(e) <= now then return nil, 0 end
-  return h, tonumber(e)
+  if not l then return nil, 0, false end
+  local h, e, w = string.match(l, '^(%x+):(%d+)(:?w?)$')
+  if not h or tonumber(e) <= now then return nil, 0, false end
+  return h, tonumber(e), w == ':w'
 end
-local function hold(key, gen, holder, ttl_us, keep_ms)
+local function hold(key, gen, holder, ttl_us, keep_ms, waited)
   local exp = now + ttl_us
-  redis.call('SET', key, holder .. ':' .. string.format('%d', exp), 'PX', math.ceil(ttl_us / 1000))
+  local l = holder .. ':' .. string.format('%d', exp)
+  if waited then l = l .. ':w' end
+  redis.call('SET', key, l, 'PX', math.ceil(ttl_us / 1000))
   local pt = redis.call('PTTL', gen)
   local keep = math.ceil(ttl_us / 1000) + keep_ms
   if pt >= 0 and pt < keep then redis.call('PEXPIRE', gen, keep) end
@@ -419,6 +446,38 @@ if tonumber(s) <= now then return 0 end
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], KEYS[1]) end
 return 1",
             ),
+            // KEYS: holders, tat, marker (of the reservation id, beside tat). ARGV: holder, limit,
+            // lease ttl µs, interval µs, tolerance µs, max wait µs (-1: none), retry ms. Returns
+            // {1, lease expiry, slot, now} (admitted), {0, earliest expiry, 0, now} (full) or
+            // {2, wait, 0, now} (refused): `lease_acquire` then `reserve`, taking neither unless
+            // both can be had.
+            lease_reserve: with_now(
+                r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(first[2] or now), 0, now}
+end
+local done = redis.call('GET', KEYS[3])
+local grant
+if done then
+  grant = tonumber(done)
+else
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  grant = math.max(now, tat - tonumber(ARGV[5]))
+  local maxw = tonumber(ARGV[6])
+  if maxw >= 0 and grant - now > maxw then return {2, grant - now, 0, now} end
+  local nxt = math.max(tat, grant) + tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000))
+  redis.call('SET', KEYS[3], string.format('%d', grant), 'PX',
+    tonumber(ARGV[7]) + math.ceil((grant - now) / 1000))
+end
+local exp = now + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], string.format('%d', exp), ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(last[2]) - now) / 1000))
+return {1, exp, grant, now}",
+            ),
             // KEYS: state, marker. ARGV: event (a admit | s success | f failure | x abandon),
             // failures, cooldown µs, trial ttl µs, id, state ttl ms, retry ms. Returns {before
             // (0 closed, 1 open, 2 half-open), state (0 closed, 1 open, 2 trial, 3 busy), n}.
@@ -462,31 +521,41 @@ return {before, 0, 0}",
             ),
             // KEYS: value, lease, generation. ARGV: holder, lease µs, retry ms. Returns
             // {0, value, pttl ms} (hit), {1, generation} (leader) or {2, lease left µs} (busy).
-            fill_claim: with_lease(
+            // A hit, the common answer, is decided first: two `redis.call`s, no `TIME`.
+            fill_claim: Script::new(&format!(
                 r"
 local v = redis.call('GET', KEYS[1])
-if v then return {0, v, redis.call('PTTL', KEYS[1])} end
-local h, e = lease_of(KEYS[2])
-if h and h ~= ARGV[1] then return {2, e - now} end
-hold(KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return {1, redis.call('GET', KEYS[3]) or '0'}",
-            ),
+if v then return {{0, v, redis.call('PTTL', KEYS[1])}} end
+{NOW}{LEASE}
+local h, e, w = lease_of(KEYS[2])
+if h and h ~= ARGV[1] then
+  if not w then
+    redis.call('SET', KEYS[2], h .. ':' .. string.format('%d', e) .. ':w', 'PX', math.ceil((e - now) / 1000))
+  end
+  return {{2, e - now}}
+end
+hold(KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), w)
+return {{1, redis.call('GET', KEYS[3]) or '0'}}"
+            )),
             // KEYS: lease, generation. ARGV: holder, lease µs, retry ms.
             fill_renew: with_lease(
                 r"
-local h = lease_of(KEYS[1])
+local h, _, w = lease_of(KEYS[1])
 if h ~= ARGV[1] then return 0 end
-hold(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+hold(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), w)
 return 1",
             ),
             // KEYS: value, lease, generation, marker. ARGV: holder, generation, value, ttl ms,
-            // retry ms, '1' to publish | '0', channel, message. The marker holds the generation
-            // stored at: a retry answers 1, a later fill by the same holder id is not confused
-            // with it. Generations are compared as the decimal text `INCR` writes.
+            // retry ms, '1' to publish | '0', channel, message, '1' to carry the value | '0',
+            // value message prefix. The marker holds the generation stored at: a retry answers 1,
+            // a later fill by the same holder id is not confused with it. Generations are
+            // compared as the decimal text `INCR` writes. The value is carried only when it was
+            // stored here (so a message's value is always the stored one) and an instance waits.
             fill_complete: with_lease(
                 r"
 if redis.call('GET', KEYS[4]) == ARGV[2] then return 1 end
-local held = lease_of(KEYS[2]) == ARGV[1]
+local h, _, waited = lease_of(KEYS[2])
+local held = h == ARGV[1]
 local stored = 0
 if held and (redis.call('GET', KEYS[3]) or '0') == ARGV[2] then
   redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
@@ -494,7 +563,13 @@ if held and (redis.call('GET', KEYS[3]) or '0') == ARGV[2] then
   stored = 1
 end
 if held then redis.call('DEL', KEYS[2]) end
-if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[7], ARGV[8]) end
+if ARGV[6] == '1' then
+  if stored == 1 and waited and ARGV[9] == '1' then
+    redis.call('PUBLISH', ARGV[7], ARGV[10] .. ARGV[3])
+  else
+    redis.call('PUBLISH', ARGV[7], ARGV[8])
+  end
+end
 return stored",
             ),
             // KEYS: lease. ARGV: holder, '1' to publish | '0', channel, message.
@@ -515,6 +590,18 @@ redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return existed",
+            ),
+            // KEYS: value, lease, generation. ARGV: generation keep ms, '1' to publish | '0',
+            // channel, message, the expected value.
+            fill_invalidate_if: Script::new(
+                r"
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1",
             ),
             // KEYS: generation. ARGV: ttl ms, channel, message prefix.
             bump: Script::new(
@@ -574,6 +661,10 @@ impl Store for RedisStore {
 
     fn capabilities(&self) -> Verbs {
         Verbs::all()
+    }
+
+    fn operation_timeout(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     fn time(&self) -> StoreFuture<'_, u64> {
@@ -742,6 +833,53 @@ impl Store for RedisStore {
         })
     }
 
+    fn lease_reserve<'a>(
+        &'a self,
+        leases: &'a str,
+        tat: &'a str,
+        lease: LeaseRequest,
+        gcra: Gcra,
+    ) -> StoreFuture<'a, LeaseReservation> {
+        Box::pin(async move {
+            let marker = keys::marker(tat, gcra.id);
+            let max_wait = gcra
+                .max_wait_us
+                .map_or(-1, |m| m.min(i64::MAX as u64) as i64);
+            let (flag, t, at, now): (i64, i64, i64, i64) = self
+                .eval(
+                    "lease_reserve",
+                    &self.scripts.lease_reserve,
+                    &[leases, tat, &marker],
+                    |c| {
+                        c.arg(&hex(lease.holder)[..])
+                            .arg(lease.limit)
+                            .arg(lease.ttl_us.max(1))
+                            .arg(gcra.interval_us.max(1))
+                            .arg(gcra.tolerance_us)
+                            .arg(max_wait)
+                            .arg(RETRY_MS);
+                    },
+                )
+                .await?;
+            let (t, at, now) = (t as u64, at as u64, now as u64);
+            let decision = match flag {
+                1 => Admission::Admitted { expires_at: t, at },
+                0 => Admission::Full { next_expiry: t },
+                2 => Admission::Refused { wait_us: t },
+                n => {
+                    return Err(StoreError::protocol(
+                        "lease_reserve",
+                        format!("unexpected script reply {n}"),
+                    ))
+                }
+            };
+            Ok(LeaseReservation {
+                decision,
+                store_time: now,
+            })
+        })
+    }
+
     fn circuit<'a>(&'a self, key: &'a str, step: CircuitStep) -> StoreFuture<'a, CircuitReply> {
         Box::pin(async move {
             let marker = keys::marker(key, step.id);
@@ -791,27 +929,32 @@ impl Store for RedisStore {
 
     fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
         Box::pin(async move {
-            let holder = claim.holder.to_string();
-            let v: Vec<Value> = self
-                .run(
+            // Written straight into the command (see `eval`): this is every L2 hit's round trip.
+            let mut v: Vec<Value> = self
+                .eval(
                     "fill_claim",
                     &self.scripts.fill_claim,
                     &[keys.value, keys.lease, keys.generation],
-                    &[
-                        holder.as_bytes(),
-                        &num(claim.lease_ttl_us.max(1)),
-                        &retry_ms(),
-                    ],
+                    |c| {
+                        c.arg(&hex(claim.holder)[..])
+                            .arg(claim.lease_ttl_us.max(1))
+                            .arg(RETRY_MS);
+                    },
                 )
                 .await?;
-            let bad =
-                || StoreError::protocol("fill_claim", format!("unexpected script reply {v:?}"));
+            let bad = |v: &Vec<Value>| {
+                StoreError::protocol("fill_claim", format!("unexpected script reply {v:?}"))
+            };
             match int_at("fill_claim", &v, 0)? {
                 0 => {
-                    let value = v
-                        .get(1)
-                        .and_then(|v| redis::from_redis_value_ref::<Vec<u8>>(v).ok())
-                        .ok_or_else(bad)?;
+                    // The reply's own buffer becomes the value: no copy.
+                    let value = match v.get_mut(1) {
+                        Some(Value::BulkString(b)) => Some(std::mem::take(b)),
+                        _ => None,
+                    };
+                    let Some(value) = value else {
+                        return Err(bad(&v));
+                    };
                     // A value without an expiry was not written by `fill_complete`: how long it
                     // stays is unknown, so it is reported as about to expire.
                     let pttl = int_at("fill_claim", &v, 2)?;
@@ -824,14 +967,14 @@ impl Store for RedisStore {
                 1 => {
                     let generation = v
                         .get(1)
-                        .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok())
-                        .ok_or_else(bad)?;
+                        .and_then(|g| redis::from_redis_value_ref::<u64>(g).ok())
+                        .ok_or_else(|| bad(&v))?;
                     Ok(Claimed::Leader { generation })
                 }
                 2 => Ok(Claimed::Busy {
                     lease_ends_in_us: (int_at("fill_claim", &v, 1)?.max(1)) as u64,
                 }),
-                _ => Err(bad()),
+                _ => Err(bad(&v)),
             }
         })
     }
@@ -861,6 +1004,10 @@ impl Store for RedisStore {
             let marker = keys::marker(keys.value, fill.holder);
             let holder = fill.holder.to_string();
             let [publish, channel, message] = notify_args(&fill.notify);
+            let (carry, prefix): (&[u8], &[u8]) = match &fill.value_message {
+                Some(prefix) => (b"1", prefix),
+                None => (b"0", b""),
+            };
             let n: i64 = self
                 .run(
                     "fill_complete",
@@ -875,6 +1022,8 @@ impl Store for RedisStore {
                         publish,
                         channel,
                         message,
+                        carry,
+                        prefix,
                     ],
                 )
                 .await?;
@@ -919,6 +1068,32 @@ impl Store for RedisStore {
                 )
                 .await?;
             flag("fill_invalidate", n)
+        })
+    }
+
+    fn fill_invalidate_if<'a>(
+        &'a self,
+        keys: FillKeys<'a>,
+        expected: &'a [u8],
+        notify: Option<Notify<'a>>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let [publish, channel, message] = notify_args(&notify);
+            let n: i64 = self
+                .run(
+                    "fill_invalidate_if",
+                    &self.scripts.fill_invalidate_if,
+                    &[keys.value, keys.lease, keys.generation],
+                    &[
+                        &ms(FILL_GENERATION_KEEP),
+                        publish,
+                        channel,
+                        message,
+                        expected,
+                    ],
+                )
+                .await?;
+            flag("fill_invalidate_if", n)
         })
     }
 

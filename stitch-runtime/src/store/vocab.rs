@@ -32,6 +32,8 @@ pub enum Verb {
     Reserve,
     /// `lease_acquire` / `lease_renew` / `lease_release`: expiring holders under a limit.
     Lease,
+    /// `lease_reserve`: a lease and a GCRA reservation of one budget in one atomic step.
+    LeaseReserve,
     /// `publish`: send an event on a channel.
     Publish,
     /// `subscribe`: receive a channel's events, with gaps reported.
@@ -45,11 +47,14 @@ pub enum Verb {
     Fill,
     /// `bump`: increment a generation and announce it in one atomic step.
     Bump,
+    /// `fill_invalidate_if`: `fill_invalidate` only while the value is still the one the caller
+    /// saw.
+    FillInvalidateIf,
 }
 
 impl Verb {
     /// Every verb, in declaration order.
-    pub const ALL: [Verb; 14] = [
+    pub const ALL: [Verb; 16] = [
         Verb::Get,
         Verb::Set,
         Verb::Delete,
@@ -58,12 +63,14 @@ impl Verb {
         Verb::CompareAndSet,
         Verb::Reserve,
         Verb::Lease,
+        Verb::LeaseReserve,
         Verb::Publish,
         Verb::Subscribe,
         Verb::Time,
         Verb::Circuit,
         Verb::Fill,
         Verb::Bump,
+        Verb::FillInvalidateIf,
     ];
 
     /// The method name, as written in messages.
@@ -77,12 +84,14 @@ impl Verb {
             Verb::CompareAndSet => "compare_and_set",
             Verb::Reserve => "reserve",
             Verb::Lease => "lease",
+            Verb::LeaseReserve => "lease_reserve",
             Verb::Publish => "publish",
             Verb::Subscribe => "subscribe",
             Verb::Time => "time",
             Verb::Circuit => "circuit",
             Verb::Fill => "fill",
             Verb::Bump => "bump",
+            Verb::FillInvalidateIf => "fill_invalidate_if",
         }
     }
 
@@ -297,6 +306,41 @@ pub struct LeaseGrant {
     /// What was decided.
     pub decision: LeaseDecision,
     /// The store's time when it decided (microseconds).
+    pub store_time: u64,
+}
+
+/// What [`Store::lease_reserve`](super::Store::lease_reserve) decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The lease is held until `expires_at` and the pacing slot at `at` is reserved: send at
+    /// `at` (now when `at <= store_time`; earlier than the store time only for a retried request
+    /// whose slot has already come).
+    Admitted {
+        /// The lease's expiry on the store's clock.
+        expires_at: u64,
+        /// The reserved slot's store time.
+        at: u64,
+    },
+    /// Every lease slot is held: nothing was taken or reserved. The earliest holder's expiry (a
+    /// waiter asks again no later than that, even without a release event).
+    Full {
+        /// The earliest holder's expiry on the store's clock.
+        next_expiry: u64,
+    },
+    /// A lease slot was free, but the pacing slot would have been `wait_us` from now, beyond
+    /// the reservation's maximum wait: nothing was taken or reserved.
+    Refused {
+        /// How far in the future the slot would have been.
+        wait_us: u64,
+    },
+}
+
+/// The answer of [`Store::lease_reserve`](super::Store::lease_reserve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseReservation {
+    /// What was decided.
+    pub decision: Admission,
+    /// The store's time when it decided (microseconds), to convert the slot into a local delay.
     pub store_time: u64,
 }
 
@@ -604,6 +648,15 @@ pub struct Fill<'a> {
     pub value: Bytes,
     /// How long the value lives.
     pub ttl: std::time::Duration,
-    /// Published whether the value was stored or not (waiters claim again either way).
+    /// Published whether the value was stored or not (waiters claim again either way), unless
+    /// `value_message` replaces it.
     pub notify: Option<Notify<'a>>,
+    /// When the value was stored (and `notify` is set) and another claimant found this lease
+    /// busy, the message published on `notify`'s channel instead of `notify`'s own: these bytes
+    /// followed by the stored value, so waiters take the value from the notification without
+    /// claiming again. Only the store knows whether its write happened and whether anyone waits,
+    /// so it picks the message in the same atomic step: a value carried by a message is always
+    /// one that was stored, and a fill nobody waited for does not send its value to every
+    /// subscriber. `None`: `notify`'s message either way.
+    pub value_message: Option<Bytes>,
 }

@@ -4,6 +4,15 @@
 //!   one round trip per acquire, and the local wait is `grant − store time`, so clock skew between
 //!   processes cannot shift a grant. In any window of length `T` at most `burst + 1 + ⌊T /
 //!   interval⌋` grants fall, whatever the number of processes.
+//! - **Both on one declaration** (`throttle(rate = .., concurrency = ..)`): the lease and the
+//!   pacing slot are taken in one store step ([`Store::lease_reserve`], one round trip), and
+//!   neither when either is unavailable (a full budget reserves no slot; a slot beyond the
+//!   maximum wait takes no lease). The holder then waits for its slot holding its lease, as
+//!   with the in-process limiters; every slot ahead of it belongs to a current holder, so that
+//!   idle hold is at most about `concurrency` intervals. A driver without the verb takes the
+//!   two in two round trips (see [`NEEDED`]). Two declarations (seam and method) are two
+//!   budgets on two cluster slots: their leases are taken in level order, the last one
+//!   together with its slot, then the remaining slots.
 //! - **Concurrency** is a lease per attempt in the budget's holder set ([`Store::lease_acquire`]):
 //!   a random holder id, a TTL renewed every TTL/3 while the attempt runs, released when the permit
 //!   is dropped (however the attempt ends, cancellation included). A crashed process's leases
@@ -45,8 +54,8 @@ use crate::meter;
 use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{
-    Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreError, StoreErrorKind,
-    StoreFuture, Verb,
+    Admission, Decision, Event, Gcra, LeaseDecision, LeaseRequest, OpId, Store, StoreError,
+    StoreErrorKind, StoreFuture, Verb,
 };
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -54,6 +63,9 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 /// The verbs a store must implement for fleet throttles (checked when the runtime is built).
+/// [`Verb::LeaseReserve`] is not among them: with a driver that lacks it, a declaration with both
+/// a rate and a concurrency cap takes its lease and its slot in two round trips (`lease_acquire`,
+/// then `reserve`) with the same outcome, so an older third-party driver keeps working.
 pub(crate) const NEEDED: [Verb; 3] = [Verb::Reserve, Verb::Lease, Verb::Subscribe];
 
 /// A waiting instance asks the store again at least this often, even without a release event.
@@ -113,6 +125,11 @@ pub struct Fleet {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Whether the store has [`Verb::LeaseReserve`]: a lease and its pacing slot in one step.
+    lease_reserve: bool,
+    /// Whether the driver bounds every operation by the store timeout or less itself
+    /// ([`Store::operation_timeout`]): then [`Inner::op`] arms no timer of its own.
+    bounded_by_driver: bool,
     layout: KeyLayout,
     channel: String,
     store_timeout: Duration,
@@ -170,6 +187,36 @@ enum Failure {
     Closed,
 }
 
+/// The pacing of one declaration, for its store reservations.
+struct Pace<'a> {
+    spec: &'a ThrottleSpec,
+    interval_us: u64,
+    /// The attempt's deadline.
+    deadline: Option<Instant>,
+}
+
+impl Pace<'_> {
+    /// The longest wait for a slot accepted now: the declaration's `max_wait`, or what is left
+    /// of the attempt's deadline when less.
+    fn limit(&self) -> Option<Duration> {
+        bound(
+            self.spec.max_wait,
+            self.deadline
+                .map(|d| d.saturating_duration_since(Instant::now())),
+        )
+    }
+
+    /// A reservation request with a fresh id.
+    fn gcra(&self, limit: Option<Duration>) -> Gcra {
+        Gcra {
+            interval_us: self.interval_us,
+            tolerance_us: self.interval_us.saturating_mul(u64::from(self.spec.burst)),
+            max_wait_us: limit.map(|l| l.as_micros() as u64),
+            id: OpId::random(),
+        }
+    }
+}
+
 impl Fleet {
     /// Fleet throttles with a breaker of their own (tests; a runtime shares its breaker).
     #[cfg(test)]
@@ -186,6 +233,10 @@ impl Fleet {
         let layout = settings.layout;
         Fleet {
             inner: Arc::new(Inner {
+                lease_reserve: store.capabilities().contains(Verb::LeaseReserve),
+                bounded_by_driver: store
+                    .operation_timeout()
+                    .is_some_and(|t| t <= settings.store_timeout),
                 store,
                 channel: layout.events(),
                 layout,
@@ -460,8 +511,9 @@ impl Inner {
             .clone()
     }
 
-    /// One store operation, bounded by the store timeout; retried once when its outcome is unknown
-    /// (a timeout or a dropped connection), which the operation's id makes safe.
+    /// One store operation, bounded by the store timeout (by the driver's own bound when that is
+    /// no longer: one timer per operation, not two); retried once when its outcome is unknown (a
+    /// timeout or a dropped connection), which the operation's id makes safe.
     async fn op<'a, T>(
         &'a self,
         name: &'static str,
@@ -469,7 +521,12 @@ impl Inner {
     ) -> Result<T, Failure> {
         let mut last = None;
         for _ in 0..2 {
-            let e = match tokio::time::timeout(self.store_timeout, f()).await {
+            let answer = if self.bounded_by_driver {
+                Ok(f().await)
+            } else {
+                tokio::time::timeout(self.store_timeout, f()).await
+            };
+            let e = match answer {
                 Ok(Ok(v)) => {
                     // The store answers: other acquires may ask it again at once (a probe that
                     // then waits for its pacing slot must not keep them on the outage policy).
@@ -507,28 +564,46 @@ impl Inner {
                 deadline.map(|d| d.saturating_duration_since(Instant::now())),
             )
         };
+        // The last level with a fleet concurrency cap takes its lease and, when the same
+        // declaration also paces, its pacing slot in one store step: leases are still taken in
+        // level order and every pacing slot after every lease (so the fleet's sends stay spaced
+        // by its grants), in one round trip for the usual single declaration.
+        let last_capped = specs
+            .iter()
+            .rposition(|s| s.concurrency.is_some() && !s.local);
         let mut leases: [Option<Lease>; 2] = [None, None];
+        let mut paced = [false; 2];
+        let mut wait = Duration::ZERO;
         for (level, spec) in specs.iter().enumerate() {
             let Some(n) = spec.concurrency.filter(|_| !spec.local) else {
                 continue;
             };
             let budget = self.budget(endpoint, level, spec, host);
-            leases[level] = Some(self.lease(endpoint, &budget, n, limit(spec)).await?);
+            let pace = spec
+                .rate
+                .filter(|_| self.lease_reserve && Some(level) == last_capped)
+                .map(|rate| Pace {
+                    spec,
+                    interval_us: (rate.interval().as_micros() as u64).max(1),
+                    deadline,
+                });
+            paced[level] = pace.is_some();
+            let (lease, slot) = self.lease(endpoint, &budget, n, limit(spec), pace).await?;
+            leases[level] = Some(lease);
+            wait = wait.max(slot);
         }
-        let mut wait = Duration::ZERO;
         for (level, spec) in specs.iter().enumerate() {
-            let Some(rate) = spec.rate.filter(|_| !spec.local) else {
+            let Some(rate) = spec.rate.filter(|_| !spec.local && !paced[level]) else {
                 continue;
             };
             let budget = self.budget(endpoint, level, spec, host);
             let limit = limit(spec);
-            let interval_us = (rate.interval().as_micros() as u64).max(1);
-            let gcra = Gcra {
-                interval_us,
-                tolerance_us: interval_us.saturating_mul(u64::from(spec.burst)),
-                max_wait_us: limit.map(|l| l.as_micros() as u64),
-                id: OpId::random(),
+            let pace = Pace {
+                spec,
+                interval_us: (rate.interval().as_micros() as u64).max(1),
+                deadline,
             };
+            let gcra = pace.gcra(limit);
             let reserved = self
                 .op("reserve", || self.store.reserve(&budget.tat, gcra))
                 .await?;
@@ -559,14 +634,17 @@ impl Inner {
         })
     }
 
-    /// Takes a lease of `budget` (at most `limit` holders fleet-wide), waiting at most `bound`.
+    /// Takes a lease of `budget` (at most `limit` holders fleet-wide), waiting at most `bound`;
+    /// with `pace`, its pacing slot too, in the same store step ([`Store::lease_reserve`]).
+    /// Returns the lease and how long to wait for the slot (zero without `pace`).
     async fn lease(
         self: &Arc<Self>,
         endpoint: &'static Endpoint,
         budget: &Arc<Budget>,
         limit: u32,
         bound: Option<Duration>,
-    ) -> Result<Lease, Failure> {
+        pace: Option<Pace<'_>>,
+    ) -> Result<(Lease, Duration), Failure> {
         self.listen();
         let deadline = bound.map(|b| Instant::now() + b);
         let refused = || {
@@ -595,7 +673,7 @@ impl Inner {
             budget: budget.clone(),
             holder,
         };
-        loop {
+        let slot = loop {
             if self.is_closed() {
                 return Err(Failure::Closed);
             }
@@ -610,17 +688,47 @@ impl Inner {
             };
             // Armed while an answer is outstanding: it may grant the lease and be lost.
             pending.inner = Some(self.clone());
-            let grant = self
-                .op("lease_acquire", || {
-                    self.store.lease_acquire(&budget.leases, request)
-                })
-                .await?;
-            pending.inner = None;
-            let next_expiry = match grant.decision {
-                LeaseDecision::Acquired { .. } => break,
-                LeaseDecision::Full { next_expiry } => next_expiry,
+            let (next_expiry, store_time) = match &pace {
+                None => {
+                    let grant = self
+                        .op("lease_acquire", || {
+                            self.store.lease_acquire(&budget.leases, request)
+                        })
+                        .await?;
+                    pending.inner = None;
+                    match grant.decision {
+                        LeaseDecision::Acquired { .. } => break Duration::ZERO,
+                        LeaseDecision::Full { next_expiry } => (next_expiry, grant.store_time),
+                    }
+                }
+                Some(pace) => {
+                    // The remaining bound when asking; one id per question (a retry of the same
+                    // question reuses it).
+                    let max_wait = pace.limit();
+                    let gcra = pace.gcra(max_wait);
+                    let answer = self
+                        .op("lease_reserve", || {
+                            self.store
+                                .lease_reserve(&budget.leases, &budget.tat, request, gcra)
+                        })
+                        .await?;
+                    pending.inner = None;
+                    match answer.decision {
+                        Admission::Admitted { at, .. } => {
+                            break Duration::from_micros(at.saturating_sub(answer.store_time))
+                        }
+                        Admission::Full { next_expiry } => (next_expiry, answer.store_time),
+                        Admission::Refused { wait_us } => {
+                            return Err(Failure::Throttle(Error::Throttled {
+                                stitch: endpoint.name,
+                                would_wait: Some(Duration::from_micros(wait_us)),
+                                limit: max_wait.unwrap_or_default(),
+                            }))
+                        }
+                    }
+                }
             };
-            let expiry = Duration::from_micros(next_expiry.saturating_sub(grant.store_time));
+            let expiry = Duration::from_micros(next_expiry.saturating_sub(store_time));
             let mut wake = Instant::now() + expiry.clamp(Duration::from_millis(1), RECHECK);
             if let Some(d) = deadline {
                 if Instant::now() >= d {
@@ -632,9 +740,9 @@ impl Inner {
                 () = &mut released => {}
                 () = tokio::time::sleep_until(wake) => {}
             }
-        }
+        };
         match Lease::hold(self.clone(), budget.clone(), holder) {
-            Some(lease) => Ok(lease),
+            Some(lease) => Ok((lease, slot)),
             None => {
                 // Granted after the shutdown took its list: given back here.
                 self.release(budget, holder).await;
@@ -1052,6 +1160,19 @@ mod tests {
                 Err(e) => Box::pin(std::future::ready(Err(e))),
             }
         }
+        fn lease_reserve<'a>(
+            &'a self,
+            leases: &'a str,
+            tat: &'a str,
+            l: LeaseRequest,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::LeaseReservation> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            match self.check("lease_reserve") {
+                Ok(()) => self.store.lease_reserve(leases, tat, l, gcra),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            }
+        }
         fn subscribe<'a>(
             &'a self,
             channel: &'a str,
@@ -1150,6 +1271,20 @@ mod tests {
             l: LeaseRequest,
         ) -> StoreFuture<'a, crate::store::LeaseGrant> {
             self.store.lease_acquire(key, l)
+        }
+        fn lease_reserve<'a>(
+            &'a self,
+            leases: &'a str,
+            tat: &'a str,
+            l: LeaseRequest,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::LeaseReservation> {
+            self.reserves.fetch_add(1, Ordering::SeqCst);
+            if self.frozen.load(Ordering::SeqCst) {
+                Box::pin(std::future::pending())
+            } else {
+                self.store.lease_reserve(leases, tat, l, gcra)
+            }
         }
         fn subscribe<'a>(
             &'a self,
@@ -1271,5 +1406,215 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    }
+
+    /// A `MemoryStore` counting the throttle verbs it is asked, with or without `lease_reserve`
+    /// (a driver of the generation before it).
+    #[derive(Clone)]
+    struct Counting {
+        store: MemoryStore,
+        lease_reserve: bool,
+        /// `lease_reserve`, `lease_acquire`, `reserve` calls received.
+        calls: Arc<StdMutex<[usize; 3]>>,
+    }
+
+    impl Counting {
+        fn new(lease_reserve: bool) -> Self {
+            Counting {
+                store: MemoryStore::default(),
+                lease_reserve,
+                calls: Arc::default(),
+            }
+        }
+
+        fn count(&self, verb: usize) {
+            self.calls.lock().unwrap()[verb] += 1;
+        }
+    }
+
+    impl Store for Counting {
+        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
+            self.store.get(key)
+        }
+        fn set<'a>(&'a self, key: &'a str, v: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
+            self.store.set(key, v, ttl)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+            self.store.delete(key)
+        }
+        fn capabilities(&self) -> crate::store::Verbs {
+            let all = self.store.capabilities();
+            if self.lease_reserve {
+                all
+            } else {
+                crate::store::Verbs::of(
+                    &all.iter()
+                        .filter(|v| *v != Verb::LeaseReserve)
+                        .collect::<Vec<_>>(),
+                )
+            }
+        }
+        fn reserve<'a>(
+            &'a self,
+            key: &'a str,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::Reservation> {
+            self.count(2);
+            self.store.reserve(key, gcra)
+        }
+        fn lease_acquire<'a>(
+            &'a self,
+            key: &'a str,
+            l: LeaseRequest,
+        ) -> StoreFuture<'a, crate::store::LeaseGrant> {
+            self.count(1);
+            self.store.lease_acquire(key, l)
+        }
+        fn lease_reserve<'a>(
+            &'a self,
+            leases: &'a str,
+            tat: &'a str,
+            l: LeaseRequest,
+            gcra: Gcra,
+        ) -> StoreFuture<'a, crate::store::LeaseReservation> {
+            self.count(0);
+            if self.lease_reserve {
+                self.store.lease_reserve(leases, tat, l, gcra)
+            } else {
+                Box::pin(std::future::ready(Err(StoreError::unsupported(
+                    Verb::LeaseReserve,
+                ))))
+            }
+        }
+        fn lease_renew<'a>(
+            &'a self,
+            key: &'a str,
+            holder: OpId,
+            ttl_us: u64,
+        ) -> StoreFuture<'a, bool> {
+            self.store.lease_renew(key, holder, ttl_us)
+        }
+        fn lease_release<'a>(
+            &'a self,
+            key: &'a str,
+            holder: OpId,
+            notify: Option<&'a str>,
+        ) -> StoreFuture<'a, bool> {
+            self.store.lease_release(key, holder, notify)
+        }
+        fn subscribe<'a>(
+            &'a self,
+            channel: &'a str,
+        ) -> StoreFuture<'a, crate::store::Subscription> {
+            self.store.subscribe(channel)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_and_a_cap_on_one_declaration_take_one_store_step() {
+        static EP: Endpoint = endpoint(
+            "both",
+            &[ThrottleSpec::new(Pool::Stitch)
+                .rate(10, Duration::from_secs(1))
+                .concurrency(2)],
+        );
+        // With the verb: one `lease_reserve` per acquire. Without it (an older driver): the same
+        // grants from a `lease_acquire` and a `reserve` each.
+        for (combined, calls) in [(true, [5, 0, 0]), (false, [0, 5, 5])] {
+            let store = Counting::new(combined);
+            let f = fleet(&store, ThrottleOutage::Fail);
+            let t0 = Instant::now();
+            let mut grants = Vec::new();
+            for _ in 0..5 {
+                let permit = f.acquire(&EP, "h:1", None).await.unwrap();
+                grants.push((Instant::now() - t0).as_millis());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(permit);
+            }
+            assert_eq!(grants, [0, 100, 200, 300, 400], "combined: {combined}");
+            assert_eq!(*store.calls.lock().unwrap(), calls, "combined: {combined}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cap_reserves_no_slot_while_waiting() {
+        static EP: Endpoint = endpoint(
+            "both-waiting",
+            &[ThrottleSpec::new(Pool::Stitch)
+                .rate(10, Duration::from_secs(1))
+                .concurrency(2)],
+        );
+        let store = Counting::new(true);
+        let (a, b) = (
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+            Arc::new(fleet(&store, ThrottleOutage::Fail)),
+        );
+        let t0 = Instant::now();
+        let take = |f: Arc<Fleet>, hold: Duration| {
+            tokio::spawn(async move {
+                let permit = f.acquire(&EP, "h:1", None).await;
+                let at = (Instant::now() - t0).as_millis();
+                tokio::time::sleep(hold).await;
+                drop(permit);
+                at
+            })
+        };
+        // `a` holds both slots for 1 s (granted at 0 and 100 ms); `b` waits for a lease without
+        // reserving: when it gets one (1 s) its slot is now, not behind slots it would have
+        // booked while waiting.
+        let first = take(a.clone(), Duration::from_secs(1));
+        let second = take(a.clone(), Duration::from_secs(1));
+        tokio::task::yield_now().await;
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let r = b
+                    .acquire(&EP, "h:1", Some(t0 + Duration::from_secs(5)))
+                    .await;
+                (r.map(drop), (Instant::now() - t0).as_millis())
+            })
+        };
+        let mut held = [first.await.unwrap(), second.await.unwrap()];
+        held.sort_unstable();
+        assert_eq!(held, [0, 100]);
+        let (granted, at) = waiter.await.unwrap();
+        granted.unwrap();
+        assert_eq!(at, 1000, "a lease freed at 1 s, its slot at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_beyond_the_bound_takes_no_lease_and_reserves_nothing() {
+        static EP: Endpoint = endpoint(
+            "both-far",
+            &[ThrottleSpec::new(Pool::Stitch)
+                .rate(10, Duration::from_secs(1))
+                .concurrency(3)
+                .max_wait(Duration::from_millis(150))],
+        );
+        let store = Counting::new(true);
+        let f = Arc::new(fleet(&store, ThrottleOutage::Fail));
+        let _first = f.acquire(&EP, "h:1", None).await.unwrap();
+        let second = {
+            let f = f.clone();
+            tokio::spawn(async move { f.acquire(&EP, "h:1", None).await.map(|_| ()) })
+        };
+        tokio::task::yield_now().await;
+        // Slot 200 ms away, bound 150 ms: refused with a lease free. The next caller is refused
+        // the same way: the refusal took no lease (a full cap would make it wait for one and be
+        // refused without a would-be wait) and reserved no slot (its wait would be 300 ms).
+        for _ in 0..2 {
+            match f.acquire(&EP, "h:1", None).await {
+                Err(Error::Throttled {
+                    would_wait: Some(w),
+                    limit,
+                    ..
+                }) => assert_eq!(
+                    (w, limit),
+                    (Duration::from_millis(200), Duration::from_millis(150))
+                ),
+                other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+            }
+        }
+        second.await.unwrap().unwrap();
     }
 }
