@@ -1001,7 +1001,9 @@ async fn expect_message(sub: &mut Option<Subscription>, message: &str, what: &st
 }
 
 /// Checks that `message` is the only message published on `channel` since the last one read
-/// (a marker published now ends the wait; a repeated `message` is allowed).
+/// (a repeated `message` is allowed). Waits for `message` first, then publishes a marker that
+/// ends the wait for anything else: on a cluster, a script's `PUBLISH` reaches a subscriber on
+/// another node through the cluster bus, so a marker published first could overtake it.
 async fn expect_only<S: Store>(
     s: &Arc<S>,
     sub: &mut Option<Subscription>,
@@ -1010,10 +1012,17 @@ async fn expect_only<S: Store>(
     what: &str,
 ) {
     let Some(sub) = sub else { return };
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some(message) {
+        match tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+            Ok(Some(Event::Message(m))) => seen.push(String::from_utf8_lossy(&m).into_owned()),
+            Ok(other) => panic!("{what}: unexpected event {other:?}"),
+            Err(_) => break,
+        }
+    }
     s.publish(channel, Bytes::from_static(b"end"))
         .await
         .unwrap();
-    let mut seen = Vec::new();
     loop {
         match next_event(sub).await {
             Some(Event::Message(m)) if m == "end" => break,

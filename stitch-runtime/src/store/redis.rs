@@ -47,7 +47,6 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, Script, Valu
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How often a subscription's connection is checked (and it is given twice that to answer).
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -1122,9 +1121,13 @@ impl Store for RedisStore {
     fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
         Box::pin(async move {
             let ps = bounded("subscribe", self.timeout, subscribed(&self.pubsub, channel)).await?;
-            let (tx, rx) = mpsc::channel(256);
-            tokio::spawn(forward(self.pubsub.clone(), channel.to_owned(), ps, tx));
-            Ok(Subscription::from_receiver(rx))
+            // Read by the subscriber's own task (no forwarding task: one hand-off less between a
+            // `PUBLISH` and the instance it wakes).
+            Ok(Subscription::from_stream(feed(
+                self.pubsub.clone(),
+                channel.to_owned(),
+                ps,
+            )))
         })
     }
 }
@@ -1138,61 +1141,70 @@ async fn subscribed(
     Ok(ps)
 }
 
-/// Forwards a subscription's messages until its receiver is dropped; reconnects when the
-/// connection ends and then reports the gap.
-async fn forward(
+/// A subscription's events, read as the subscriber polls: messages as they arrive; when the
+/// connection ends, or a half-open one (peer gone without a FIN, so nothing arrives and nothing
+/// is reported) misses its heartbeat, it reconnects with a backoff and reports the gap. Dropping
+/// the stream closes the connection.
+fn feed(
     client: redis::Client,
     channel: String,
-    mut ps: redis::aio::PubSub,
-    tx: mpsc::Sender<Event>,
-) {
-    loop {
-        let (mut sink, mut stream) = ps.split();
-        // A half-open connection (peer gone without a FIN) delivers nothing and reports nothing:
-        // a PING every second with a two-second deadline detects it.
+    ps: redis::aio::PubSub,
+) -> impl futures_util::Stream<Item = Event> + Send + 'static {
+    struct Feed {
+        client: redis::Client,
+        channel: String,
+        live: Option<(redis::aio::PubSubSink, redis::aio::PubSubStream)>,
+        beat: tokio::time::Interval,
+    }
+    fn heartbeat() -> tokio::time::Interval {
+        // A PING every second with a two-second deadline detects a half-open connection.
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat
+    }
+    let start = Feed {
+        client,
+        channel,
+        live: Some(ps.split()),
+        beat: heartbeat(),
+    };
+    futures_util::stream::unfold(start, |mut feed| async move {
         loop {
+            let Some((sink, stream)) = feed.live.as_mut() else {
+                let mut delay = Duration::from_millis(50);
+                let ps = loop {
+                    tokio::time::sleep(delay).await;
+                    let again = subscribed(&feed.client, &feed.channel);
+                    match tokio::time::timeout(Duration::from_secs(1), again).await {
+                        Ok(Ok(ps)) => break ps,
+                        _ => delay = (delay * 2).min(Duration::from_secs(1)),
+                    }
+                };
+                feed.live = Some(ps.split());
+                feed.beat = heartbeat();
+                // Subscribed again: from here on nothing is missed, but what was published while
+                // disconnected is lost, so the reader re-reads the state it derives from events.
+                tracing::warn!(
+                    channel = feed.channel,
+                    "store subscription reconnected; events may have been missed"
+                );
+                return Some((Event::Gap, feed));
+            };
             tokio::select! {
                 msg = stream.next() => match msg {
                     Some(m) => {
                         let payload = Bytes::copy_from_slice(m.get_payload_bytes());
-                        if tx.send(Event::Message(payload)).await.is_err() {
-                            return;
-                        }
+                        return Some((Event::Message(payload), feed));
                     }
-                    None => break,
+                    None => feed.live = None,
                 },
-                _ = beat.tick() => {
+                _ = feed.beat.tick() => {
                     let pong = tokio::time::timeout(HEARTBEAT * 2, sink.ping::<Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
-                        break;
+                        feed.live = None;
                     }
                 }
-                () = tx.closed() => return,
             }
         }
-        drop((sink, stream));
-        let mut delay = Duration::from_millis(50);
-        ps = loop {
-            tokio::select! {
-                () = tx.closed() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            match tokio::time::timeout(Duration::from_secs(1), subscribed(&client, &channel)).await
-            {
-                Ok(Ok(ps)) => break ps,
-                _ => delay = (delay * 2).min(Duration::from_secs(1)),
-            }
-        };
-        // Subscribed again: from here on nothing is missed, but what was published while
-        // disconnected is lost, so the reader re-reads the state it derives from events.
-        tracing::warn!(
-            channel,
-            "store subscription reconnected; events may have been missed"
-        );
-        if tx.send(Event::Gap).await.is_err() {
-            return;
-        }
-    }
+    })
 }

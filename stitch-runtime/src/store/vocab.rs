@@ -364,6 +364,7 @@ pub struct Subscription {
 enum Inner {
     Broadcast(broadcast::Receiver<Bytes>),
     Channel(mpsc::Receiver<Event>),
+    Stream(std::pin::Pin<Box<dyn futures_core::Stream<Item = Event> + Send>>),
 }
 
 impl Subscription {
@@ -372,6 +373,16 @@ impl Subscription {
     pub fn from_receiver(rx: mpsc::Receiver<Event>) -> Subscription {
         Subscription {
             inner: Inner::Channel(rx),
+        }
+    }
+
+    /// A subscription read straight from a driver's stream, polled by the subscriber's task
+    /// (no forwarding task in between); it ends when the stream does.
+    pub fn from_stream(
+        events: impl futures_core::Stream<Item = Event> + Send + 'static,
+    ) -> Subscription {
+        Subscription {
+            inner: Inner::Stream(Box::pin(events)),
         }
     }
 
@@ -390,6 +401,7 @@ impl Subscription {
                 Err(broadcast::error::RecvError::Closed) => None,
             },
             Inner::Channel(rx) => rx.recv().await,
+            Inner::Stream(events) => std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await,
         }
     }
 }
