@@ -46,6 +46,13 @@ pub(crate) struct Flights {
     next_id: AtomicU64,
 }
 
+/// What a caller found under the flights lock (see [`Flights::join`]).
+enum Joined {
+    Stored(Value),
+    Follower(watch::Receiver<Outcome>, Waiter),
+    Vacant(u64),
+}
+
 /// How a caller got its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -114,23 +121,10 @@ impl Flights {
     {
         let (rx, waiter, role) = {
             let mut map = self.lock();
-            if !map.contains_key(&key) {
-                if let Some(value) = stored() {
-                    return (Ok(value), Role::Stored);
-                }
-            }
-            match map.get_mut(&key) {
-                Some(flight) => {
-                    flight.waiters += 1;
-                    let waiter = Waiter {
-                        flights: self.clone(),
-                        key,
-                        id: flight.id,
-                    };
-                    (flight.outcome.clone(), waiter, Role::Follower)
-                }
-                None => {
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            match self.join(&mut map, key, stored) {
+                Joined::Stored(value) => return (Ok(value), Role::Stored),
+                Joined::Follower(rx, waiter) => (rx, waiter, Role::Follower),
+                Joined::Vacant(id) => {
                     let (tx, rx) = watch::channel(None);
                     let stale = Arc::new(AtomicBool::new(false));
                     let task = self.spawn_flight(key, id, tx, work(stale.clone()));
@@ -144,16 +138,41 @@ impl Flights {
                             task: Some(task),
                         },
                     );
-                    let waiter = Waiter {
-                        flights: self.clone(),
-                        key,
-                        id,
-                    };
-                    (rx, waiter, Role::Leader)
+                    (rx, self.waiter(key, id), Role::Leader)
                 }
             }
         };
         (wait(rx, waiter).await, role)
+    }
+
+    /// Under the flights lock: the value stored by a flight that just ended, the running flight
+    /// of `key` joined as one more waiter, or the id of the flight the caller starts.
+    fn join(
+        self: &Arc<Self>,
+        map: &mut HashMap<CacheKey, Flight>,
+        key: CacheKey,
+        stored: impl FnOnce() -> Option<Value>,
+    ) -> Joined {
+        if !map.contains_key(&key) {
+            if let Some(value) = stored() {
+                return Joined::Stored(value);
+            }
+        }
+        match map.get_mut(&key) {
+            Some(flight) => {
+                flight.waiters += 1;
+                Joined::Follower(flight.outcome.clone(), self.waiter(key, flight.id))
+            }
+            None => Joined::Vacant(self.next_id.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    fn waiter(self: &Arc<Self>, key: CacheKey, id: u64) -> Waiter {
+        Waiter {
+            flights: self.clone(),
+            key,
+            id,
+        }
     }
 
     /// Runs `fut` as the flight `id` of `key`: its outcome is published to the flight's callers
@@ -210,23 +229,10 @@ impl Flights {
     {
         let joined = {
             let mut map = self.lock();
-            if !map.contains_key(&key) {
-                if let Some(value) = stored() {
-                    return (Ok(value), Role::Stored);
-                }
-            }
-            match map.get_mut(&key) {
-                Some(flight) => {
-                    flight.waiters += 1;
-                    let waiter = Waiter {
-                        flights: self.clone(),
-                        key,
-                        id: flight.id,
-                    };
-                    Err((flight.outcome.clone(), waiter))
-                }
-                None => {
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            match self.join(&mut map, key, stored) {
+                Joined::Stored(value) => return (Ok(value), Role::Stored),
+                Joined::Follower(rx, waiter) => Err((rx, waiter)),
+                Joined::Vacant(id) => {
                     let (tx, rx) = watch::channel(None);
                     let stale = Arc::new(AtomicBool::new(false));
                     map.insert(
@@ -289,12 +295,7 @@ impl Flights {
                 }
             }
         };
-        let waiter = Waiter {
-            flights: self.clone(),
-            key,
-            id,
-        };
-        (wait(rx, waiter).await, Role::Leader)
+        (wait(rx, self.waiter(key, id)).await, Role::Leader)
     }
 }
 
