@@ -760,11 +760,16 @@ fn other_type(endpoint: &'static Endpoint) -> Error {
 }
 
 /// A response still rejected (a soft wall) right after a refresh: reported rather than decoded.
-fn still_rejected(strategy: &crate::auth::strategy::Registered) -> Error {
+fn still_rejected(strategy: &crate::auth::strategy::Registered, refreshed: bool) -> Error {
+    let reason = if refreshed {
+        "the upstream still rejects the credential right after it was refreshed"
+    } else {
+        "the upstream rejects the credential, a fixed one that cannot be refreshed"
+    };
     Error::Auth {
         strategy: strategy.name.to_string(),
         status: None,
-        reason: "the upstream still rejects the credential right after it was refreshed".into(),
+        reason: reason.into(),
         body: String::new(),
     }
 }
@@ -901,7 +906,7 @@ fn attempts<'a>(
             meter::attempt(endpoint);
             // Only a call that may run again keeps a copy of its request.
             let again = endpoint.retry.is_some_and(|p| attempt < p.attempts)
-                || (!matches!(credentials, Credentials::None) && !refreshed);
+                || (credentials.refreshes() && !refreshed);
             let mut sent_with = None;
             let attempted = one_attempt(
                 runtime,
@@ -1017,7 +1022,8 @@ fn next_after<'c>(
         }),
         _ => error.status().is_some_and(|s| s.as_u16() == 401),
     };
-    if unauthorized && !refreshed {
+    // A fixed credential cannot be replaced: its rejection is the outcome (no second request).
+    if unauthorized && !refreshed && credentials.refreshes() {
         match (credentials, sent_with) {
             (Credentials::Provider(auth), _) => return Ok(NextAttempt::RefreshProvider(auth)),
             (Credentials::Strategy(strategy), Some(failed)) => {
@@ -1080,8 +1086,8 @@ async fn accepted(
         url: Some(&raw.url),
     };
     if strategy.rejected(&response) {
-        if refreshed {
-            return Err(still_rejected(strategy));
+        if refreshed || !strategy.refreshes() {
+            return Err(still_rejected(strategy, refreshed));
         }
         strategy.refresh(sent, runtime.auth_context()).await?;
         return Ok(None);

@@ -996,6 +996,18 @@ pub(crate) enum Credentials<'r> {
     Strategy(&'r Arc<Registered>),
 }
 
+impl Credentials<'_> {
+    /// Whether a rejected credential can be replaced and the attempt redone (so the call keeps
+    /// a copy of its request): a provider's may, a strategy's unless it is fixed.
+    pub(crate) fn refreshes(&self) -> bool {
+        match self {
+            Credentials::None => false,
+            Credentials::Provider(_) => true,
+            Credentials::Strategy(strategy) => strategy.refreshes(),
+        }
+    }
+}
+
 /// The total timeout of a call whose stitch declares none and whose runtime sets none
 /// ([`RuntimeBuilder::timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

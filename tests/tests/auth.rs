@@ -317,6 +317,25 @@ async fn concurrent_401s_on_one_credential_cause_one_refresh_and_stale_ones_none
 }
 
 #[tokio::test]
+async fn a_rejected_fixed_credential_is_the_outcome_without_a_second_request() {
+    let up = Upstream::start(|_| Reply::status(401, "no")).await;
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .auth_strategy("bearer", Bearer::new("BEARER-401"))
+        .auth_strategy("header-key", ApiKey::header("x-acme-key", "HKEY-401"))
+        .auth_strategy("basic", Basic::new("ada", "PASSWORD-401"))
+        .build()
+        .unwrap();
+    let core = client(&rt, &[&BEARER, &HEADER_KEY, &BASIC]).unwrap();
+    for (n, endpoint) in [&BEARER, &HEADER_KEY, &BASIC].into_iter().enumerate() {
+        let error = text(&core, endpoint).await.unwrap_err();
+        assert_eq!(error.status().map(|s| s.as_u16()), Some(401), "{error}");
+        // A fixed credential cannot be refreshed: resending it would be rejected again.
+        assert_eq!(up.hits(), n + 1, "strategy {n}: one request, no redo");
+    }
+}
+
+#[tokio::test]
 async fn a_still_rejected_credential_is_refreshed_once_per_call_then_the_401_is_returned() {
     let up = Upstream::start(|_| Reply::status(401, "no")).await;
     let strategy = Rotating::default();

@@ -33,6 +33,11 @@ impl Bearer {
 }
 
 impl Strategy for Bearer {
+    fn refreshes(&self) -> bool {
+        // A fixed credential: a rejection is final.
+        false
+    }
+
     fn apply<'a>(
         &'a self,
         request: &'a mut AuthRequest<'_>,
@@ -106,6 +111,11 @@ impl ApiKey {
 }
 
 impl Strategy for ApiKey {
+    fn refreshes(&self) -> bool {
+        // A fixed credential: a rejection is final.
+        false
+    }
+
     fn apply<'a>(
         &'a self,
         request: &'a mut AuthRequest<'_>,
@@ -171,6 +181,11 @@ pub(crate) fn basic_value(user: &str, password: &str) -> String {
 }
 
 impl Strategy for Basic {
+    fn refreshes(&self) -> bool {
+        // A fixed credential: a rejection is final.
+        false
+    }
+
     fn apply<'a>(
         &'a self,
         request: &'a mut AuthRequest<'_>,

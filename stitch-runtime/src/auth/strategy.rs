@@ -234,6 +234,14 @@ pub trait Strategy: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Whether [`refresh`](Self::refresh) can replace a rejected credential. `false` for a fixed
+    /// credential (a static token, key or password): a rejection is then final, reported at once
+    /// without a second request, and a call keeps no copy of its request for a redo. The
+    /// default is `true`.
+    fn refreshes(&self) -> bool {
+        true
+    }
+
     /// Whether `response` says the credential is no longer accepted, so the runtime refreshes it
     /// and redoes the attempt once (not counted as a retry). Asked for every response of a
     /// stitch using the strategy, error statuses included; the default is a `401`. A session
@@ -299,6 +307,11 @@ impl Registered {
     /// See [`Strategy::rejected`].
     pub(crate) fn rejected(&self, response: &AuthResponse<'_>) -> bool {
         self.strategy.rejected(response)
+    }
+
+    /// See [`Strategy::refreshes`].
+    pub(crate) fn refreshes(&self) -> bool {
+        self.strategy.refreshes()
     }
 
     /// See [`Strategy::renewed`]: the work to await, if any, its error logged.
