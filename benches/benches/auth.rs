@@ -6,6 +6,11 @@
 //! (header and query), basic, OAuth2 client credentials (the cached token), and a cookie session
 //! (replayed from the process, no store round trip).
 //!
+//! Two rows calibrate the others: `control_unauthenticated` pairs two clients of the same
+//! unauthenticated stitch (A/A: how far from 1 the method itself strays), and
+//! `bearer_vs_same_header` pairs the bearer strategy with a runtime sending the same
+//! `authorization` header as a plain default header (what the strategy adds over the bytes).
+//!
 //! Group `auth` has one bench per strategy. Every sample alternates a call of that strategy with
 //! a call of the same stitch without auth (`none`, `iter_custom`) and times each, so the ratio
 //! `strategy / none` of a sample is measured under the same load at the same moment; the bench
@@ -33,6 +38,7 @@ macro_rules! seam {
 }
 
 seam!(NoneApi, NoneApiClient, "none");
+seam!(ControlApi, ControlApiClient, "none");
 seam!(BearerApi, BearerApiClient, "bearer");
 seam!(HeaderApi, HeaderApiClient, "header-key");
 seam!(QueryApi, QueryApiClient, "query-key");
@@ -103,6 +109,14 @@ fn auth(c: &mut Criterion) {
         .build()
         .expect("stitch runtime");
     let none = NoneApiClient::new(&runtime).expect("client");
+    // The same bytes on the wire as the bearer strategy sends, as a plain default header of a
+    // runtime without strategies: what the strategy itself adds, apart from the upstream and
+    // the HTTP stack handling one header more.
+    let plain_header = stitch::Runtime::builder()
+        .base_url(base.clone())
+        .default_header("authorization", "Bearer t-123")
+        .build()
+        .expect("stitch runtime");
     macro_rules! call {
         ($client:expr) => {{
             let client = $client;
@@ -114,31 +128,57 @@ fn auth(c: &mut Criterion) {
             }) as Call<'static>
         }};
     }
-    let strategies: Vec<(&str, Call<'static>)> = vec![
-        ("bearer", call!(BearerApiClient::new(&runtime).unwrap())),
+    let unauthenticated: Call<'static> = call!(none.clone());
+    let same_header: Call<'static> = call!(NoneApiClient::new(&plain_header).unwrap());
+    // (name, call, the call it is paired with)
+    let strategies: Vec<(&str, Call<'static>, &Call<'static>)> = vec![
+        // A/A: two clients of the same unauthenticated stitch, for the noise of the method.
+        (
+            "control_unauthenticated",
+            call!(ControlApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
+        ),
+        (
+            "bearer",
+            call!(BearerApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
+        ),
+        (
+            "bearer_vs_same_header",
+            call!(BearerApiClient::new(&runtime).unwrap()),
+            &same_header,
+        ),
         (
             "api_key_header",
             call!(HeaderApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
         ),
         (
             "api_key_query",
             call!(QueryApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
         ),
-        ("basic", call!(BasicApiClient::new(&runtime).unwrap())),
+        (
+            "basic",
+            call!(BasicApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
+        ),
         (
             "oauth2_cached_token",
             call!(OauthApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
         ),
         (
             "cookie_session_replay",
             call!(SessionApiClient::new(&runtime).unwrap()),
+            &unauthenticated,
         ),
     ];
-    let unauthenticated: Call<'static> = call!(none);
     // Warm every path (connection, token, login) before measuring.
     rt.block_on(async {
         unauthenticated().await;
-        for (_, call) in &strategies {
+        same_header().await;
+        for (_, call, _) in &strategies {
             call().await;
         }
     });
@@ -149,11 +189,11 @@ fn auth(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(8));
     let mut summary = Vec::new();
-    for (name, call) in &strategies {
+    for (name, call, baseline) in &strategies {
         let ratios: Mutex<Vec<f64>> = Mutex::default();
         group.bench_function(*name, |b| {
             b.to_async(&rt).iter_custom(|iters| {
-                let (call, none, ratios) = (call, &unauthenticated, &ratios);
+                let (call, none, ratios) = (call, *baseline, &ratios);
                 async move {
                     let (mut with, mut without) = (Duration::ZERO, Duration::ZERO);
                     for i in 0..iters {
@@ -188,7 +228,12 @@ fn auth(c: &mut Criterion) {
                 measured[measured.len() * 3 / 4],
             );
             summary.push(format!(
-                "{name:<24} {median:.3} (IQR {lo:.3}-{hi:.3}) × unauthenticated, {} paired samples",
+                "{name:<24} {median:.3} (IQR {lo:.3}-{hi:.3}) × {}, {} paired samples",
+                if std::ptr::eq(*baseline, &same_header) {
+                    "the same header without a strategy"
+                } else {
+                    "unauthenticated"
+                },
                 measured.len()
             ));
         }

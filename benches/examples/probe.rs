@@ -10,6 +10,9 @@
 //! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
 //! ```
 //!
+//! Modes `bearer` and `apikey` are `stitch` with a fixed bearer token or API key header, for the
+//! per-call cost of a fixed-credential strategy.
+//!
 //! Mode `stitch-metrics` is `stitch` with a `metrics` recorder installed: metrics-util's
 //! `Registry` with atomic storage, the core an exporter such as metrics-exporter-prometheus
 //! records into, for the cost of the per-call metrics when something records them.
@@ -29,6 +32,16 @@ struct Envelope {
 }
 #[stitch::seam(base_url = "http://placeholder.invalid")]
 trait Bench {
+    #[stitch(get, path = "/users/{id}", pick = "data")]
+    async fn user(&self, id: u64) -> stitch::Result<User>;
+}
+#[stitch::seam(base_url = "http://placeholder.invalid", auth = "bearer")]
+trait BearerBench {
+    #[stitch(get, path = "/users/{id}", pick = "data")]
+    async fn user(&self, id: u64) -> stitch::Result<User>;
+}
+#[stitch::seam(base_url = "http://placeholder.invalid", auth = "key")]
+trait KeyBench {
     #[stitch(get, path = "/users/{id}", pick = "data")]
     async fn user(&self, id: u64) -> stitch::Result<User>;
 }
@@ -57,15 +70,26 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         let base = format!("http://{addr}");
-        let srt = stitch::Runtime::builder().base_url(base.clone()).build().unwrap();
+        let srt = stitch::Runtime::builder()
+            .base_url(base.clone())
+            .auth_strategy("bearer", stitch::auth::Bearer::new("t-123"))
+            .auth_strategy("key", stitch::auth::ApiKey::header("x-api-key", "k-123"))
+            .build()
+            .unwrap();
         let api = BenchClient::new(&srt).unwrap();
+        let bearer = BearerBenchClient::new(&srt).unwrap();
+        let key = KeyBenchClient::new(&srt).unwrap();
         if std::env::var_os("PROBE_SIZE").is_some() {
             // The call's future, as the caller holds it (every layer of the pipeline moves it).
             eprintln!("call future {} B", std::mem::size_of_val(&api.user(7)));
         }
         let http = reqwest::Client::builder().user_agent("handwr/0.1.0").build().unwrap();
         for i in 0..n {
-            if mode.starts_with("stitch") {
+            if mode == "bearer" {
+                bearer.user(i).await.unwrap();
+            } else if mode == "apikey" {
+                key.user(i).await.unwrap();
+            } else if mode.starts_with("stitch") {
                 api.user(i).await.unwrap();
             } else if mode == "hand" {
                 let bytes = http.get(format!("{base}/users/{i}")).send().await.unwrap().bytes().await.unwrap();

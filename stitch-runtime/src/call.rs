@@ -168,32 +168,42 @@ pub async fn call_cached<D: Decoded>(
         }),
         _ => None,
     };
+    // The key, and the generations it was derived at (everything else it depends on is fixed
+    // for the call).
     let derive = |local: &StitchCache| {
         let static_digest =
             local.static_digest(|| key::static_digest(endpoint, policy, runtime.key_context()));
-        key::derive(
+        let generations = (runtime.local().generation(), local.generation());
+        let key = key::derive(
             &static_digest,
             policy,
             &request,
             runtime.key_context(),
             client.principal(),
             auth.as_ref(),
-            (runtime.local().generation(), local.generation()),
-        )
+            generations,
+        );
+        (key, generations)
     };
     // The hit path: no reference count, no span bookkeeping unless a subscriber wants it.
+    let mut peeked_key = None;
     if !cache::invalidating() {
         let peeked = runtime.local().peek(endpoint, |local| {
-            let key = derive(local);
-            (key, local.get(&key).and_then(|v| policy.values.typed(&v)))
+            let (key, generations) = derive(local);
+            let value = local.get(&key).and_then(|v| policy.values.typed(&v));
+            (key, generations, value)
         });
-        if let Some((_, Some(value))) = peeked {
-            let span = span(endpoint);
-            if !span.is_disabled() {
-                span.record("cache", "hit");
+        match peeked {
+            Some((_, _, Some(value))) => {
+                let span = span(endpoint);
+                if !span.is_disabled() {
+                    span.record("cache", "hit");
+                }
+                meter::hit(endpoint);
+                return Ok(value);
             }
-            meter::hit(endpoint);
-            return Ok(value);
+            Some((key, generations, None)) => peeked_key = Some((key, generations)),
+            None => {}
         }
     }
     let local = runtime.local().stitch(endpoint, policy);
@@ -215,7 +225,13 @@ pub async fn call_cached<D: Decoded>(
         (None, Some(_)) => Tier::Shared,
         (None, None) => Tier::Local,
     };
-    let key = derive(&local);
+    // Derived again only when a generation moved since the peek (the fleet's sync, or a bump
+    // meanwhile): each derivation is a keyed hash of the whole request.
+    let generations = (runtime.local().generation(), local.generation());
+    let key = match peeked_key {
+        Some((key, at)) if at == generations => key,
+        _ => derive(&local).0,
+    };
     if cache::invalidating() {
         let mut existed = local.remove(&key);
         // A request for this key in flight here must not store what it fetched.
@@ -923,9 +939,16 @@ fn attempts<'a>(
             let next = match attempted {
                 Ok(raw) => match (&credentials, sent_with) {
                     (Credentials::Strategy(strategy), Some(sent)) => {
-                        match Box::pin(accepted(runtime, strategy, raw, sent, refreshed)).await? {
-                            Some(raw) => return Ok(raw),
-                            None => NextAttempt::Refreshed,
+                        // Decided without an await: only a refresh or a renewal has work to wait
+                        // for, boxed so that the common case keeps no response across an await.
+                        match accepted(runtime, strategy, &raw, sent, refreshed)? {
+                            Accepted::Yes => return Ok(raw),
+                            Accepted::Renewing(work) => {
+                                return Ok(Box::pin(renew(work, raw)).await);
+                            }
+                            // Refreshed below, once the response is dropped (a response
+                            // alive across that await would sit in every call's future).
+                            Accepted::Refresh => NextAttempt::RefreshStrategy(strategy, sent),
                         }
                     }
                     _ => return Ok(raw),
@@ -944,7 +967,6 @@ fn attempts<'a>(
                 )?,
             };
             match next {
-                NextAttempt::Refreshed => refreshed = true,
                 NextAttempt::RefreshProvider(auth) => {
                     refreshed = true;
                     auth.refresh().await?;
@@ -969,7 +991,7 @@ fn attempts<'a>(
 /// What the attempt loop does after an attempt it does not return from.
 enum NextAttempt<'c> {
     /// A strategy read a success as a rejection and was refreshed: redo the attempt.
-    Refreshed,
+
     /// A `401` under an `auth` provider: refresh it, then redo the attempt (not counted).
     RefreshProvider(&'c Arc<dyn crate::auth::Auth>),
     /// A rejection under a strategy: refresh the credential that was sent, then redo the attempt.
@@ -1067,18 +1089,29 @@ fn next_after<'c>(
     Ok(NextAttempt::Backoff(wait))
 }
 
-/// A success under an auth strategy. The strategy may read it as a rejection (a soft wall: a
-/// `200` login page): the credential is refreshed and `None` says to redo the attempt (a second
-/// rejection right after a refresh is reported). Else the response, once the strategy renewed the
-/// credential from it if it does (a rolled session cookie). Boxed by the caller: calls without a
-/// strategy do not keep a response across these awaits.
-async fn accepted(
-    runtime: &Runtime,
-    strategy: &crate::auth::strategy::Registered,
-    raw: RawResponse,
+/// What a success under an auth strategy leads to.
+enum Accepted<W> {
+    /// The response is the attempt's outcome.
+    Yes,
+    /// The response is the outcome once the strategy has taken the credential it renewed (a
+    /// rolled session cookie): this work, awaited before the call returns.
+    Renewing(W),
+    /// The strategy reads the success as a rejection (a soft wall: a `200` login page): refresh
+    /// the credential that was sent and redo the attempt.
+    Refresh,
+}
+
+/// A success under an auth strategy. The strategy may read it as a rejection (a second rejection
+/// right after a refresh, or one of a credential that cannot be refreshed, is reported), or have
+/// renewed its credential from it. Decided without awaiting, so a fixed credential's call never
+/// waits on anything here.
+fn accepted<'a>(
+    runtime: &'a Runtime,
+    strategy: &'a crate::auth::strategy::Registered,
+    raw: &RawResponse,
     sent: Credential,
     refreshed: bool,
-) -> Result<Option<RawResponse>> {
+) -> Result<Accepted<impl std::future::Future<Output = ()> + Send + 'a>> {
     let response = AuthResponse {
         status: raw.status,
         headers: &raw.headers,
@@ -1089,13 +1122,21 @@ async fn accepted(
         if refreshed || !strategy.refreshes() {
             return Err(still_rejected(strategy, refreshed));
         }
-        strategy.refresh(sent, runtime.auth_context()).await?;
-        return Ok(None);
+        return Ok(Accepted::Refresh);
     }
-    if let Some(work) = strategy.renewed(&response, sent, runtime.auth_context()) {
-        work.await;
-    }
-    Ok(Some(raw))
+    Ok(
+        match strategy.renewed(&response, sent, runtime.auth_context()) {
+            Some(work) => Accepted::Renewing(work),
+            None => Accepted::Yes,
+        },
+    )
+}
+
+/// The response of an attempt once the strategy's renewal work is done (its error is logged,
+/// never the call's).
+async fn renew(work: impl std::future::Future<Output = ()>, raw: RawResponse) -> RawResponse {
+    work.await;
+    raw
 }
 
 /// One attempt: throttle (waits count against the budget), auth, send within the per-attempt

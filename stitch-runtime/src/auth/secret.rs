@@ -75,6 +75,15 @@ impl Secret {
         Secret(Source::Dynamic(Arc::new(source)))
     }
 
+    /// The value when it is given once (not read from a source on every use): what a strategy
+    /// may build its header from once, instead of on every request.
+    pub(crate) fn fixed(&self) -> Option<&str> {
+        match &self.0 {
+            Source::Value(v) => Some(v),
+            Source::Dynamic(_) => None,
+        }
+    }
+
     /// The value. Put it on a request or hash it; never log, format or store it.
     pub fn expose(&self) -> Arc<str> {
         match &self.0 {

@@ -86,6 +86,11 @@ impl AuthRequest<'_> {
         Ok(())
     }
 
+    /// Sets a credential header built once by the strategy (already marked sensitive).
+    pub(crate) fn set_prepared_credential(&mut self, name: HeaderName, value: HeaderValue) {
+        self.headers.insert(name, value);
+    }
+
     /// Appends a credential query pair; its value is redacted wherever the URL is shown or kept.
     pub fn add_credential_query(&mut self, key: &str, value: &str) {
         self.secrets.add(key);

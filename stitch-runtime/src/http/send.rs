@@ -57,35 +57,21 @@ pub(crate) fn send<'a>(
             limit,
         };
         let body_error = transport_error;
-        if let Some(statuses) = endpoint.delegate {
-            if statuses.contains(&status.as_u16()) {
-                // The body is not needed; drained within a bound so the connection can be reused.
-                Box::pin(read_prefix(response, 0)).await;
-                return Err(Error::RateLimited {
-                    stitch: endpoint.name,
-                    status,
-                    retry_after: crate::error::retry_after(&headers),
-                });
-            }
-        }
-        if !status.is_success() {
-            // Upstreams often quote a rejected credential back (in the body or a header): every
-            // secret this request carried is redacted from what the error keeps.
-            let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
-            // Only the prefix the error keeps is read: a hostile or huge error body costs at most
-            // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
-            let prefix = Box::pin(read_prefix(response, transport.error_body_limit)).await;
-            let mut headers = headers;
-            redact::error_headers(&mut headers, &final_url, &secrets, &sent);
-            let truncated = prefix.len() >= transport.error_body_limit;
-            return Err(Error::Status {
-                stitch: endpoint.name,
-                method: endpoint.method.as_str(),
-                url: final_url.to_string(),
-                status,
-                headers: Box::new(headers),
-                body: redact::error_body(&prefix, truncated, &sent),
-            });
+        if endpoint
+            .delegate
+            .is_some_and(|statuses| statuses.contains(&status.as_u16()))
+            || !status.is_success()
+        {
+            return Err(failed(
+                transport,
+                endpoint,
+                response,
+                headers,
+                final_url,
+                secrets,
+                sent_credentials,
+            )
+            .await);
         }
         // The URL as sent, kept only when redaction changed it (see `redact::Sent`).
         let sent_url = (final_url != *response.url()).then(|| response.url().clone());
@@ -105,6 +91,54 @@ pub(crate) fn send<'a>(
             sent: redact::Sent::new(secrets, sent_url, sent_credentials),
         })
     }
+}
+
+/// A response [`send`] does not read as a success: a status the stitch delegates to its
+/// caller (rate limited), or a non-2xx status. Out of line and behind a pointer, so that neither
+/// its code nor its state is part of every call's success path (code density, future size).
+#[cold]
+#[inline(never)]
+fn failed<'a>(
+    transport: &'a Transport,
+    endpoint: &'static Endpoint,
+    response: reqwest::Response,
+    headers: http::HeaderMap,
+    final_url: url::Url,
+    secrets: redact::Secrets,
+    sent_credentials: Vec<http::HeaderValue>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Error> + Send + 'a>> {
+    Box::pin(async move {
+        let status = response.status();
+        if endpoint
+            .delegate
+            .is_some_and(|statuses| statuses.contains(&status.as_u16()))
+        {
+            // The body is not needed; drained within a bound so the connection can be reused.
+            read_prefix(response, 0).await;
+            return Error::RateLimited {
+                stitch: endpoint.name,
+                status,
+                retry_after: crate::error::retry_after(&headers),
+            };
+        }
+        // Upstreams often quote a rejected credential back (in the body or a header): every
+        // secret this request carried is redacted from what the error keeps.
+        let sent = redact::sent_values(Some(response.url()), &secrets, &sent_credentials);
+        // Only the prefix the error keeps is read: a hostile or huge error body costs at most
+        // `error_body_limit` bytes of memory (and `DRAIN_BOUND` bytes of reading).
+        let prefix = read_prefix(response, transport.error_body_limit).await;
+        let mut headers = headers;
+        redact::error_headers(&mut headers, &final_url, &secrets, &sent);
+        let truncated = prefix.len() >= transport.error_body_limit;
+        Error::Status {
+            stitch: endpoint.name,
+            method: endpoint.method.as_str(),
+            url: final_url.to_string(),
+            status,
+            headers: Box::new(headers),
+            body: redact::error_body(&prefix, truncated, &sent),
+        }
+    })
 }
 
 /// [`send`]'s first step: the pending request, the secrets it carries, and the credential
