@@ -284,7 +284,12 @@ mod tests {
     async fn a_header_built_once_is_the_header_built_per_request_and_stays_hidden() {
         let dynamic = |value: &'static str| Secret::from_fn(move || value.to_owned());
         // (built once, read per request, header name, value sent)
-        type Pair = (Box<dyn Strategy>, Box<dyn Strategy>, &'static str, &'static str);
+        type Pair = (
+            Box<dyn Strategy>,
+            Box<dyn Strategy>,
+            &'static str,
+            &'static str,
+        );
         let pairs: [Pair; 3] = [
             (
                 Box::new(Bearer::new("t-1")),
