@@ -5,8 +5,9 @@
 //!    concurrency cap (Redis `INFO commandstats` deltas);
 //! 2. acquire throughput with 64 concurrent tasks (the driver's `reserve`, the one round trip a
 //!    pacing acquire makes, and the fleet throttle's whole acquire) next to a raw redis-rs
-//!    `EVALSHA` loop of the same script, alternating rounds; and whole calls with the fleet
-//!    throttle next to the in-process one;
+//!    `EVALSHA` loop of the same script with the same arguments and a fresh marker per operation
+//!    (so it does the same server work), alternating rounds, each run on an emptied server; and
+//!    whole calls with the fleet throttle next to the in-process one;
 //! 3. release-to-waiter wake-up latency across processes (a `concurrency = 1` budget handed
 //!    between 4 worker processes, timed at the upstream);
 //! 4. the achieved fleet rate of 4 processes against the declared one;
@@ -166,6 +167,11 @@ redis.call('SET', KEYS[2], string.format('%d', grant), 'PX',
   tonumber(ARGV[4]) + math.ceil((grant - now) / 1000))
 return {1, grant, now}";
 
+/// The driver's last script argument, passed by the raw loop too: how long a reservation's
+/// marker is kept, in milliseconds ([`RETRY_WINDOW`](stitch::store::RETRY_WINDOW)). (It passed
+/// 60 s, so its markers, unlike the driver's, never expired during the section.)
+const RETRY_MS: u64 = stitch::store::RETRY_WINDOW.as_millis() as u64;
+
 /// This process's CPU time (user + system, all threads) in microseconds, from `/proc/self/stat`
 /// (clock ticks of 10 ms, Linux's `CLK_TCK` of 100). On a machine whose cores are shared with
 /// other work, throughput follows the load; the client's CPU per operation does not.
@@ -186,12 +192,27 @@ fn cpu_us() -> u64 {
 static CPU_PER_OP: Mutex<f64> = Mutex::new(0.0);
 
 /// Operations per second of `TASKS` tasks running `op` back to back for `ROUND` (and, in
-/// [`CPU_PER_OP`], this process's CPU time per operation).
-async fn throughput<F, Fut>(op: F) -> f64
+/// [`CPU_PER_OP`], this process's CPU time per operation), on an emptied `redis`.
+///
+/// Why empty it: every operation leaves a marker that expires one retry window (10 s) later, so
+/// the markers of one run would expire during a later one, which would pay the server's expiry
+/// work (measured: 50 K to 350 K expirations in a 2 s run, about 2 µs more server CPU per
+/// operation); in this section's order, the raw loop's markers would expire during the next
+/// round's driver run.
+///
+/// `op` is given a number no other operation of this process gets, whichever run: the raw loop
+/// makes its idempotency markers from it, and a number seen before would find its marker still
+/// stored and take the script's replay answer (two `GET`s, about half a reservation's server
+/// time) instead of a reservation. Numbers restarting at 0 in every run made the raw loop
+/// cheaper round after round (the driver's ratio "declined" from 0.95 to 0.77).
+async fn throughput<F, Fut>(redis: &Redis, op: F) -> f64
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    redis.cli(&["FLUSHALL"]);
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let cpu = cpu_us();
     let mut tasks = tokio::task::JoinSet::new();
@@ -200,7 +221,9 @@ where
         tasks.spawn(async move {
             let mut n = 0u64;
             while started.elapsed() < ROUND {
-                op(t * 1_000_000_000 + n).await;
+                // Run, task and count in separate bits: unique while a run's task makes fewer
+                // than 2^32 operations.
+                op((run << 48) | (t << 32) | n).await;
                 n += 1;
             }
             n
@@ -257,7 +280,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
     let (mut calls_fleet, mut calls_local, mut call_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let s = store.clone();
-        let d = throughput(move |_| {
+        let d = throughput(redis, move |_| {
             let s = s.clone();
             async move {
                 let g = Gcra {
@@ -272,10 +295,11 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         .await;
         cpu_d.push(cpu_per_op());
         let (c, sc) = (raw.clone(), script.clone());
-        let e = throughput(move |i| {
+        let e = throughput(redis, move |i| {
             let (mut c, sc) = (c.clone(), sc.clone());
             async move {
-                // Same keys shape (the tat and a per-operation marker), same arguments.
+                // Same keys shape (the tat and a per-operation marker, never one stored before),
+                // same arguments (the driver's retry window included).
                 let marker = format!("stitch:{{bench-raw}}:tat:op:{i:032x}");
                 let _: redis::Value = sc
                     .key("stitch:{bench-raw}:tat")
@@ -283,7 +307,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
                     .arg(1)
                     .arg(1_000_000)
                     .arg(-1)
-                    .arg(60_000)
+                    .arg(RETRY_MS)
                     .invoke_async(&mut c)
                     .await
                     .unwrap();
@@ -294,13 +318,13 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         // The raw loop plus what the driver adds per operation besides the script: a fresh
         // random idempotency id (an OS random read) and a timeout (a timer registration).
         let (c, sc) = (raw.clone(), script.clone());
-        let x = throughput(move |_| {
+        let x = throughput(redis, move |_| {
             let (mut c, sc) = (c.clone(), sc.clone());
             async move {
                 let id = OpId::random();
                 let marker = format!("stitch:{{bench-raw}}:tat:op:{id}");
                 let mut inv = sc.key("stitch:{bench-raw}:tat");
-                inv.key(marker).arg(1).arg(1_000_000).arg(-1).arg(60_000);
+                inv.key(marker).arg(1).arg(1_000_000).arg(-1).arg(RETRY_MS);
                 tokio::time::timeout(
                     Duration::from_secs(2),
                     inv.invoke_async::<redis::Value>(&mut c),
@@ -312,7 +336,7 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         })
         .await;
         let r = acquirer.clone();
-        let a = throughput(move |_| {
+        let a = throughput(redis, move |_| {
             let r = r.clone();
             async move {
                 let permit =
@@ -330,13 +354,13 @@ async fn acquire_throughput(redis: &Redis, base: &str) {
         extras.push(x);
         ratios.push(d / e);
         let f = fleet.clone();
-        let cf = throughput(move |_| {
+        let cf = throughput(redis, move |_| {
             let f = f.clone();
             async move { f.fast().await.unwrap() }
         })
         .await;
         let l = local.clone();
-        let cl = throughput(move |_| {
+        let cl = throughput(redis, move |_| {
             let l = l.clone();
             async move { l.fast().await.unwrap() }
         })
