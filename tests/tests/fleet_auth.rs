@@ -281,11 +281,11 @@ async fn eight_processes_log_in_once_fetch_one_token_and_keep_both_sealed() {
     // Nothing in clear in the store: keys and values.
     let everything = keyspace(&redis);
     assert!(
-        everything.contains("{s:svc}:jar"),
+        everything.contains("{s:svc}:jar2"),
         "the session is stored: {everything}"
     );
     assert!(
-        everything.contains(":tok"),
+        everything.contains(":tok2"),
         "the token is stored: {everything}"
     );
     for needle in [
@@ -382,10 +382,10 @@ async fn store_keys_name_a_principal_only_by_a_keyed_hash() {
     let keys = redis.cli(&["--scan"]);
     let session_keys = |keys: &str| {
         keys.lines()
-            .filter(|k| k.contains("{s:svc/") && k.ends_with(":jar"))
+            .filter(|k| k.contains("{s:svc/") && k.ends_with(":jar2"))
             .count()
     };
-    let token_keys = |keys: &str| keys.lines().filter(|k| k.ends_with(":tok")).count();
+    let token_keys = |keys: &str| keys.lines().filter(|k| k.ends_with(":tok2")).count();
     assert_eq!(session_keys(&keys), 1, "{keys}");
     assert_eq!(token_keys(&keys), 1, "{keys}");
     let plain = [

@@ -238,6 +238,35 @@ impl FleetCache {
         }
     }
 
+    /// [`ask`](Self::ask) for the claim (every call that misses the in-process tier): when the
+    /// driver bounds each operation by no more than `limit` itself, without a second timer of
+    /// our own (a tokio timer takes the runtime's timer-wheel lock to be inserted and again to be
+    /// removed, on every call). The breaker is kept as [`StoreBreaker::run`] keeps it: an error
+    /// (the driver's timeout included) opens it, an answer closes it.
+    async fn ask_once<'a, T>(
+        &self,
+        limit: Duration,
+        operation: &'static str,
+        op: impl FnOnce() -> crate::store::StoreFuture<'a, T>,
+    ) -> Result<T, Option<StoreError>> {
+        if self.store.operation_timeout().is_none_or(|t| t > limit) {
+            return self.ask(limit, operation, op).await;
+        }
+        if !self.breaker.may_ask() {
+            return Err(None);
+        }
+        match op().await {
+            Ok(value) => {
+                self.breaker.succeeded();
+                Ok(value)
+            }
+            Err(e) => {
+                self.breaker.failed();
+                Err(Some(e))
+            }
+        }
+    }
+
     /// Whether the listener's subscription is live. The call that starts the listener waits for
     /// it, at most `limit`; later calls only look (a store that cannot be subscribed to costs
     /// one wait, not one per call: the listener keeps retrying behind).
@@ -435,7 +464,7 @@ impl FleetCache {
             armed: true,
         };
         let claimed = self
-            .ask(limit, "fill_claim", || {
+            .ask_once(limit, "fill_claim", || {
                 self.store.fill_claim(keys.keys(), claim)
             })
             .await;

@@ -4,9 +4,9 @@
 //! stitch:<prefix>:{b:<budget>}:tat      GCRA theoretical arrival time (µs, store clock)
 //! stitch:<prefix>:{b:<budget>}:leases   holders of a concurrency budget, scored by expiry
 //! stitch:<prefix>:{k:<circuit>}:state   a circuit's atomic state
-//! stitch:<prefix>:{c:<digest>}:v|:l|:g  a cache entry: value, fill lease, generation
-//! stitch:<prefix>:{t:<name>}:tok|:lease|:gen   a shared token: value, fill lease, generation
-//! stitch:<prefix>:{s:<account>}:jar|:lease|:ver  a shared session: jar, fill lease, version
+//! stitch:<prefix>:{c:<digest>}:v2|:l|:g  a cache entry: value, fill lease, generation
+//! stitch:<prefix>:{t:<name>}:tok2|:lease|:gen   a shared token: value, fill lease, generation
+//! stitch:<prefix>:{s:<account>}:jar2|:lease|:ver  a shared session: jar, fill lease, version
 //! stitch:<prefix>:{g:<scope>}:n         a fleet-wide generation (bulk invalidation of a scope)
 //! stitch:<prefix>:ev                    the fleet's event channel
 //! <key>:op:<id>  (same hash tag)       an idempotency marker (see `companion`)
@@ -20,6 +20,17 @@
 
 use super::FillKeys;
 use std::fmt::Write as _;
+
+/// The version of the fill protocol (how `fill_*` keep a fill's lease and value), which ends the
+/// name of every filled value's key (`:v2`, `:tok2`, `:jar2`): during a rolling deploy, builds
+/// of different fill protocols sharing one store never read each other's values or leases
+/// (each fills its own; generations, budgets and circuits stay shared). 2: the lease is held in
+/// the value key itself (`store/redis.rs`, "Fills").
+macro_rules! fill_protocol {
+    () => {
+        "2"
+    };
+}
 
 /// The keys of one fleet-filled value (see [`Store::fill_claim`](super::Store::fill_claim)),
 /// owned; all three share one hash tag.
@@ -98,7 +109,7 @@ impl KeyLayout {
 
     /// A cache entry's value (`digest` is the hex cache key digest).
     pub fn entry_value(&self, digest: &str) -> String {
-        self.tagged("c", digest, "v")
+        self.tagged("c", digest, concat!("v", fill_protocol!()))
     }
 
     /// A cache entry's fill lease.
@@ -122,7 +133,7 @@ impl KeyLayout {
 
     /// A shared token of `client`.
     pub fn token(&self, client: &str) -> String {
-        self.tagged("t", client, "tok")
+        self.tagged("t", client, concat!("tok", fill_protocol!()))
     }
 
     /// The shared token `name`, its fill lease (who refreshes it for the fleet) and its
@@ -137,7 +148,7 @@ impl KeyLayout {
 
     /// A shared session (cookie jar) of `account`.
     pub fn session(&self, account: &str) -> String {
-        self.tagged("s", account, "jar")
+        self.tagged("s", account, concat!("jar", fill_protocol!()))
     }
 
     /// The version of `account`'s session.
@@ -236,6 +247,11 @@ fn crc16(data: &[u8]) -> u16 {
 /// Appends `name` with `{`, `}`, `%` and `:` percent-escaped, so a name can neither end or open a
 /// hash tag nor fake a key segment, and two different names never give one key.
 fn escape_into(out: &mut String, name: &str) {
+    // Most names (every cache key's hex digest) have nothing to escape: one copy.
+    if !name.bytes().any(|b| matches!(b, b'{' | b'}' | b'%' | b':')) {
+        out.push_str(name);
+        return;
+    }
     for c in name.chars() {
         match c {
             '{' | '}' | '%' | ':' => {
@@ -263,11 +279,11 @@ mod tests {
             "stitch:prod:{b:github}:leases"
         );
         assert_eq!(fleet.circuit("github"), "stitch:prod:{k:github}:state");
-        assert_eq!(fleet.entry_value("ab12"), "stitch:prod:{c:ab12}:v");
+        assert_eq!(fleet.entry_value("ab12"), "stitch:prod:{c:ab12}:v2");
         assert_eq!(fleet.entry_lease("ab12"), "stitch:prod:{c:ab12}:l");
         assert_eq!(fleet.entry_generation("ab12"), "stitch:prod:{c:ab12}:g");
-        assert_eq!(fleet.token("app"), "stitch:prod:{t:app}:tok");
-        assert_eq!(fleet.session("me"), "stitch:prod:{s:me}:jar");
+        assert_eq!(fleet.token("app"), "stitch:prod:{t:app}:tok2");
+        assert_eq!(fleet.session("me"), "stitch:prod:{s:me}:jar2");
         assert_eq!(fleet.session_version("me"), "stitch:prod:{s:me}:ver");
         assert_eq!(fleet.events(), "stitch:prod:ev");
         let entry = fleet.entry_fill("ab12");
@@ -275,7 +291,7 @@ mod tests {
         assert_eq!(
             (k.value, k.lease, k.generation),
             (
-                "stitch:prod:{c:ab12}:v",
+                "stitch:prod:{c:ab12}:v2",
                 "stitch:prod:{c:ab12}:l",
                 "stitch:prod:{c:ab12}:g"
             )
@@ -285,7 +301,7 @@ mod tests {
         assert_eq!(
             (k.value, k.lease, k.generation),
             (
-                "stitch:prod:{s:me}:jar",
+                "stitch:prod:{s:me}:jar2",
                 "stitch:prod:{s:me}:lease",
                 "stitch:prod:{s:me}:ver"
             )
@@ -295,7 +311,7 @@ mod tests {
         assert_eq!(
             (k.value, k.lease, k.generation),
             (
-                "stitch:prod:{t:app}:tok",
+                "stitch:prod:{t:app}:tok2",
                 "stitch:prod:{t:app}:lease",
                 "stitch:prod:{t:app}:gen"
             )
