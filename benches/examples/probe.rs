@@ -10,7 +10,8 @@
 //! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
 //! ```
 //!
-//! Modes `bearer` and `apikey` are `stitch` with a fixed bearer token or API key header, for the
+//! Modes `bearer`, `apikey` and `apiquery` are `stitch` with a fixed bearer token, API key header or
+//! API key query parameter, for the
 //! per-call cost of a fixed-credential strategy.
 //!
 //! Mode `stitch-metrics` is `stitch` with a `metrics` recorder installed: metrics-util's
@@ -45,6 +46,11 @@ trait KeyBench {
     #[stitch(get, path = "/users/{id}", pick = "data")]
     async fn user(&self, id: u64) -> stitch::Result<User>;
 }
+#[stitch::seam(base_url = "http://placeholder.invalid", auth = "query")]
+trait QueryBench {
+    #[stitch(get, path = "/users/{id}", pick = "data")]
+    async fn user(&self, id: u64) -> stitch::Result<User>;
+}
 #[path = "../benches/support/recorder.rs"]
 mod recorder;
 
@@ -74,11 +80,13 @@ fn main() {
             .base_url(base.clone())
             .auth_strategy("bearer", stitch::auth::Bearer::new("t-123"))
             .auth_strategy("key", stitch::auth::ApiKey::header("x-api-key", "k-123"))
+            .auth_strategy("query", stitch::auth::ApiKey::query("api_key", "k-123"))
             .build()
             .unwrap();
         let api = BenchClient::new(&srt).unwrap();
         let bearer = BearerBenchClient::new(&srt).unwrap();
         let key = KeyBenchClient::new(&srt).unwrap();
+        let query = QueryBenchClient::new(&srt).unwrap();
         if std::env::var_os("PROBE_SIZE").is_some() {
             // The call's future, as the caller holds it (every layer of the pipeline moves it).
             eprintln!("call future {} B", std::mem::size_of_val(&api.user(7)));
@@ -89,6 +97,8 @@ fn main() {
                 bearer.user(i).await.unwrap();
             } else if mode == "apikey" {
                 key.user(i).await.unwrap();
+            } else if mode == "apiquery" {
+                query.user(i).await.unwrap();
             } else if mode.starts_with("stitch") {
                 api.user(i).await.unwrap();
             } else if mode == "hand" {

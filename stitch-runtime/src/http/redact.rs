@@ -37,21 +37,41 @@ pub(crate) fn url(url: &url::Url, secrets: &Secrets) -> url::Url {
         let _ = out.set_username("");
         let _ = out.set_password(None);
     }
-    if out.query_pairs().any(|(k, _)| secrets.is_secret(&k)) {
-        let pairs: Vec<(String, String)> = out
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secrets.is_secret(&k) {
-                    REDACTED.to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        out.query_pairs_mut().clear().extend_pairs(pairs);
+    if let Some(redacted) = out.query().and_then(|query| redact_query(query, secrets)) {
+        out.set_query(Some(&redacted));
     }
     out
+}
+
+/// `query` with the value of every secret pair replaced by `REDACTED`, or `None` when no pair is
+/// secret. Works on the text (a credential query pair is on every request of a query-key
+/// strategy): a key is decoded (`+`, `%XX`) only to be compared, and every other byte stays as it
+/// was sent.
+fn redact_query(query: &str, secrets: &Secrets) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut kept = 0; // `query[..kept]` is in `out` already
+    let mut at = 0;
+    for pair in query.split('&') {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        let secret = if key.bytes().any(|b| b == b'%' || b == b'+') {
+            url::form_urlencoded::parse(key.as_bytes())
+                .next()
+                .is_some_and(|(k, _)| secrets.is_secret(&k))
+        } else {
+            secrets.is_secret(key)
+        };
+        if secret {
+            let text = out.get_or_insert_with(|| String::with_capacity(query.len()));
+            text.push_str(&query[kept..at + key.len()]);
+            text.push('=');
+            text.push_str(REDACTED);
+            kept = at + pair.len();
+        }
+        at += pair.len() + 1;
+    }
+    let mut text = out?;
+    text.push_str(&query[kept..]);
+    Some(text)
 }
 
 /// A URL given as text (a base URL, for `Debug`): redacted when it parses; otherwise only its
@@ -349,6 +369,45 @@ mod tests {
         assert_eq!(url(&plain, &Secrets::default()), plain);
         assert_eq!(text("https://u:pw@h.test"), "https://h.test/");
         assert_eq!(text("https://h.test"), "https://h.test");
+    }
+
+    #[test]
+    fn query_redaction_decodes_keys_and_keeps_every_other_byte() {
+        let mut secrets = Secrets::default();
+        secrets.add("my key");
+        let cases = [
+            // (query, redacted)
+            ("api%5Fkey=k1&x=a%20b", Some("api%5Fkey=REDACTED&x=a%20b")),
+            (
+                "my+key=s&my%20key=t",
+                Some("my+key=REDACTED&my%20key=REDACTED"),
+            ),
+            (
+                "a=1&&token=a=b&token",
+                Some("a=1&&token=REDACTED&token=REDACTED"),
+            ),
+            ("token=", Some("token=REDACTED")),
+            ("page=2&q=token", None),
+            ("", None),
+        ];
+        for (query, expected) in cases {
+            let redacted = redact_query(query, &secrets);
+            assert_eq!(redacted.as_deref(), expected, "{query}");
+            // Read back as pairs: secret keys carry `REDACTED`, the others what was sent.
+            let sent: Vec<_> = url::form_urlencoded::parse(query.as_bytes()).collect();
+            let shown: Vec<_> =
+                url::form_urlencoded::parse(redacted.as_deref().unwrap_or(query).as_bytes())
+                    .collect();
+            assert_eq!(sent.len(), shown.len(), "{query}");
+            for ((k, v), (k2, v2)) in sent.iter().zip(&shown) {
+                assert_eq!(k, k2);
+                if secrets.is_secret(k) {
+                    assert_eq!(v2, REDACTED, "{query}");
+                } else {
+                    assert_eq!(v, v2, "{query}");
+                }
+            }
+        }
     }
 
     #[test]
