@@ -8,8 +8,8 @@
 //!
 //! Two rows calibrate the others: `control_unauthenticated` pairs two clients of the same
 //! unauthenticated stitch (A/A: how far from 1 the method itself strays), and
-//! `bearer_vs_same_header` pairs the bearer strategy with a runtime sending the same
-//! `authorization` header as a plain default header (what the strategy adds over the bytes).
+//! `bearer_vs_same_header` (and `api_key_header_vs_same_header`) pairs the strategy with a runtime
+//! sending the same header as a plain default header (what the strategy adds over the bytes).
 //!
 //! Group `auth` has one bench per strategy. Every sample alternates a call of that strategy with
 //! a call of the same stitch without auth (`none`, `iter_custom`) and times each, so the ratio
@@ -117,6 +117,11 @@ fn auth(c: &mut Criterion) {
         .default_header("authorization", "Bearer t-123")
         .build()
         .expect("stitch runtime");
+    let plain_key = stitch::Runtime::builder()
+        .base_url(base.clone())
+        .default_header("x-api-key", "k-123")
+        .build()
+        .expect("stitch runtime");
     macro_rules! call {
         ($client:expr) => {{
             let client = $client;
@@ -130,6 +135,7 @@ fn auth(c: &mut Criterion) {
     }
     let unauthenticated: Call<'static> = call!(none.clone());
     let same_header: Call<'static> = call!(NoneApiClient::new(&plain_header).unwrap());
+    let same_key_header: Call<'static> = call!(NoneApiClient::new(&plain_key).unwrap());
     // (name, call, the call it is paired with)
     let strategies: Vec<(&str, Call<'static>, &Call<'static>)> = vec![
         // A/A: two clients of the same unauthenticated stitch, for the noise of the method.
@@ -152,6 +158,11 @@ fn auth(c: &mut Criterion) {
             "api_key_header",
             call!(HeaderApiClient::new(&runtime).unwrap()),
             &unauthenticated,
+        ),
+        (
+            "api_key_header_vs_same_header",
+            call!(HeaderApiClient::new(&runtime).unwrap()),
+            &same_key_header,
         ),
         (
             "api_key_query",
@@ -178,6 +189,7 @@ fn auth(c: &mut Criterion) {
     rt.block_on(async {
         unauthenticated().await;
         same_header().await;
+        same_key_header().await;
         for (_, call, _) in &strategies {
             call().await;
         }
@@ -229,7 +241,9 @@ fn auth(c: &mut Criterion) {
             );
             summary.push(format!(
                 "{name:<24} {median:.3} (IQR {lo:.3}-{hi:.3}) × {}, {} paired samples",
-                if std::ptr::eq(*baseline, &same_header) {
+                if std::ptr::eq(*baseline, &same_header)
+                    || std::ptr::eq(*baseline, &same_key_header)
+                {
                     "the same header without a strategy"
                 } else {
                     "unauthenticated"

@@ -20,7 +20,6 @@
 use crate::cache::key::CacheKey;
 use crate::cache::local::Value;
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,10 +38,17 @@ struct Flight {
     task: Option<tokio::task::AbortHandle>,
 }
 
+/// The flights of one runtime by key.
+type FlightMap = crate::fasthash::FastMap<CacheKey, Flight>;
+
 /// The in-flight requests of one runtime.
 #[derive(Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<CacheKey, Flight>>,
+    /// Keyed by a BLAKE3 digest, hashed with the per-process seeded `foldhash` (`fasthash.rs`)
+    /// rather than SipHash, whose cost showed in every flight's insert, lookups and removal:
+    /// flooding one bucket would take grinding BLAKE3 outputs against a seed nobody outside the
+    /// process knows (the in-process tier, quick_cache, hashes its keys with foldhash too).
+    map: Mutex<FlightMap>,
     next_id: AtomicU64,
 }
 
@@ -87,7 +93,7 @@ impl Drop for Waiter {
 }
 
 impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Flight>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightMap> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -149,20 +155,16 @@ impl Flights {
     /// of `key` joined as one more waiter, or the id of the flight the caller starts.
     fn join(
         self: &Arc<Self>,
-        map: &mut HashMap<CacheKey, Flight>,
+        map: &mut FlightMap,
         key: CacheKey,
         stored: impl FnOnce() -> Option<Value>,
     ) -> Joined {
-        if !map.contains_key(&key) {
-            if let Some(value) = stored() {
-                return Joined::Stored(value);
-            }
+        if let Some(flight) = map.get_mut(&key) {
+            flight.waiters += 1;
+            return Joined::Follower(flight.outcome.clone(), self.waiter(key, flight.id));
         }
-        match map.get_mut(&key) {
-            Some(flight) => {
-                flight.waiters += 1;
-                Joined::Follower(flight.outcome.clone(), self.waiter(key, flight.id))
-            }
+        match stored() {
+            Some(value) => Joined::Stored(value),
             None => Joined::Vacant(self.next_id.fetch_add(1, Ordering::Relaxed)),
         }
     }

@@ -44,7 +44,6 @@ use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{Claimed, Event, FillClaim, Notify, OpId, Store, StoreError, Verb};
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -96,8 +95,9 @@ pub(crate) struct FleetCache {
     /// This runtime's in-process flights: an exact invalidation from another process must win
     /// over a flight here too.
     flights: Arc<crate::cache::coalesce::Flights>,
-    /// The instance waiting on a key (one per key: only the in-process leader waits).
-    waiting: Mutex<HashMap<CacheKey, Arc<Slot>>>,
+    /// The instance waiting on a key (one per key: only the in-process leader waits). Hashed as
+    /// the flights are (`coalesce.rs`: seeded foldhash over a digest).
+    waiting: Mutex<crate::fasthash::FastMap<CacheKey, Arc<Slot>>>,
     /// The event listener (started by the first call that uses the shared tier).
     listener: Mutex<Option<Listener>>,
     /// Whether the runtime's generation has been read since the last gap.
@@ -159,7 +159,7 @@ impl FleetCache {
             lease,
             local,
             flights,
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::default(),
             listener: Mutex::new(None),
             runtime_synced: AtomicBool::new(false),
         })
@@ -617,11 +617,11 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         let mut waiting = self.fleet.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if waiting
-            .get(&self.key)
-            .is_some_and(|w| Arc::ptr_eq(w, &self.slot))
-        {
-            waiting.remove(&self.key);
+        // One lookup (every call that claims drops a waiter, an L2 hit included).
+        if let std::collections::hash_map::Entry::Occupied(w) = waiting.entry(self.key) {
+            if Arc::ptr_eq(w.get(), &self.slot) {
+                w.remove();
+            }
         }
     }
 }

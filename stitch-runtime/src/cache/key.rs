@@ -34,8 +34,21 @@ pub(crate) struct KeyContext<'a> {
 }
 
 /// A derived cache key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CacheKey(pub(crate) [u8; 32]);
+
+/// A map hashes the key's first 16 bytes as one `u128` (one step of the maps' seeded hasher)
+/// rather than all 32 as a slice with its length: the key is a BLAKE3 digest, whose bytes are
+/// already uniform, and every call looks it up in several maps (in-process tier, flights, fleet
+/// waiters). Keys that agree on 128 bits cannot be found by grinding inputs, so buckets cannot be
+/// flooded on purpose; equal keys still hash alike.
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut head = [0; 16];
+        head.copy_from_slice(&self.0[..16]);
+        state.write_u128(u128::from_le_bytes(head));
+    }
+}
 
 impl CacheKey {
     /// The key as stored in a shared store: the entry-value key of `layout` (the runtime's

@@ -33,21 +33,25 @@ macro_rules! fill_protocol {
 }
 
 /// The keys of one fleet-filled value (see [`Store::fill_claim`](super::Store::fill_claim)),
-/// owned; all three share one hash tag.
+/// owned; all three share one hash tag. Made on every fleet claim (an L2 hit included): the three
+/// keys are one string, back to back, so they cost one allocation and one scan of the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FillKeySet {
-    value: String,
-    lease: String,
-    generation: String,
+    /// The value, lease and generation keys, in that order.
+    keys: String,
+    /// Where the lease key starts in `keys`.
+    lease_at: usize,
+    /// Where the generation key starts in `keys`.
+    generation_at: usize,
 }
 
 impl FillKeySet {
     /// The keys, borrowed, as the `fill_*` verbs take them.
     pub fn keys(&self) -> FillKeys<'_> {
         FillKeys {
-            value: &self.value,
-            lease: &self.lease,
-            generation: &self.generation,
+            value: &self.keys[..self.lease_at],
+            lease: &self.keys[self.lease_at..self.generation_at],
+            generation: &self.keys[self.generation_at..],
         }
     }
 }
@@ -82,14 +86,43 @@ impl KeyLayout {
 
     fn tagged(&self, kind: &str, name: &str, suffix: &str) -> String {
         let mut k = String::with_capacity(self.base.len() + name.len() + suffix.len() + 8);
+        self.push_tag(&mut k, kind, name, !needs_escape(name));
+        k.push_str(suffix);
+        k
+    }
+
+    /// Appends `<base>{<kind>:<name, escaped>}:` (`plain`: `name` has nothing to escape).
+    fn push_tag(&self, k: &mut String, kind: &str, name: &str, plain: bool) {
         k.push_str(&self.base);
         k.push('{');
         k.push_str(kind);
         k.push(':');
-        escape_into(&mut k, name);
+        if plain {
+            k.push_str(name);
+        } else {
+            escape_into(k, name);
+        }
         k.push_str("}:");
-        k.push_str(suffix);
-        k
+    }
+
+    /// The three keys of a fill under one tag, `suffixes` naming the value, lease and generation
+    /// keys: one allocation, and the name scanned for escapes once.
+    fn fill(&self, kind: &str, name: &str, suffixes: [&str; 3]) -> FillKeySet {
+        let plain = !needs_escape(name);
+        let tag = self.base.len() + kind.len() + name.len() + 4;
+        let mut keys =
+            String::with_capacity(3 * tag + suffixes.iter().map(|s| s.len()).sum::<usize>());
+        let mut ends = [0; 3];
+        for (end, suffix) in ends.iter_mut().zip(suffixes) {
+            self.push_tag(&mut keys, kind, name, plain);
+            keys.push_str(suffix);
+            *end = keys.len();
+        }
+        FillKeySet {
+            keys,
+            lease_at: ends[0],
+            generation_at: ends[1],
+        }
     }
 
     /// The GCRA state of budget `name`.
@@ -124,11 +157,7 @@ impl KeyLayout {
 
     /// A cache entry's value, fill lease and generation, for the `fill_*` verbs.
     pub fn entry_fill(&self, digest: &str) -> FillKeySet {
-        FillKeySet {
-            value: self.entry_value(digest),
-            lease: self.entry_lease(digest),
-            generation: self.entry_generation(digest),
-        }
+        self.fill("c", digest, [concat!("v", fill_protocol!()), "l", "g"])
     }
 
     /// A shared token of `client`.
@@ -139,11 +168,11 @@ impl KeyLayout {
     /// The shared token `name`, its fill lease (who refreshes it for the fleet) and its
     /// generation (moved when it is rejected, so a refresh that started before cannot store).
     pub fn token_fill(&self, name: &str) -> FillKeySet {
-        FillKeySet {
-            value: self.token(name),
-            lease: self.tagged("t", name, "lease"),
-            generation: self.tagged("t", name, "gen"),
-        }
+        self.fill(
+            "t",
+            name,
+            [concat!("tok", fill_protocol!()), "lease", "gen"],
+        )
     }
 
     /// A shared session (cookie jar) of `account`.
@@ -159,11 +188,11 @@ impl KeyLayout {
     /// `account`'s shared session (its jar), the fill lease of whoever logs in for the fleet,
     /// and its version (the fill generation, moved when the session is invalidated).
     pub fn session_fill(&self, account: &str) -> FillKeySet {
-        FillKeySet {
-            value: self.session(account),
-            lease: self.tagged("s", account, "lease"),
-            generation: self.session_version(account),
-        }
+        self.fill(
+            "s",
+            account,
+            [concat!("jar", fill_protocol!()), "lease", "ver"],
+        )
     }
 
     /// A fleet-wide generation: `scope` names what it invalidates in bulk (`rt` for a runtime's
@@ -244,14 +273,18 @@ fn crc16(data: &[u8]) -> u16 {
     crc
 }
 
+/// Whether `name` holds anything [`escape_into`] rewrites. Most names (every cache key's hex
+/// digest) do not, and are copied as they are.
+fn needs_escape(name: &str) -> bool {
+    // Folded over every byte rather than stopping at the first hit: no branch per byte, so the
+    // compiler can compare many bytes at once (names are short; a hit is rare).
+    name.bytes()
+        .fold(false, |hit, b| hit | matches!(b, b'{' | b'}' | b'%' | b':'))
+}
+
 /// Appends `name` with `{`, `}`, `%` and `:` percent-escaped, so a name can neither end or open a
 /// hash tag nor fake a key segment, and two different names never give one key.
 fn escape_into(out: &mut String, name: &str) {
-    // Most names (every cache key's hex digest) have nothing to escape: one copy.
-    if !name.bytes().any(|b| matches!(b, b'{' | b'}' | b'%' | b':')) {
-        out.push_str(name);
-        return;
-    }
     for c in name.chars() {
         match c {
             '{' | '}' | '%' | ':' => {
@@ -266,6 +299,34 @@ fn escape_into(out: &mut String, name: &str) {
 mod tests {
     use super::*;
     use crate::store::OpId;
+
+    #[test]
+    fn fill_keys_match_the_single_keys_escaped_or_not() {
+        let fleet = KeyLayout::new(Some("p:r"));
+        for name in ["ab12", "a:b{c}%", ""] {
+            let entry = fleet.entry_fill(name);
+            let k = entry.keys();
+            assert_eq!(
+                (k.value, k.lease, k.generation),
+                (
+                    &*fleet.entry_value(name),
+                    &*fleet.entry_lease(name),
+                    &*fleet.entry_generation(name)
+                )
+            );
+            let session = fleet.session_fill(name);
+            let k = session.keys();
+            assert_eq!(k.value, fleet.session(name));
+            assert_eq!(k.lease, fleet.tagged("s", name, "lease"));
+            assert_eq!(k.generation, fleet.session_version(name));
+            let token = fleet.token_fill(name);
+            assert_eq!(token.keys().value, fleet.token(name));
+        }
+        assert_eq!(
+            fleet.entry_fill("a:b").keys().lease,
+            "stitch:p%3Ar:{c:a%3Ab}:l"
+        );
+    }
 
     #[test]
     fn layout_with_and_without_prefix() {

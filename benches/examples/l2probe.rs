@@ -1,0 +1,145 @@
+//! Instruction-count probe for an L2 hit through a generated call (issue 10's L2-hit figure): N
+//! calls cycling over 256 warmed keys with `max_entries = 1` in-process, so every call claims the
+//! shared entry on a real `redis-server` (started here on a free loopback port), on a
+//! current-thread runtime. Under callgrind the per-call cost is the difference between two run
+//! lengths (which cancels start-up; leave out the one-time `quanta` calibration rows,
+//! `OnceCell::initialize` and `clock_gettime`, which vary from run to run):
+//!
+//! ```sh
+//! cargo build --release -p stitch-benches --example l2probe
+//! for m in call claim; do for n in 500 1500; do
+//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$m.$n target/release/examples/l2probe $m $n
+//! done; done   # per call = (Ir at 1500 - Ir at 500) / 1000
+//! ```
+//!
+//! Mode `call` is the generated call; mode `claim` is the reference the call is held to, as in
+//! `benches/fleet_cache.rs`: the driver's own `fill_claim` of the same entries, then the record
+//! decode and `serde_json` of the same bytes. The difference is the call pipeline's own cost.
+
+use std::time::Duration;
+use stitch::store::RedisStore;
+use stitch::Runtime;
+use stitch_tests::fleet::Redis;
+
+#[stitch::seam(base_url = "http://placeholder.invalid")]
+trait Bench {
+    /// One entry in-process: cycling over more keys makes every call an L1 miss.
+    #[stitch(get, path = "/users/{id}", cache(ttl = "10m", max_entries = 1))]
+    async fn user(&self, id: u64) -> stitch::Result<serde_json::Value>;
+}
+
+/// Warmed keys cycled over.
+const KEYS: u64 = 256;
+
+/// A loopback upstream: the same body as `benches/fleet_cache.rs` serves for `/users/..`.
+async fn upstream() -> String {
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
+        axum::Json(serde_json::json!({
+            "id": uri.path(), "name": "Grace Hopper", "tags": ["admiral", "cobol", "compiler"],
+            "bio": "x".repeat(200),
+        }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The record decode of `cache/record.rs`, then the body into the output type (as
+/// `benches/fleet_cache.rs` decodes).
+fn decode(data: bytes::Bytes) -> Option<serde_json::Value> {
+    use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+    let mut data = data;
+    let take = |d: &mut bytes::Bytes, n: usize| (d.len() >= n).then(|| d.split_to(n));
+    let take_bytes = |d: &mut bytes::Bytes| {
+        let n = take(d, 4)?;
+        let n = u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize;
+        take(d, n)
+    };
+    if take(&mut data, 1)?[0] != 1 {
+        return None;
+    }
+    let status = take(&mut data, 2)?;
+    let _status = reqwest::StatusCode::from_u16(u16::from_be_bytes([status[0], status[1]])).ok()?;
+    let _url = reqwest::Url::parse(std::str::from_utf8(&take_bytes(&mut data)?).ok()?).ok()?;
+    let count = take(&mut data, 4)?;
+    let count = u32::from_be_bytes([count[0], count[1], count[2], count[3]]);
+    let mut headers = HeaderMap::new();
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(&take_bytes(&mut data)?).ok()?;
+        let value = HeaderValue::from_maybe_shared(take_bytes(&mut data)?).ok()?;
+        headers.append(name, value);
+    }
+    let body = take_bytes(&mut data)?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// One `fill_claim` of a warmed entry through the driver, then the same decode.
+async fn claim_and_decode(store: &RedisStore, keys: &[String; 3]) -> serde_json::Value {
+    use stitch::store::{Claimed, FillClaim, FillKeys, OpId, Store};
+    let keys = FillKeys {
+        value: &keys[0],
+        lease: &keys[1],
+        generation: &keys[2],
+    };
+    let claim = FillClaim {
+        holder: OpId::random(),
+        lease_ttl_us: 3_000_000,
+    };
+    match store.fill_claim(keys, claim).await.unwrap() {
+        Claimed::Hit { value, .. } => decode(value).unwrap(),
+        _ => panic!("a warmed entry is a hit"),
+    }
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let n: u64 = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = Redis::start(&[]);
+    rt.block_on(async {
+        let base = upstream().await;
+        let rt = Runtime::builder()
+            .base_url(&base)
+            .store(RedisStore::connect(&redis.url()).await.unwrap())
+            .principal_key([3; 32])
+            .build()
+            .unwrap();
+        let api = BenchClient::new(&rt).unwrap();
+        for id in 0..KEYS {
+            api.user(id).await.unwrap();
+        }
+        // The fills complete behind the calls.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match mode.as_str() {
+            "call" => {
+                for i in 0..n {
+                    std::hint::black_box(api.user(i % KEYS).await.unwrap());
+                }
+            }
+            "claim" => {
+                let fills: Vec<[String; 3]> = redis
+                    .cli(&["--scan", "--pattern", "*:v2"])
+                    .lines()
+                    .map(|k| {
+                        let stem = k.strip_suffix(":v2").expect("a value key");
+                        [k.to_owned(), format!("{stem}:l"), format!("{stem}:g")]
+                    })
+                    .collect();
+                assert_eq!(fills.len() as u64, KEYS, "one shared entry per warmed key");
+                let store = RedisStore::connect(&redis.url()).await.unwrap();
+                for i in 0..n {
+                    let keys = &fills[(i % KEYS) as usize];
+                    std::hint::black_box(claim_and_decode(&store, keys).await);
+                }
+            }
+            other => panic!("mode `call` or `claim`, not `{other}`"),
+        }
+    });
+}
