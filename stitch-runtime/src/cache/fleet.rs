@@ -348,17 +348,17 @@ impl FleetCache {
     fn on_message(&self, message: &Bytes) {
         if message.starts_with(COMPLETED_WITH_VALUE) {
             if let Some((key, carried)) = carried(message) {
-                self.deliver(&key, carried);
+                self.wake(&key, Some(carried));
             }
         } else if let Some(hex) = message.strip_prefix(COMPLETED) {
             if let Some(key) = CacheKey::from_hex(hex) {
-                self.wake(&key);
+                self.wake(&key, None);
             }
         } else if let Some(hex) = message.strip_prefix(INVALIDATED) {
             if let Some(key) = CacheKey::from_hex(hex) {
                 self.flights.invalidate(&key);
                 self.local.remove_everywhere(&key);
-                self.wake(&key);
+                self.wake(&key, None);
             }
         } else if let Some(n) = message.strip_prefix(RUNTIME_BUMPED) {
             if let Some(n) = parse(n) {
@@ -392,27 +392,18 @@ impl FleetCache {
         }
     }
 
-    fn wake(&self, key: &CacheKey) {
+    /// Wakes the instance waiting on `key`, if one is, handing it `carried` (a value that rode on
+    /// the completion message; nobody else asked for it, so it is not kept).
+    fn wake(&self, key: &CacheKey, carried: Option<Carried>) {
         if let Some(slot) = self
             .waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
         {
-            slot.wake.notify_one();
-        }
-    }
-
-    /// Hands a carried value to the instance waiting on `key`, if one is (nobody else asked for
-    /// it: it is not kept).
-    fn deliver(&self, key: &CacheKey, carried: Carried) {
-        if let Some(slot) = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-        {
-            *slot.carried.lock().unwrap_or_else(|e| e.into_inner()) = Some(carried);
+            if carried.is_some() {
+                *slot.carried.lock().unwrap_or_else(|e| e.into_inner()) = carried;
+            }
             slot.wake.notify_one();
         }
     }

@@ -579,15 +579,7 @@ impl Store for MemoryStore {
             let existed = self
                 .live_bytes("fill_invalidate", keys.value, now)?
                 .is_some();
-            let next = self.fill_generation(keys, now)?.saturating_add(1);
-            self.shared.entries.invalidate(keys.value);
-            self.shared.entries.invalidate(keys.lease);
-            self.put(
-                keys.generation,
-                Value::Bytes(Bytes::from(next.to_string())),
-                now.saturating_add(us(FILL_GENERATION_KEEP)),
-            );
-            self.notify(notify);
+            self.invalidate_fill(keys, now, notify)?;
             Ok(existed)
         })())
     }
@@ -605,15 +597,7 @@ impl Store for MemoryStore {
             if current.as_deref() != Some(expected) {
                 return Ok(false);
             }
-            let next = self.fill_generation(keys, now)?.saturating_add(1);
-            self.shared.entries.invalidate(keys.value);
-            self.shared.entries.invalidate(keys.lease);
-            self.put(
-                keys.generation,
-                Value::Bytes(Bytes::from(next.to_string())),
-                now.saturating_add(us(FILL_GENERATION_KEEP)),
-            );
-            self.notify(notify);
+            self.invalidate_fill(keys, now, notify)?;
             Ok(true)
         })())
     }
@@ -688,6 +672,26 @@ impl MemoryStore {
                 .map_err(|_| StoreError::protocol("fill", "generation is negative")),
             None => Ok(0),
         }
+    }
+
+    /// Invalidates the fill of `keys`: its value and lease go, its generation moves on (so a
+    /// holder that started before cannot store), and `notify` is published.
+    fn invalidate_fill(
+        &self,
+        keys: FillKeys<'_>,
+        now: u64,
+        notify: Option<Notify<'_>>,
+    ) -> Result<(), StoreError> {
+        let next = self.fill_generation(keys, now)?.saturating_add(1);
+        self.shared.entries.invalidate(keys.value);
+        self.shared.entries.invalidate(keys.lease);
+        self.put(
+            keys.generation,
+            Value::Bytes(Bytes::from(next.to_string())),
+            now.saturating_add(us(FILL_GENERATION_KEEP)),
+        );
+        self.notify(notify);
+        Ok(())
     }
 
     /// Gives the fill lease of `keys` to `holder` for `ttl_us`, keeping the generation at least

@@ -1097,36 +1097,70 @@ mod tests {
         assert_eq!(granted.as_millis(), 110, "{granted:?}");
     }
 
-    /// A `MemoryStore` that can be switched off (every verb then fails as unreachable).
+    /// A `MemoryStore` as the outage tests need it, through its throttle verbs (`lease_reserve`,
+    /// `lease_acquire`, `reserve`): switched off (they fail as unreachable), frozen (they never
+    /// answer, as a SIGSTOPped Redis), without `lease_reserve` (a driver of the generation before
+    /// it), and counting them.
     #[derive(Clone)]
-    struct Switchable {
+    struct TestStore {
         store: MemoryStore,
         down: Arc<AtomicBool>,
-        /// `lease_acquire` calls received.
-        asked: Arc<std::sync::atomic::AtomicUsize>,
+        frozen: Arc<AtomicBool>,
+        lease_reserve: bool,
+        /// `lease_reserve`, `lease_acquire`, `reserve` calls received.
+        calls: Arc<StdMutex<[usize; 3]>>,
     }
 
-    impl Switchable {
-        fn up() -> Self {
-            Switchable {
+    impl TestStore {
+        fn new(lease_reserve: bool) -> Self {
+            TestStore {
                 store: MemoryStore::default(),
                 down: Arc::default(),
-                asked: Arc::default(),
+                frozen: Arc::default(),
+                lease_reserve,
+                calls: Arc::default(),
             }
         }
-    }
 
-    impl Switchable {
-        fn check(&self, op: &'static str) -> Result<(), StoreError> {
-            if self.down.load(Ordering::SeqCst) {
-                Err(StoreError::unavailable(op, "connection refused"))
+        fn up() -> Self {
+            TestStore::new(true)
+        }
+
+        /// Calls that ask for a lease (`lease_reserve`, `lease_acquire`).
+        fn asked(&self) -> usize {
+            let calls = self.calls.lock().unwrap();
+            calls[0] + calls[1]
+        }
+
+        /// Calls that reserve a slot (`lease_reserve`, `reserve`).
+        fn reserves(&self) -> usize {
+            let calls = self.calls.lock().unwrap();
+            calls[0] + calls[2]
+        }
+
+        /// Counts a call of `verb` (an index into `calls`), then answers it with `forward` unless
+        /// the store is down or frozen.
+        fn throttle_verb<'a, T: Send + 'a>(
+            &self,
+            verb: usize,
+            op: &'static str,
+            forward: impl FnOnce() -> StoreFuture<'a, T>,
+        ) -> StoreFuture<'a, T> {
+            self.calls.lock().unwrap()[verb] += 1;
+            if self.frozen.load(Ordering::SeqCst) {
+                Box::pin(std::future::pending())
+            } else if self.down.load(Ordering::SeqCst) {
+                Box::pin(std::future::ready(Err(StoreError::unavailable(
+                    op,
+                    "connection refused",
+                ))))
             } else {
-                Ok(())
+                forward()
             }
         }
     }
 
-    impl Store for Switchable {
+    impl Store for TestStore {
         fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
             self.store.get(key)
         }
@@ -1137,28 +1171,30 @@ mod tests {
             self.store.delete(key)
         }
         fn capabilities(&self) -> crate::store::Verbs {
-            self.store.capabilities()
+            let all = self.store.capabilities();
+            if self.lease_reserve {
+                all
+            } else {
+                crate::store::Verbs::of(
+                    &all.iter()
+                        .filter(|v| *v != Verb::LeaseReserve)
+                        .collect::<Vec<_>>(),
+                )
+            }
         }
         fn reserve<'a>(
             &'a self,
             key: &'a str,
             gcra: Gcra,
         ) -> StoreFuture<'a, crate::store::Reservation> {
-            match self.check("reserve") {
-                Ok(()) => self.store.reserve(key, gcra),
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-            }
+            self.throttle_verb(2, "reserve", || self.store.reserve(key, gcra))
         }
         fn lease_acquire<'a>(
             &'a self,
             key: &'a str,
             l: LeaseRequest,
         ) -> StoreFuture<'a, crate::store::LeaseGrant> {
-            self.asked.fetch_add(1, Ordering::SeqCst);
-            match self.check("lease_acquire") {
-                Ok(()) => self.store.lease_acquire(key, l),
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-            }
+            self.throttle_verb(1, "lease_acquire", || self.store.lease_acquire(key, l))
         }
         fn lease_reserve<'a>(
             &'a self,
@@ -1167,11 +1203,31 @@ mod tests {
             l: LeaseRequest,
             gcra: Gcra,
         ) -> StoreFuture<'a, crate::store::LeaseReservation> {
-            self.asked.fetch_add(1, Ordering::SeqCst);
-            match self.check("lease_reserve") {
-                Ok(()) => self.store.lease_reserve(leases, tat, l, gcra),
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-            }
+            self.throttle_verb(0, "lease_reserve", || {
+                if self.lease_reserve {
+                    self.store.lease_reserve(leases, tat, l, gcra)
+                } else {
+                    Box::pin(std::future::ready(Err(StoreError::unsupported(
+                        Verb::LeaseReserve,
+                    ))))
+                }
+            })
+        }
+        fn lease_renew<'a>(
+            &'a self,
+            key: &'a str,
+            holder: OpId,
+            ttl_us: u64,
+        ) -> StoreFuture<'a, bool> {
+            self.store.lease_renew(key, holder, ttl_us)
+        }
+        fn lease_release<'a>(
+            &'a self,
+            key: &'a str,
+            holder: OpId,
+            notify: Option<&'a str>,
+        ) -> StoreFuture<'a, bool> {
+            self.store.lease_release(key, holder, notify)
         }
         fn subscribe<'a>(
             &'a self,
@@ -1187,7 +1243,7 @@ mod tests {
             "outage",
             &[ThrottleSpec::new(Pool::Stitch).rate(100, Duration::from_secs(1))],
         );
-        let store = Switchable::up();
+        let store = TestStore::up();
         let f = fleet(&store, ThrottleOutage::Fail);
         f.acquire(&EP, "h:1", None).await.unwrap();
         store.down.store(true, Ordering::SeqCst);
@@ -1215,7 +1271,7 @@ mod tests {
             "fallback",
             &[ThrottleSpec::new(Pool::Stitch).rate(2, Duration::from_secs(1))],
         );
-        let store = Switchable::up();
+        let store = TestStore::up();
         store.down.store(true, Ordering::SeqCst);
         let f = fleet(&store, ThrottleOutage::local(0.5));
         let t0 = Instant::now();
@@ -1231,76 +1287,13 @@ mod tests {
         );
     }
 
-    /// A `MemoryStore` whose `reserve` never answers while frozen, as a SIGSTOPped Redis.
-    #[derive(Clone, Default)]
-    struct Freezable {
-        store: MemoryStore,
-        frozen: Arc<AtomicBool>,
-        /// `reserve` calls received.
-        reserves: Arc<std::sync::atomic::AtomicUsize>,
-    }
-
-    impl Store for Freezable {
-        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
-            self.store.get(key)
-        }
-        fn set<'a>(&'a self, key: &'a str, v: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
-            self.store.set(key, v, ttl)
-        }
-        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-            self.store.delete(key)
-        }
-        fn capabilities(&self) -> crate::store::Verbs {
-            self.store.capabilities()
-        }
-        fn reserve<'a>(
-            &'a self,
-            key: &'a str,
-            gcra: Gcra,
-        ) -> StoreFuture<'a, crate::store::Reservation> {
-            self.reserves.fetch_add(1, Ordering::SeqCst);
-            if self.frozen.load(Ordering::SeqCst) {
-                Box::pin(std::future::pending())
-            } else {
-                self.store.reserve(key, gcra)
-            }
-        }
-        fn lease_acquire<'a>(
-            &'a self,
-            key: &'a str,
-            l: LeaseRequest,
-        ) -> StoreFuture<'a, crate::store::LeaseGrant> {
-            self.store.lease_acquire(key, l)
-        }
-        fn lease_reserve<'a>(
-            &'a self,
-            leases: &'a str,
-            tat: &'a str,
-            l: LeaseRequest,
-            gcra: Gcra,
-        ) -> StoreFuture<'a, crate::store::LeaseReservation> {
-            self.reserves.fetch_add(1, Ordering::SeqCst);
-            if self.frozen.load(Ordering::SeqCst) {
-                Box::pin(std::future::pending())
-            } else {
-                self.store.lease_reserve(leases, tat, l, gcra)
-            }
-        }
-        fn subscribe<'a>(
-            &'a self,
-            channel: &'a str,
-        ) -> StoreFuture<'a, crate::store::Subscription> {
-            self.store.subscribe(channel)
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn after_a_store_failure_one_acquire_at_a_time_probes_it() {
         static EP: Endpoint = endpoint(
             "probe",
             &[ThrottleSpec::new(Pool::Stitch).rate(1000, Duration::from_secs(1))],
         );
-        let store = Freezable::default();
+        let store = TestStore::up();
         let f = Arc::new(fleet(&store, ThrottleOutage::Fail));
         let wave = || {
             let t = Instant::now();
@@ -1325,7 +1318,7 @@ mod tests {
         store.frozen.store(true, Ordering::SeqCst);
         // Nothing is known yet: every acquire asks, and each pays the timeout, retried once.
         assert_eq!(wave().await, [(false, 500); 4]);
-        assert_eq!(store.reserves.load(Ordering::SeqCst), 8);
+        assert_eq!(store.reserves(), 8);
         // Past the probe delay, one acquire probes (and pays the timeout again); the others fail
         // at once instead of each leaving a reservation in the frozen store.
         tokio::time::sleep(PROBE_AFTER).await;
@@ -1333,7 +1326,7 @@ mod tests {
             wave().await,
             [(false, 0), (false, 0), (false, 0), (false, 500)]
         );
-        assert_eq!(store.reserves.load(Ordering::SeqCst), 10, "one probe");
+        assert_eq!(store.reserves(), 10, "one probe");
         // The store is back: the next probe succeeds and every acquire asks it again.
         store.frozen.store(false, Ordering::SeqCst);
         tokio::time::sleep(PROBE_AFTER).await;
@@ -1341,7 +1334,7 @@ mod tests {
             .await
             .expect("the probe succeeds");
         assert!(wave().await.iter().all(|(ok, _)| *ok));
-        assert_eq!(store.reserves.load(Ordering::SeqCst), 15);
+        assert_eq!(store.reserves(), 15);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1379,7 +1372,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiters_queue_fifo_and_one_per_instance_asks_the_store() {
         static EP: Endpoint = endpoint("fifo", &[ThrottleSpec::new(Pool::Stitch).concurrency(1)]);
-        let store = Switchable::up();
+        let store = TestStore::up();
         let (a, b) = (
             fleet(&store, ThrottleOutage::Fail),
             Arc::new(fleet(&store, ThrottleOutage::Fail)),
@@ -1399,115 +1392,13 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         // `a`'s acquire, then only the head of `b`'s queue: at once and every 250 ms. Five
         // contenders would have asked five times as often.
-        let asked = store.asked.load(Ordering::SeqCst);
+        let asked = store.asked();
         assert!((2..=7).contains(&asked), "{asked} lease requests");
         drop(held);
         for t in tasks {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
-    }
-
-    /// A `MemoryStore` counting the throttle verbs it is asked, with or without `lease_reserve`
-    /// (a driver of the generation before it).
-    #[derive(Clone)]
-    struct Counting {
-        store: MemoryStore,
-        lease_reserve: bool,
-        /// `lease_reserve`, `lease_acquire`, `reserve` calls received.
-        calls: Arc<StdMutex<[usize; 3]>>,
-    }
-
-    impl Counting {
-        fn new(lease_reserve: bool) -> Self {
-            Counting {
-                store: MemoryStore::default(),
-                lease_reserve,
-                calls: Arc::default(),
-            }
-        }
-
-        fn count(&self, verb: usize) {
-            self.calls.lock().unwrap()[verb] += 1;
-        }
-    }
-
-    impl Store for Counting {
-        fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<bytes::Bytes>> {
-            self.store.get(key)
-        }
-        fn set<'a>(&'a self, key: &'a str, v: bytes::Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
-            self.store.set(key, v, ttl)
-        }
-        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-            self.store.delete(key)
-        }
-        fn capabilities(&self) -> crate::store::Verbs {
-            let all = self.store.capabilities();
-            if self.lease_reserve {
-                all
-            } else {
-                crate::store::Verbs::of(
-                    &all.iter()
-                        .filter(|v| *v != Verb::LeaseReserve)
-                        .collect::<Vec<_>>(),
-                )
-            }
-        }
-        fn reserve<'a>(
-            &'a self,
-            key: &'a str,
-            gcra: Gcra,
-        ) -> StoreFuture<'a, crate::store::Reservation> {
-            self.count(2);
-            self.store.reserve(key, gcra)
-        }
-        fn lease_acquire<'a>(
-            &'a self,
-            key: &'a str,
-            l: LeaseRequest,
-        ) -> StoreFuture<'a, crate::store::LeaseGrant> {
-            self.count(1);
-            self.store.lease_acquire(key, l)
-        }
-        fn lease_reserve<'a>(
-            &'a self,
-            leases: &'a str,
-            tat: &'a str,
-            l: LeaseRequest,
-            gcra: Gcra,
-        ) -> StoreFuture<'a, crate::store::LeaseReservation> {
-            self.count(0);
-            if self.lease_reserve {
-                self.store.lease_reserve(leases, tat, l, gcra)
-            } else {
-                Box::pin(std::future::ready(Err(StoreError::unsupported(
-                    Verb::LeaseReserve,
-                ))))
-            }
-        }
-        fn lease_renew<'a>(
-            &'a self,
-            key: &'a str,
-            holder: OpId,
-            ttl_us: u64,
-        ) -> StoreFuture<'a, bool> {
-            self.store.lease_renew(key, holder, ttl_us)
-        }
-        fn lease_release<'a>(
-            &'a self,
-            key: &'a str,
-            holder: OpId,
-            notify: Option<&'a str>,
-        ) -> StoreFuture<'a, bool> {
-            self.store.lease_release(key, holder, notify)
-        }
-        fn subscribe<'a>(
-            &'a self,
-            channel: &'a str,
-        ) -> StoreFuture<'a, crate::store::Subscription> {
-            self.store.subscribe(channel)
-        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -1521,7 +1412,7 @@ mod tests {
         // With the verb: one `lease_reserve` per acquire. Without it (an older driver): the same
         // grants from a `lease_acquire` and a `reserve` each.
         for (combined, calls) in [(true, [5, 0, 0]), (false, [0, 5, 5])] {
-            let store = Counting::new(combined);
+            let store = TestStore::new(combined);
             let f = fleet(&store, ThrottleOutage::Fail);
             let t0 = Instant::now();
             let mut grants = Vec::new();
@@ -1544,7 +1435,7 @@ mod tests {
                 .rate(10, Duration::from_secs(1))
                 .concurrency(2)],
         );
-        let store = Counting::new(true);
+        let store = TestStore::new(true);
         let (a, b) = (
             Arc::new(fleet(&store, ThrottleOutage::Fail)),
             Arc::new(fleet(&store, ThrottleOutage::Fail)),
@@ -1591,7 +1482,7 @@ mod tests {
                 .concurrency(3)
                 .max_wait(Duration::from_millis(150))],
         );
-        let store = Counting::new(true);
+        let store = TestStore::new(true);
         let f = Arc::new(fleet(&store, ThrottleOutage::Fail));
         let _first = f.acquire(&EP, "h:1", None).await.unwrap();
         let second = {
