@@ -56,6 +56,11 @@ impl FillKeySet {
     }
 }
 
+/// The names ending a filled value's key: a cache entry's, a shared token's, a shared session's.
+const ENTRY_VALUE: &str = concat!("v", fill_protocol!());
+const TOKEN_VALUE: &str = concat!("tok", fill_protocol!());
+const SESSION_VALUE: &str = concat!("jar", fill_protocol!());
+
 /// The namespace every stitch key starts with.
 pub const NAMESPACE: &str = "stitch";
 
@@ -142,7 +147,7 @@ impl KeyLayout {
 
     /// A cache entry's value (`digest` is the hex cache key digest).
     pub fn entry_value(&self, digest: &str) -> String {
-        self.tagged("c", digest, concat!("v", fill_protocol!()))
+        self.tagged("c", digest, ENTRY_VALUE)
     }
 
     /// A cache entry's fill lease.
@@ -157,27 +162,23 @@ impl KeyLayout {
 
     /// A cache entry's value, fill lease and generation, for the `fill_*` verbs.
     pub fn entry_fill(&self, digest: &str) -> FillKeySet {
-        self.fill("c", digest, [concat!("v", fill_protocol!()), "l", "g"])
+        self.fill("c", digest, [ENTRY_VALUE, "l", "g"])
     }
 
     /// A shared token of `client`.
     pub fn token(&self, client: &str) -> String {
-        self.tagged("t", client, concat!("tok", fill_protocol!()))
+        self.tagged("t", client, TOKEN_VALUE)
     }
 
     /// The shared token `name`, its fill lease (who refreshes it for the fleet) and its
     /// generation (moved when it is rejected, so a refresh that started before cannot store).
     pub fn token_fill(&self, name: &str) -> FillKeySet {
-        self.fill(
-            "t",
-            name,
-            [concat!("tok", fill_protocol!()), "lease", "gen"],
-        )
+        self.fill("t", name, [TOKEN_VALUE, "lease", "gen"])
     }
 
     /// A shared session (cookie jar) of `account`.
     pub fn session(&self, account: &str) -> String {
-        self.tagged("s", account, concat!("jar", fill_protocol!()))
+        self.tagged("s", account, SESSION_VALUE)
     }
 
     /// The version of `account`'s session.
@@ -188,11 +189,7 @@ impl KeyLayout {
     /// `account`'s shared session (its jar), the fill lease of whoever logs in for the fleet,
     /// and its version (the fill generation, moved when the session is invalidated).
     pub fn session_fill(&self, account: &str) -> FillKeySet {
-        self.fill(
-            "s",
-            account,
-            [concat!("jar", fill_protocol!()), "lease", "ver"],
-        )
+        self.fill("s", account, [SESSION_VALUE, "lease", "ver"])
     }
 
     /// A fleet-wide generation: `scope` names what it invalidates in bulk (`rt` for a runtime's
