@@ -364,14 +364,15 @@ async fn read_through<D: Decoded>(
             let stored = || stored_local.get(&key);
             // The in-process leader claims inline (a hit, the common case, costs no task and no
             // wake-up from another thread); only what follows a miss runs as the flight's task.
-            // The fleet waiter is registered before the claim: a completion published between
-            // the claim's answer and the wait is not lost.
+            // Events are marked before the claim: a completion published between the claim's
+            // answer and the wait is not lost (the waiter, registered only if the claim finds
+            // the fill busy, learns of it: `FleetCache::waiter_since`).
             let claimer = fleet.clone();
             let limit = budget.store_limit(runtime);
             let claim = async move {
-                let waiter = claimer.waiter(key);
+                let mark = claimer.mark();
                 let claim = claimer.claim(key, limit).await;
-                (waiter, claim)
+                (mark, claim)
             };
             let (owned, source) = (runtime.clone(), source.clone());
             let then = move |stale, claimed| {
@@ -491,15 +492,16 @@ async fn fleet_fill(
     request: RequestParts,
     fleet: Arc<crate::cache::fleet::FleetCache>,
     source: Arc<std::sync::atomic::AtomicU8>,
-    claimed: Option<(crate::cache::fleet::Waiter, Claim)>,
+    claimed: Option<(crate::cache::fleet::Mark, Claim)>,
 ) -> Result<Value> {
     use crate::cache::fleet::RECHECK;
     use std::sync::atomic::Ordering;
     let (endpoint, key, budget) = (request.endpoint, flight.key, flight.budget);
     // The first claim was made by the leader inline, unless that was cut short.
-    let (waiter, mut claimed) = match claimed {
-        Some((waiter, claim)) => (waiter, Some(claim)),
-        None => (fleet.waiter(key), None),
+    // Registered as waiting before claiming again; after the inline claim only if it was busy.
+    let (mut waiter, mut claimed) = match claimed {
+        Some((mark, claim)) => (Err(mark), Some(claim)),
+        None => (Ok(fleet.waiter(key)), None),
     };
     loop {
         let claim = match claimed.take() {
@@ -528,10 +530,15 @@ async fn fleet_fill(
                 let wait = (lease_left + Duration::from_millis(1))
                     .min(RECHECK)
                     .min(left);
-                claimed = waiter
+                let registered = match waiter {
+                    Ok(registered) => registered,
+                    Err(mark) => fleet.waiter_since(key, mark),
+                };
+                claimed = registered
                     .wait(wait, asked)
                     .await
                     .map(|(bytes, ttl)| Claim::Hit(bytes, ttl));
+                waiter = Ok(registered);
             }
             Claim::Unavailable => {
                 meter::degraded(endpoint, "fleet_cache_local");
@@ -552,15 +559,14 @@ fn after_claim(
     fleet: Arc<crate::cache::fleet::FleetCache>,
     source: Arc<std::sync::atomic::AtomicU8>,
     span: tracing::Span,
-    claimed: Option<(crate::cache::fleet::Waiter, Claim)>,
+    claimed: Option<(crate::cache::fleet::Mark, Claim)>,
 ) -> coalesce::Next<FlightWork> {
     let claimed = match claimed {
-        Some((waiter, Claim::Hit(bytes, ttl))) => {
+        Some((_, Claim::Hit(bytes, ttl))) => {
             match fleet_hit(&flight, request.endpoint, bytes, ttl, &source) {
                 Some(outcome) => return coalesce::Next::Done(outcome),
                 None => {
                     // Another build's bytes under this key: fetch here, store nothing shared.
-                    drop(waiter);
                     source.store(SOURCE_MISS, std::sync::atomic::Ordering::Release);
                     let fetch = fetch_and_store(flight, request, false);
                     return coalesce::Next::Rest(Box::pin(fetch.instrument(span)));

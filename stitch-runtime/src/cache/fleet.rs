@@ -44,7 +44,7 @@ use crate::store::breaker::StoreBreaker;
 use crate::store::keys::KeyLayout;
 use crate::store::{Claimed, Event, FillClaim, Notify, OpId, Store, StoreError, Verb};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify as Wake;
@@ -95,9 +95,11 @@ pub(crate) struct FleetCache {
     /// This runtime's in-process flights: an exact invalidation from another process must win
     /// over a flight here too.
     flights: Arc<crate::cache::coalesce::Flights>,
-    /// The instance waiting on a key (one per key: only the in-process leader waits). Hashed as
-    /// the flights are (`coalesce.rs`: seeded foldhash over a digest).
-    waiting: Mutex<crate::fasthash::FastMap<CacheKey, Arc<Slot>>>,
+    /// The instance waiting on a key (one per key: only the in-process leader waits), and the
+    /// events no one was waiting for (see [`Waiting`]).
+    waiting: Mutex<Waiting>,
+    /// [`Waiting::seq`], readable without the lock: what a claim notes before it is sent.
+    events: AtomicU64,
     /// The event listener (started by the first call that uses the shared tier).
     listener: Mutex<Option<Listener>>,
     /// Whether the runtime's generation has been read since the last gap.
@@ -160,6 +162,7 @@ impl FleetCache {
             local,
             flights,
             waiting: Mutex::default(),
+            events: AtomicU64::new(0),
             listener: Mutex::new(None),
             runtime_synced: AtomicBool::new(false),
         })
@@ -382,8 +385,9 @@ impl FleetCache {
         self.runtime_synced.store(false, Ordering::Release);
         self.local.fleet_gap();
         crate::meter::fleet_gap();
-        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        for slot in waiting.values() {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.gap = waiting.event(&self.events);
+        for slot in waiting.slots.values() {
             slot.carried
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -395,27 +399,45 @@ impl FleetCache {
     /// Wakes the instance waiting on `key`, if one is, handing it `carried` (a value that rode on
     /// the completion message; nobody else asked for it, so it is not kept).
     fn wake(&self, key: &CacheKey, carried: Option<Carried>) {
-        if let Some(slot) = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-        {
-            if carried.is_some() {
-                *slot.carried.lock().unwrap_or_else(|e| e.into_inner()) = carried;
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = waiting.event(&self.events);
+        match waiting.slots.get(key) {
+            Some(slot) => {
+                if carried.is_some() {
+                    *slot.carried.lock().unwrap_or_else(|e| e.into_inner()) = carried;
+                }
+                slot.wake.notify_one();
             }
-            slot.wake.notify_one();
+            None => waiting.unheard(seq, *key),
         }
     }
 
-    /// Registers this instance as waiting on `key` until the returned guard is dropped. Made
-    /// before the claim, so a completion published between the claim's answer and the wait
-    /// is not lost (the wake is kept as a permit).
+    /// Where events stand now: taken before a claim is sent, so a waiter registered after the
+    /// claim's answer ([`Self::waiter_since`]) learns of an event on its key in between.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(self.events.load(Ordering::Acquire))
+    }
+
+    /// Registers this instance as waiting on `key` until the returned guard is dropped, before
+    /// claiming it (the fill loop's later claims).
     pub(crate) fn waiter(self: &Arc<Self>, key: CacheKey) -> Waiter {
-        let slot = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.register(key, None)
+    }
+
+    /// Registers this instance as waiting on `key` after a claim sent at `mark` found it busy.
+    /// An event on the key since `mark` (the completion may have come before this registration),
+    /// or one that may have been (a gap, or more unheard events than are remembered), is kept as
+    /// a wake: the wait ends at once and the caller claims again. Registering only on a busy
+    /// answer spares every L2 hit the registry's lock, entry and allocation twice over
+    /// (~0.8 K instructions per hit, callgrind, `benches/examples/l2probe.rs`).
+    pub(crate) fn waiter_since(self: &Arc<Self>, key: CacheKey, mark: Mark) -> Waiter {
+        self.register(key, Some(mark))
+    }
+
+    fn register(self: &Arc<Self>, key: CacheKey, since: Option<Mark>) -> Waiter {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = waiting
+            .slots
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(Slot {
@@ -424,6 +446,9 @@ impl FleetCache {
                 })
             })
             .clone();
+        if since.is_some_and(|Mark(m)| waiting.missed(m, &key)) {
+            slot.wake.notify_one();
+        }
         Waiter {
             fleet: self.clone(),
             key,
@@ -555,6 +580,59 @@ fn carried(message: &Bytes) -> Option<(CacheKey, Carried)> {
     ))
 }
 
+/// Events no one in this process was waiting for, remembered.
+const UNHEARD: usize = 64;
+
+/// The waiting instances by key (hashed as the flights are, `coalesce.rs`: seeded foldhash over
+/// a digest), and enough of the recent events to tell a waiter registered late whether it missed
+/// one: events are numbered; a claim notes the number before it is sent ([`Mark`]).
+#[derive(Default)]
+struct Waiting {
+    slots: crate::fasthash::FastMap<CacheKey, Arc<Slot>>,
+    /// Events so far: completions, invalidations and gaps.
+    seq: u64,
+    /// The number of the last gap (every key may have missed an event).
+    gap: u64,
+    /// The last [`UNHEARD`] events on keys no one was waiting on, oldest first.
+    unheard: std::collections::VecDeque<(u64, CacheKey)>,
+    /// The number of the newest event dropped from `unheard`.
+    forgotten: u64,
+}
+
+impl Waiting {
+    /// Numbers a new event (published to `events` too).
+    fn event(&mut self, events: &AtomicU64) -> u64 {
+        self.seq += 1;
+        events.store(self.seq, Ordering::Release);
+        self.seq
+    }
+
+    fn unheard(&mut self, seq: u64, key: CacheKey) {
+        if self.unheard.len() == UNHEARD {
+            if let Some((dropped, _)) = self.unheard.pop_front() {
+                self.forgotten = dropped;
+            }
+        }
+        self.unheard.push_back((seq, key));
+    }
+
+    /// Whether `key` had, or may have had, an event after `mark`.
+    fn missed(&self, mark: u64, key: &CacheKey) -> bool {
+        self.gap > mark
+            || self.forgotten > mark
+            || self
+                .unheard
+                .iter()
+                .rev()
+                .take_while(|(seq, _)| *seq > mark)
+                .any(|(_, k)| k == key)
+    }
+}
+
+/// Where events stood when a claim was sent (see [`FleetCache::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark(u64);
+
 /// Where the event listener leaves what the instance waiting on a key needs.
 struct Slot {
     wake: Wake,
@@ -608,8 +686,8 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         let mut waiting = self.fleet.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        // One lookup (every call that claims drops a waiter, an L2 hit included).
-        if let std::collections::hash_map::Entry::Occupied(w) = waiting.entry(self.key) {
+        // One lookup.
+        if let std::collections::hash_map::Entry::Occupied(w) = waiting.slots.entry(self.key) {
             if Arc::ptr_eq(w.get(), &self.slot) {
                 w.remove();
             }
@@ -827,5 +905,39 @@ mod tests {
 
     fn carried_value(message: &Bytes) -> Option<Bytes> {
         carried(message).map(|(_, c)| c.value)
+    }
+
+    /// A waiter registered after its claim's answer (only a busy claim registers) learns of an
+    /// event on its key since the claim was sent, of a gap, and of events it cannot rule out.
+    #[test]
+    fn a_late_waiter_learns_of_the_events_it_may_have_missed() {
+        let events = AtomicU64::new(0);
+        let (a, b) = (CacheKey([1; 32]), CacheKey([2; 32]));
+        let mut w = Waiting::default();
+        let mark = events.load(Ordering::Acquire);
+        let seq = w.event(&events);
+        w.unheard(seq, a);
+        assert!(w.missed(mark, &a), "a completion of `a` after the mark");
+        assert!(!w.missed(mark, &b), "nothing happened to `b`");
+        assert!(!w.missed(events.load(Ordering::Acquire), &a), "nothing since");
+
+        let mark = events.load(Ordering::Acquire);
+        w.gap = w.event(&events);
+        assert!(w.missed(mark, &b), "a gap may have taken any key's event");
+        assert!(!w.missed(events.load(Ordering::Acquire), &b));
+
+        // More unheard events than are remembered: the oldest may have been `b`'s.
+        let mark = events.load(Ordering::Acquire);
+        for i in 0..=UNHEARD {
+            let seq = w.event(&events);
+            w.unheard(seq, CacheKey([100 + i as u8; 32]));
+        }
+        assert_eq!(w.unheard.len(), UNHEARD, "bounded");
+        assert!(w.missed(mark, &b), "forgotten events count as missed");
+        let mark = events.load(Ordering::Acquire);
+        let seq = w.event(&events);
+        w.unheard(seq, a);
+        assert!(!w.missed(mark, &b), "only what came after the mark counts");
+        assert!(w.missed(mark, &a));
     }
 }
