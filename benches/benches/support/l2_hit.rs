@@ -6,6 +6,11 @@ use stitch::store::RedisStore;
 /// The record decode of `cache/record.rs` (version, status, URL, headers, body), then the body
 /// into the stitch's output type: what the pipeline does with the bytes of an L2 hit.
 pub(crate) fn decode(data: bytes::Bytes) -> Option<serde_json::Value> {
+    decode_as(data)
+}
+
+/// [`decode`] into any output type.
+pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(data: bytes::Bytes) -> Option<T> {
     use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
     let mut data = data;
     let take = |d: &mut bytes::Bytes, n: usize| (d.len() >= n).then(|| d.split_to(n));

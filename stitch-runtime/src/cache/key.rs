@@ -142,7 +142,8 @@ impl Fields {
         self.put(&[t]);
         self
     }
-    fn finalize(mut self) -> [u8; 32] {
+    /// Borrows: a `blake3::Hasher` is ~1.9 KB, and taking it by value copies it.
+    fn finalize(&mut self) -> [u8; 32] {
         self.hasher.update(&self.buf[..self.len]);
         self.len = 0;
         *self.hasher.finalize().as_bytes()
@@ -165,9 +166,10 @@ impl<'k> Secrets<'k> {
         let key = self.key;
         self.fields.get_or_insert_with(|| Fields::keyed(key))
     }
-    /// Folds the secrets' digest into `f` (a distinct tag when there were none).
-    fn fold_into(self, f: &mut Fields) {
-        match self.fields {
+    /// Folds the secrets' digest into `f` (a distinct tag when there were none). Borrows, as
+    /// [`Fields::finalize`] does.
+    fn fold_into(&mut self, f: &mut Fields) {
+        match &mut self.fields {
             Some(s) => f.tag(17).bytes(&s.finalize()),
             None => f.tag(18),
         };
