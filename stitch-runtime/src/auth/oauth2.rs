@@ -585,12 +585,18 @@ impl Inner {
     ) -> Error {
         let secret = r.secret.expose();
         let reason = format!("{reason} (client `{}`)", r.client_id);
+        // With `basic_auth`, the `authorization: Basic <credentials>` the request carried may be
+        // quoted back too: its credentials encode the secret.
+        let basic = self.basic.then(|| basic_credentials(&r.client_id, &secret));
+        let secrets: Vec<&str> = std::iter::once(&*secret)
+            .chain(basic.iter().flatten().map(String::as_str))
+            .collect();
         Error::Auth {
             // Replaced by the registered name when the runtime reports it.
             strategy: "oauth2".into(),
             status,
             reason,
-            body: redacted_body(body, limit, &[&secret]),
+            body: redacted_body(body, limit, &secrets),
         }
     }
 
@@ -636,13 +642,11 @@ impl Inner {
             .header(http::header::ACCEPT, "application/json")
             .body(body);
         if self.basic {
-            // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
-            let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|t| t[1..].to_owned());
-            let (Ok(id), Ok(pw)) = (enc(&r.client_id), enc(&secret)) else {
+            let Some(credentials) = basic_credentials(&r.client_id, &secret) else {
                 return Err(self.fail(r, None, "the client id does not encode".into(), b"", limit));
             };
-            let mut value = http::HeaderValue::from_str(&super::builtin::basic_value(&id, &pw))
-                .map_err(|_| {
+            let mut value =
+                http::HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
                     self.fail(
                         r,
                         None,
@@ -707,6 +711,18 @@ impl Inner {
             lifetime.map(Duration::from_secs),
         ))
     }
+}
+
+/// The credentials of `client_secret_basic` as sent after `Basic ` (RFC 6749 §2.3.1: both parts
+/// form-urlencoded, then Basic-encoded); `None` when one does not encode.
+fn basic_credentials(client_id: &str, secret: &str) -> Option<String> {
+    let enc = |s: &str| {
+        serde_urlencoded::to_string([("", s)])
+            .ok()
+            .map(|t| t[1..].to_owned())
+    };
+    let value = super::builtin::basic_value(&enc(client_id)?, &enc(secret)?);
+    value.strip_prefix("Basic ").map(str::to_owned)
 }
 
 #[cfg(test)]

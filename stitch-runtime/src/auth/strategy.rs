@@ -414,16 +414,34 @@ impl Registered {
 }
 
 /// A prefix of a failed token request's or login's body for [`Error::Auth`](crate::Error::Auth):
-/// at most `limit` bytes, every literal occurrence of `secrets` and the value of every
-/// credential-named JSON field (`access_token`, `client_secret`, ...) replaced by `REDACTED`.
+/// at most `limit` bytes, every occurrence of `secrets` — as they are, and in the encoded forms
+/// a request carries them in and an upstream may quote them back in (form-urlencoded,
+/// percent-encoded, inside a JSON string) — and the value of every credential-named JSON field
+/// (`access_token`, `client_secret`, ...) replaced by `REDACTED`.
 pub(crate) fn redacted_body(body: &[u8], limit: usize, secrets: &[&str]) -> String {
     let mut text = String::from_utf8_lossy(body).into_owned();
     if let Ok(mut json) = serde_json::from_str::<serde_json::Value>(&text) {
         redact_json(&mut json);
         text = json.to_string();
     }
+    let mut forms: Vec<String> = Vec::new();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret, crate::http::redact::REDACTED);
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        // In a form value a space is `+`; percent-encoded elsewhere (`+` itself is `%2B`).
+        let percent = form.replace('+', "%20");
+        let json = serde_json::to_string(secret)
+            .map(|quoted| quoted[1..quoted.len() - 1].to_owned())
+            .unwrap_or_default();
+        for shown in [secret.to_string(), form, percent, json] {
+            if !shown.is_empty() && !forms.contains(&shown) {
+                forms.push(shown);
+            }
+        }
+    }
+    // Longest first, so a form containing another is replaced whole.
+    forms.sort_unstable_by_key(|f| std::cmp::Reverse(f.len()));
+    for shown in &forms {
+        text = text.replace(shown.as_str(), crate::http::redact::REDACTED);
     }
     if text.len() > limit {
         let mut end = limit;
