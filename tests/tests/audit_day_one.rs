@@ -1,0 +1,241 @@
+//! Audit probes of issue 12's promises, as a hostile user would try them: transport errors name
+//! their cause in `Display`, secrets never reach errors, traces or `Debug`, introspection.
+
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+use stitch::auth::{ApiKey, Secret};
+use stitch::Runtime;
+use stitch_tests::traces::{everything, Capture};
+use stitch_tests::{Reply, Upstream};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, stitch::Fingerprint)]
+struct Hit {
+    n: usize,
+}
+
+#[stitch::seam(base_url = "http://declared.invalid", auth = "key")]
+trait Keyed {
+    #[stitch(
+        get,
+        path = "/fail",
+        retry(attempts = 2, on = [503], backoff = "fixed", base = "10ms")
+    )]
+    async fn fail(&self) -> stitch::Result<Hit>;
+
+    #[stitch(get, path = "/ok", cache = "1m")]
+    async fn ok(&self) -> stitch::Result<stitch::Response<Hit>>;
+
+    #[stitch(get, path = "/echo")]
+    async fn echo(&self) -> stitch::Result<Hit>;
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Plain {
+    #[stitch(get, path = "/x/{id}")]
+    async fn get(&self, id: &str) -> stitch::Result<String>;
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// README: "API keys in a query are redacted"; `ApiKey::query`: "whose value is then redacted in
+/// every URL stitch shows or keeps (errors, traces, `Response::url`, store records)". With a
+/// parameter name that is not a well-known credential key.
+#[tokio::test]
+async fn api_key_query_strategy_with_a_custom_name_never_leaks() {
+    let (capture, _guard) = Capture::on_this_thread();
+    let up = Upstream::start(|seen| {
+        if seen.path == "/fail" {
+            return Reply::status(503, "busy");
+        }
+        if seen.path == "/echo" {
+            // Quotes the query back in a body that does not decode.
+            return Reply::json(json!({ "n": seen.query.clone() }));
+        }
+        Reply::json(json!({"n": 1}))
+    })
+    .await;
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .auth_strategy("key", ApiKey::query("appid", Secret::new("HUNTER2APPID")))
+        .build()
+        .unwrap();
+    let api = KeyedClient::new(&rt).unwrap();
+    let error = api.fail().await.unwrap_err();
+    assert_eq!(up.seen()[0].query.as_deref(), Some("appid=HUNTER2APPID"));
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER2APPID"), "status error: {shown}");
+
+    let ok = api.ok().await.unwrap();
+    assert!(
+        !ok.url().as_str().contains("HUNTER2APPID"),
+        "Response::url: {}",
+        ok.url()
+    );
+
+    let error = api.echo().await.unwrap_err();
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER2APPID"), "decode error: {shown}");
+
+    let gone = Runtime::builder()
+        .base_url(format!("http://127.0.0.1:{}", closed_port()))
+        .auth_strategy("key", ApiKey::query("appid", Secret::new("HUNTER2APPID")))
+        .build()
+        .unwrap();
+    let error = KeyedClient::new(&gone).unwrap().fail().await.unwrap_err();
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER2APPID"), "transport error: {shown}");
+    assert!(shown.contains("refused"), "{shown}");
+
+    let traced = capture.text();
+    assert!(!traced.contains("HUNTER2APPID"), "traced: {traced}");
+}
+
+/// README: "userinfo is removed, in every error's Display and Debug ... in tracing spans".
+#[tokio::test]
+async fn runtime_base_url_userinfo_never_reaches_errors_or_traces() {
+    let (capture, _guard) = Capture::on_this_thread();
+    let up = Upstream::start(|_| Reply::status(500, "no")).await;
+    let rt = Runtime::builder()
+        .base_url(up.url().replace("http://", "http://admin:HUNTER3PW@"))
+        .build()
+        .unwrap();
+    let error = PlainClient::new(&rt).unwrap().get("7").await.unwrap_err();
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER3PW"), "{shown}");
+    let gone = Runtime::builder()
+        .base_url(format!(
+            "http://admin:HUNTER3PW@127.0.0.1:{}",
+            closed_port()
+        ))
+        .build()
+        .unwrap();
+    let error = PlainClient::new(&gone).unwrap().get("7").await.unwrap_err();
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER3PW"), "{shown}");
+    assert!(!format!("{gone:?}").contains("HUNTER3PW"));
+    let traced = capture.text();
+    assert!(!traced.contains("HUNTER3PW"), "traced: {traced}");
+}
+
+#[stitch::seam(base_url = "http://admin:HUNTER4PW@127.0.0.1:9")]
+trait Declared {
+    #[stitch(get, path = "/x")]
+    async fn x(&self) -> stitch::Result<String>;
+}
+
+#[stitch::stitch(get, url = "http://admin:HUNTER5PW@127.0.0.1:9/free?token=HUNTER6TOK")]
+#[allow(dead_code)] // only its descriptor is looked at
+async fn free() -> stitch::Result<String>;
+
+/// Userinfo written in the attribute itself: never in a descriptor's `Debug`, `describe()`, the
+/// table, an error, a span.
+#[tokio::test]
+async fn declared_userinfo_never_shown() {
+    let (capture, _guard) = Capture::on_this_thread();
+    let texts = [
+        format!("{:?}", DeclaredClient::X),
+        format!("{:?}", DeclaredClient::X.describe()),
+        serde_json::to_string(&DeclaredClient::X.describe()).unwrap(),
+        stitch::describe_table(DeclaredClient::ENDPOINTS).to_string(),
+        format!("{:?}", free::ENDPOINT),
+        format!("{:?}", free::ENDPOINT.describe()),
+        serde_json::to_string(&free::ENDPOINT.describe()).unwrap(),
+        stitch::describe_table(&[free::ENDPOINT]).to_string(),
+    ];
+    for t in &texts {
+        for s in ["HUNTER4PW", "HUNTER5PW", "HUNTER6TOK"] {
+            assert!(!t.contains(s), "{s} in {t}");
+        }
+    }
+    let rt = Runtime::builder().build().unwrap();
+    let error = DeclaredClient::new(&rt).unwrap().x().await.unwrap_err();
+    let shown = everything(&error);
+    assert!(!shown.contains("HUNTER4PW"), "{shown}");
+    let traced = capture.text();
+    assert!(!traced.contains("HUNTER4PW"), "traced: {traced}");
+}
+
+/// Issue 12: "transport errors whose message names the cause a user can act on (refused, timed
+/// out, TLS, DNS, unsupported scheme) without digging through `Debug`".
+#[tokio::test]
+async fn transport_causes_are_named_in_display() {
+    // Refused.
+    let rt = Runtime::builder()
+        .base_url(format!("http://127.0.0.1:{}", closed_port()))
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    assert_eq!(
+        e.transport_cause(),
+        Some(stitch::TransportCause::ConnectionRefused)
+    );
+    assert!(e.to_string().contains("refused"), "{e}");
+
+    // DNS.
+    let rt = Runtime::builder()
+        .base_url("http://no-such-host.invalid")
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    println!("dns: {e}");
+    assert_eq!(
+        e.transport_cause(),
+        Some(stitch::TransportCause::Dns),
+        "{e}"
+    );
+    assert!(e.to_string().contains("DNS"), "{e}");
+
+    // TLS: https to a plain HTTP server.
+    let up = Upstream::start(|_| Reply::status(200, "x")).await;
+    let rt = Runtime::builder()
+        .base_url(up.url().replace("http://", "https://"))
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    println!("tls: {e}");
+    assert_eq!(
+        e.transport_cause(),
+        Some(stitch::TransportCause::Tls),
+        "{e}"
+    );
+    assert!(e.to_string().contains("TLS"), "{e}");
+
+    // Timed out: a user-supplied client with its own timeout, a server that never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (s, _) = silent.accept().await.unwrap();
+            held.push(s);
+        }
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let rt = Runtime::builder()
+        .base_url(format!("http://{addr}"))
+        .http_client(client)
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    println!("timeout: {e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+
+    // Unsupported scheme.
+    for base in ["ftp://127.0.0.1:21", "file:///tmp"] {
+        match Runtime::builder().base_url(base).build() {
+            Err(e) => println!("{base}: refused at build: {e}"),
+            Ok(rt) => {
+                let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+                println!("{base}: {e} / {:?}", e.transport_cause());
+                assert!(e.to_string().contains("scheme"), "{e}");
+            }
+        }
+    }
+}
