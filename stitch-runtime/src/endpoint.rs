@@ -366,6 +366,9 @@ impl Endpoint {
             if !c.coalesce {
                 value.push_str(" coalesce=false");
             }
+            if c.shared_acknowledged {
+                value.push_str(" same_for_every_principal");
+            }
             policies.push(Policy {
                 name: "cache",
                 value,
@@ -378,6 +381,12 @@ impl Endpoint {
             }
             if let Some(c) = t.concurrency {
                 value.push_str(&format!("concurrency={c} "));
+            }
+            if t.burst > 0 {
+                value.push_str(&format!("burst={} ", t.burst));
+            }
+            if let Some(w) = t.max_wait {
+                value.push_str(&format!("max_wait={}ms ", w.as_millis()));
             }
             value.push_str(&format!("pool={:?}", t.pool));
             if t.local {
@@ -398,12 +407,17 @@ impl Endpoint {
             policies.push(Policy {
                 name: "retry",
                 value: format!(
-                    "attempts={} on={:?} backoff={:?} base={}ms max={}ms",
+                    "attempts={} on={:?} backoff={:?} base={}ms max={}ms{}",
                     r.attempts,
                     r.on,
                     r.backoff,
                     r.base.as_millis(),
-                    r.max.as_millis()
+                    r.max.as_millis(),
+                    if r.respect_retry_after {
+                        ""
+                    } else {
+                        " respect_retry_after=false"
+                    }
                 ),
             });
         }

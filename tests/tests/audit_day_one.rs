@@ -239,3 +239,95 @@ async fn transport_causes_are_named_in_display() {
         }
     }
 }
+
+/// More transport causes: a server closing the connection; a user's `https_only` client.
+#[tokio::test]
+async fn more_transport_causes_in_display() {
+    let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closing.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = closing.accept().await.unwrap();
+            drop(s);
+        }
+    });
+    let rt = Runtime::builder()
+        .base_url(format!("http://{addr}"))
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    println!("closed: {e} / {:?}", e.transport_cause());
+    assert_eq!(
+        e.transport_cause(),
+        Some(stitch::TransportCause::ConnectionClosed),
+        "{e}"
+    );
+    assert!(e.to_string().contains("closed"), "{e}");
+
+    let client = reqwest::Client::builder().https_only(true).build().unwrap();
+    let rt = Runtime::builder()
+        .base_url(format!("http://{addr}"))
+        .http_client(client)
+        .build()
+        .unwrap();
+    let e = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    println!("https_only: {e} / {:?}", e.transport_cause());
+    assert_eq!(
+        e.transport_cause(),
+        Some(stitch::TransportCause::UnsupportedScheme),
+        "{e}"
+    );
+    assert!(e.to_string().contains("scheme"), "{e}");
+
+    // A garbage CA bundle is a configuration error, not a panic.
+    match Runtime::builder()
+        .root_certificates_pem(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+        .build()
+    {
+        Err(stitch::Error::Config { .. }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+#[allow(dead_code)] // only its descriptor is looked at
+trait Described {
+    #[stitch(
+        get,
+        path = "/d",
+        cache(ttl = "1m", scope = "app", same_for_every_principal),
+        throttle(
+            rate = "2/s",
+            concurrency = 4,
+            pool = "host",
+            burst = 2,
+            max_wait = "10s"
+        ),
+        retry(attempts = 3, respect_retry_after = false)
+    )]
+    async fn d(&self) -> stitch::Result<String>;
+}
+
+/// README: "`endpoint.describe()` returns a stitch's name, method, template, policies": every
+/// declared policy key that changes behaviour is there (`version` is folded into the key's
+/// fingerprint and not kept apart).
+#[test]
+fn describe_shows_every_declared_policy_key() {
+    let op = DescribedClient::D.describe();
+    let policies: Vec<String> = op
+        .policies
+        .iter()
+        .map(|p| format!("{}({})", p.name, p.value))
+        .collect();
+    println!("{policies:?}");
+    println!("{}", stitch::describe_table(DescribedClient::ENDPOINTS));
+    let all = policies.join(" ");
+    for key in [
+        "burst=2",
+        "max_wait=10000ms",
+        "same_for_every_principal",
+        "respect_retry_after=false",
+    ] {
+        assert!(all.contains(key), "`{key}` not described: {all}");
+    }
+}
