@@ -536,3 +536,39 @@ async fn redis_a_shared_hit_never_outlives_the_shared_entry() {
         "B's copy outlived the entry"
     );
 }
+
+/// README: "fleets with different prefixes on one store share nothing, runtimes with the same
+/// prefix share all" (entries, the event channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_prefixes_share_nothing() {
+    let (up, hits) = upstream(Duration::ZERO).await;
+    let store = MemoryStore::new(10_000);
+    let with_prefix = |prefix: &str| {
+        let rt = Runtime::builder()
+            .base_url(up.url())
+            .store(store.clone())
+            .local_throttles()
+            .key_prefix(prefix)
+            .principal_key([9; 32])
+            .build()
+            .unwrap();
+        FleetClient::new(&rt).unwrap()
+    };
+    let (a, a2, b) = (with_prefix("a"), with_prefix("a"), with_prefix("b"));
+    let va = a.user(1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(a2.user(1).await.unwrap(), va, "same prefix shares");
+    let vb = b.user(1).await.unwrap();
+    assert_ne!(vb, va, "another prefix does not");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    a.runtime().invalidate_all();
+    let _ = stitch::invalidate(a.user(1)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        b.user(1).await.unwrap(),
+        vb,
+        "b's entry survives a's invalidations"
+    );
+    assert_eq!(b.runtime().cached_entries(FleetClient::USER), 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
