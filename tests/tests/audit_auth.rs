@@ -182,3 +182,50 @@ async fn a_login_failure_quoting_the_password() {
         assert!(!traced.contains(s), "{s} traced: {traced}");
     }
 }
+
+/// README: "`Debug` prints `Secret(REDACTED)`"; strategies hold secrets: none shows one.
+#[test]
+fn strategies_debug_without_secrets() {
+    use stitch::auth::{ApiKey, Keyring, TokenRequest};
+    let texts = [
+        format!("{:?}", Bearer::new(Secret::new("DBG1SECRET"))),
+        format!("{:?}", Basic::new("u", Secret::new("DBG2SECRET"))),
+        format!(
+            "{:?}",
+            ApiKey::header("x-api-key", Secret::new("DBG3SECRET"))
+        ),
+        format!("{:?}", ApiKey::query("appid", Secret::new("DBG4SECRET"))),
+        format!("{:?}", ApiKey::cookie("sid", Secret::new("DBG5SECRET"))),
+        format!(
+            "{:?}",
+            ClientCredentials::new(
+                "https://u:DBG6SECRET@idp.test/t?client_secret=DBG7SECRET",
+                "c",
+                Secret::new("DBG8SECRET")
+            )
+        ),
+        format!(
+            "{:?}",
+            TokenRequest::new().client("c", Secret::new("DBG9SECRET"))
+        ),
+        format!(
+            "{:?}",
+            LoginRequest::post("https://idp.test/login?token=DBGASECRET")
+                .secret_field("password", Secret::new("DBGBSECRET"))
+                .secret_header("x-otp", Secret::new("DBGCSECRET"))
+        ),
+        format!(
+            "{:?}",
+            CookieSession::new("app", |_p: Option<&str>| Ok(LoginRequest::post(
+                "https://x.test"
+            )))
+        ),
+        format!("{:?}", Keyring::new(1, [42; 32])),
+        format!("{:?}", Secret::new("DBGDSECRET")),
+    ];
+    for t in &texts {
+        println!("{t}");
+        assert!(!t.contains("SECRET"), "{t}");
+        assert!(!t.contains("42, 42"), "{t}");
+    }
+}

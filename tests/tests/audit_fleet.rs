@@ -60,6 +60,7 @@ struct SlowClaims {
     inner: MemoryStore,
     delay_ms: Arc<AtomicU64>,
     events_ms: u64,
+    claims: Arc<AtomicUsize>,
 }
 
 impl Store for SlowClaims {
@@ -80,6 +81,7 @@ impl Store for SlowClaims {
         self.inner.time()
     }
     fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
         let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
         let answer = self.inner.fill_claim(keys, claim);
         Box::pin(async move {
@@ -571,4 +573,60 @@ async fn key_prefixes_share_nothing() {
     );
     assert_eq!(b.runtime().cached_entries(FleetClient::USER), 1);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+/// Issue 10 §4 / README: "when the event channel reports lost messages (a reconnect, or a
+/// connection the Redis driver's heartbeat finds dead: at most 3 s after it stopped delivering)
+/// every in-process entry is flushed". An invalidation published while A's subscriber is
+/// disconnected must not leave A serving the old value beyond that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_an_invalidation_lost_by_a_killed_subscriber() {
+    let redis = Redis::start(&[]);
+    let (up, hits) = upstream(Duration::ZERO).await;
+    let a = redis_instance(&redis, &up, None).await;
+    let b = redis_instance(&redis, &up, None).await;
+    let first = a.user(1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.user(1).await.unwrap(), first);
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(stitch::invalidate(b.user(1)).await);
+    b.runtime().invalidate_stitch(FleetClient::TEAM);
+    let started = Instant::now();
+    let mut stale_for = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(5) {
+        if a.user(1).await.unwrap() == first {
+            stale_for = started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "A served the invalidated value for {stale_for:?}; hits {}",
+        hits.load(Ordering::SeqCst)
+    );
+    assert!(stale_for < Duration::from_millis(3500), "{stale_for:?}");
+}
+
+/// Issue 10 §2: "Only the in-process leader of a key talks to the store": concurrent callers of
+/// one cold key in one runtime make one claim, and the hits after it none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_in_process_leader_claims() {
+    let (up, hits) = upstream(Duration::from_millis(100)).await;
+    let store = SlowClaims::default();
+    let a = instance(store.clone(), &up);
+    a.team(0).await.unwrap();
+    let before = store.claims.load(Ordering::SeqCst);
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.user(1).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    for _ in 0..10 {
+        a.user(1).await.unwrap();
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(store.claims.load(Ordering::SeqCst) - before, 1);
 }
