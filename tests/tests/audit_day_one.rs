@@ -331,3 +331,85 @@ fn describe_shows_every_declared_policy_key() {
         assert!(all.contains(key), "`{key}` not described: {all}");
     }
 }
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Hostile {
+    #[stitch(get, path = "/files/{name}/raw")]
+    async fn file(&self, name: &str) -> stitch::Result<String>;
+
+    #[stitch(get, path = "/q")]
+    async fn q(
+        &self,
+        #[query] map: &std::collections::BTreeMap<String, String>,
+        #[header("x-note")] note: &str,
+    ) -> stitch::Result<String>;
+}
+
+/// README (arguments): a path value is "always one percent-encoded segment ... `""`, `.` and
+/// `..` are refused with `Error::InvalidArgument`"; a `#[header]` value with a line break "fails
+/// the call with `Error::InvalidArgument` before anything is sent".
+#[tokio::test]
+async fn hostile_arguments() {
+    let up = Upstream::start(|seen| {
+        Reply::status(
+            200,
+            &format!("{}?{}", seen.path, seen.query.clone().unwrap_or_default()),
+        )
+    })
+    .await;
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    let api = HostileClient::new(&rt).unwrap();
+    for bad in ["", ".", ".."] {
+        match api.file(bad).await {
+            Err(stitch::Error::InvalidArgument { .. }) => {}
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    for (value, path) in [
+        ("a/b", "/files/a%2Fb/raw"),
+        ("../etc", "/files/..%2Fetc/raw"),
+        ("%2e%2e", "/files/%252e%252e/raw"),
+        ("a?b#c", "/files/a%3Fb%23c/raw"),
+        ("ü", "/files/%C3%BC/raw"),
+    ] {
+        let got = api.file(value).await.unwrap();
+        assert_eq!(got, format!("{path}?"), "{value:?}");
+    }
+    assert_eq!(up.hits(), 5, "nothing sent for the refused ones");
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("a&b=c".to_owned(), "d&e=f#g".to_owned());
+    let got = api.q(&map, "ok").await.unwrap();
+    assert_eq!(got, "/q?a%26b%3Dc=d%26e%3Df%23g");
+    match api.q(&map, "x\r\nset-cookie: y").await {
+        Err(stitch::Error::InvalidArgument { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(up.hits(), 6);
+}
+
+/// README: "every secret the request sent is replaced in `Error::Status`'s body prefix and
+/// headers": base-URL userinfo is sent as `authorization: Basic ..`; an upstream quoting that
+/// header back.
+#[tokio::test]
+async fn userinfo_sent_as_basic_and_quoted_back() {
+    let up = Upstream::start(|seen| {
+        let auth = seen.header("authorization").unwrap_or("none").to_owned();
+        // Some servers log the decoded credentials too.
+        Reply::status(500, &format!("you sent {auth} (admin:HUNTER8PW)")).header("x-echo", &auth)
+    })
+    .await;
+    let rt = Runtime::builder()
+        .base_url(up.url().replace("http://", "http://admin:HUNTER8PW@"))
+        .build()
+        .unwrap();
+    let error = PlainClient::new(&rt).unwrap().get("1").await.unwrap_err();
+    let shown = everything(&error);
+    // base64("admin:HUNTER8PW")
+    let basic = "YWRtaW46SFVOVEVSOFBX";
+    assert!(up.seen()[0]
+        .header("authorization")
+        .unwrap()
+        .contains(basic));
+    assert!(!shown.contains(basic), "{shown}");
+    assert!(!shown.contains("HUNTER8PW"), "{shown}");
+}

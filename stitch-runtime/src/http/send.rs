@@ -160,11 +160,14 @@ fn start(
         secrets,
         ..
     } = prepared;
-    let sent_credentials: Vec<http::HeaderValue> = headers
+    let mut sent_credentials: Vec<http::HeaderValue> = headers
         .iter()
         .filter(|(name, value)| value.is_sensitive() || is_credential_header(name.as_str()))
         .map(|(_, value)| value.clone())
         .collect();
+    if !url.username().is_empty() || url.password().is_some() {
+        sent_credentials.extend(userinfo_credentials(&url));
+    }
     let mut builder = transport
         .client
         .request(endpoint.method.to_http(), url)
@@ -173,6 +176,30 @@ fn start(
         builder = builder.body(body);
     }
     (builder.send(), secrets, sent_credentials)
+}
+
+/// What a URL's userinfo goes out as: reqwest moves it into `authorization: Basic
+/// base64(user:password)` (both percent-decoded) and removes it from the URL, so neither the
+/// header nor the URL it answers with shows it. Kept with the request's credential headers — the
+/// header, and the password alone — so an error quoting either back has it redacted.
+fn userinfo_credentials(url: &url::Url) -> Vec<http::HeaderValue> {
+    use base64::Engine as _;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let password = url.password().map(decode).unwrap_or_default();
+    let credentials = format!("{}:{password}", decode(url.username()));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    );
+    [basic, password]
+        .iter()
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| http::HeaderValue::from_str(v).ok())
+        .collect()
 }
 
 /// A body of unknown length, read chunk by chunk up to `limit` (`Err(None)`: over the limit).
