@@ -413,3 +413,32 @@ async fn userinfo_sent_as_basic_and_quoted_back() {
     assert!(!shown.contains(basic), "{shown}");
     assert!(!shown.contains("HUNTER8PW"), "{shown}");
 }
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Brief {
+    #[stitch(get, path = "/b/{id}", cache = "1s")]
+    async fn b(&self, id: u64) -> stitch::Result<String>;
+}
+
+/// README: `stitch::invalidate` "returns whether an entry existed": an expired entry does not
+/// exist any more (the next call would fetch).
+#[tokio::test]
+async fn invalidate_of_an_expired_entry_reports_false() {
+    let up = Upstream::start(|_| Reply::status(200, "x")).await;
+    for store in [false, true] {
+        let mut b = Runtime::builder().base_url(up.url());
+        if store {
+            b = b.store(stitch::store::MemoryStore::new(100));
+        }
+        let rt = b.build().unwrap();
+        let api = BriefClient::new(&rt).unwrap();
+        api.b(1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert!(
+            !stitch::invalidate(api.b(1)).await,
+            "an expired entry reported as existing (store: {store})"
+        );
+        api.b(2).await.unwrap();
+        assert!(stitch::invalidate(api.b(2)).await, "store: {store}");
+    }
+}

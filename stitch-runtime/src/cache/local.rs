@@ -99,8 +99,12 @@ impl StitchCache {
         self.fleet_synced.store(true, Ordering::Release);
     }
 
+    /// Removes `key`'s entry; whether a live one was there (an expired entry, not yet evicted,
+    /// did not exist any more: a call would have fetched).
     pub(crate) fn remove(&self, key: &CacheKey) -> bool {
-        self.entries.remove(key).is_some()
+        self.entries
+            .remove(key)
+            .is_some_and(|(_, entry)| Instant::now() < entry.expires)
     }
 
     /// Makes every current entry unreachable (new keys use the next generation) and frees them.
