@@ -99,3 +99,21 @@ fn one_stitch_runtime_across_tokio_runtimes() {
         }
     }
 }
+
+#[stitch::stitch(get, url = "http://127.0.0.1:1/free/{id}", cache = "1m")]
+async fn free_cached(id: u64, #[query] q: &str) -> stitch::Result<serde_json::Value>;
+
+/// Free stitches and seam calls can be spawned (their futures are `Send + 'static` once their
+/// borrowed arguments are owned by the task).
+#[test]
+fn futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let rt = Runtime::builder().build().unwrap();
+    let api = ApiClient::new(&rt).unwrap();
+    let q = String::from("x");
+    let f = free_cached(1, &q);
+    send(&f);
+    let g = api.cached(1);
+    send(&g);
+    drop((f, g));
+}

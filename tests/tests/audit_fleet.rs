@@ -630,3 +630,22 @@ async fn only_the_in_process_leader_claims() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(store.claims.load(Ordering::SeqCst) - before, 1);
 }
+
+/// `stitch::invalidate` "returns whether an entry existed": a fill in flight elsewhere (on Redis
+/// its lease lives in the entry's own key) is no entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_invalidate_during_a_fill_reports_no_entry() {
+    let redis = Redis::start(&[]);
+    let (up, _hits) = upstream(Duration::from_millis(300)).await;
+    let a = redis_instance(&redis, &up, None).await;
+    let b = redis_instance(&redis, &up, None).await;
+    b.team(0).await.unwrap();
+    let flight = {
+        let a = a.clone();
+        tokio::spawn(async move { a.user(1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let existed = stitch::invalidate(b.user(1)).await;
+    flight.await.unwrap().unwrap();
+    assert!(!existed, "a lease reported as an entry");
+}
