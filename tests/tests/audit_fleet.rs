@@ -649,3 +649,35 @@ async fn redis_invalidate_during_a_fill_reports_no_entry() {
     flight.await.unwrap().unwrap();
     assert!(!existed, "a lease reported as an entry");
 }
+
+/// `invalidate_stitch` / `invalidate_all` return at once (the fleet bump runs behind them): the
+/// next call on the same runtime must not be served the invalidated value anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_call_right_after_invalidating_is_fresh() {
+    let redis = Redis::start(&[]);
+    let (up, _hits) = upstream(Duration::ZERO).await;
+    let a = redis_instance(&redis, &up, None).await;
+    let b = redis_instance(&redis, &up, None).await;
+    let mut stale = Vec::new();
+    for round in 0..5u64 {
+        for how in ["stitch", "client", "runtime"] {
+            let id = round * 10 + how.len() as u64;
+            let old = a.user(id).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(b.user(id).await.unwrap(), old);
+            match how {
+                "stitch" => a.runtime().invalidate_stitch(FleetClient::USER),
+                "client" => a.invalidate_all(),
+                _ => a.runtime().invalidate_all(),
+            }
+            if a.user(id).await.unwrap() == old {
+                stale.push((round, how, "same runtime"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if b.user(id).await.unwrap() == old {
+                stale.push((round, how, "other runtime after 20 ms"));
+            }
+        }
+    }
+    assert!(stale.is_empty(), "served the invalidated value: {stale:?}");
+}

@@ -161,3 +161,58 @@ async fn nothing_secret_in_redis() {
         assert!(!all.contains(s), "{s} in redis: {all}");
     }
 }
+
+/// The store's own secret (a Redis password in its URL) never shows in `Debug` of the store or
+/// the runtime, in a connection error, or in what is traced while the store is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_never_shows() {
+    let (capture, _guard) = stitch_tests::traces::Capture::on_this_thread();
+    let mut redis = stitch_tests::fleet::Redis::start(&[]);
+    redis.cli(&["CONFIG", "SET", "requirepass", "REDISPW1SECRET"]);
+    let url = format!("redis://:REDISPW1SECRET@127.0.0.1:{}", redis.port());
+    let wrong = format!("redis://:REDISPW2SECRET@127.0.0.1:{}", redis.port());
+    match stitch::store::RedisStore::connect(&wrong).await {
+        Ok(store) => {
+            let shown = format!("{store:?}");
+            assert!(!shown.contains("REDISPW2SECRET"), "{shown}");
+        }
+        Err(e) => {
+            let shown = everything_of(&e);
+            println!("wrong password: {e}");
+            assert!(!shown.contains("REDISPW2SECRET"), "{shown}");
+        }
+    }
+    let store = stitch::store::RedisStore::connect(&url).await.unwrap();
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("REDISPW1SECRET"), "{shown}");
+    let rt = Runtime::builder()
+        .base_url("http://127.0.0.1:1")
+        .store(store)
+        .store_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let shown = format!("{rt:?}");
+    assert!(!shown.contains("REDISPW1SECRET"), "{shown}");
+    let api = KeylessClient::new(&rt).unwrap();
+    let _ = api.k(1).await;
+    redis.kill();
+    for id in 2..4 {
+        if let Err(e) = api.k(id).await {
+            let shown = everything_of(&e);
+            assert!(!shown.contains("REDISPW1SECRET"), "{shown}");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let traced = capture.text();
+    assert!(!traced.contains("REDISPW1SECRET"), "{traced}");
+}
+
+fn everything_of(error: &(dyn std::error::Error + 'static)) -> String {
+    stitch_tests::traces::everything(error)
+}
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Keyless {
+    #[stitch(get, path = "/k/{id}", cache = "1m", throttle = "100/s")]
+    async fn k(&self, id: u64) -> stitch::Result<String>;
+}
