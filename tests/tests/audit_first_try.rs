@@ -117,3 +117,25 @@ fn futures_are_send() {
     send(&g);
     drop((f, g));
 }
+
+/// README: "a default header fails `build()` with `Error::Config`" when its value is not visible
+/// ASCII, spaces or tabs.
+#[test]
+fn bad_default_headers_fail_build() {
+    for (name, value) in [
+        ("x-a", "line\nbreak"),
+        ("x-a", "caf\u{e9}"),
+        ("x-a", "nul\0"),
+        ("bad name", "v"),
+        ("", "v"),
+        ("authorization", "Bearer \r\nx"),
+    ] {
+        match Runtime::builder().default_header(name, value).build() {
+            Err(stitch::Error::Config { reason, .. }) => {
+                assert!(!reason.contains("Bearer"), "{reason}");
+            }
+            Err(e) => panic!("{name:?}={value:?}: {e}"),
+            Ok(_) => panic!("{name:?}={value:?}: built"),
+        }
+    }
+}
