@@ -390,7 +390,11 @@ fn main() {
             .filter(|k| !before.contains(*k))
             .map(str::to_owned)
             .collect();
-        assert_eq!(typed.len() as u64, KEYS, "one shared entry per warmed typed key");
+        assert_eq!(
+            typed.len() as u64,
+            KEYS,
+            "one shared entry per warmed typed key"
+        );
         rt.block_on(async {
             let per_round = 400;
             let mut times: [Vec<f64>; 2] = Default::default();
@@ -427,7 +431,11 @@ fn main() {
         let counts = counts.lock().unwrap();
         let hit = |prefix: &str| counts.keys().filter(|p| p.starts_with(prefix)).count() as u64;
         assert_eq!(hit("/users/"), KEYS, "every benchmarked call was a hit");
-        assert_eq!(hit("/typed/"), KEYS, "every benchmarked typed call was a hit");
+        assert_eq!(
+            hit("/typed/"),
+            KEYS,
+            "every benchmarked typed call was a hit"
+        );
     }
 
     rt.block_on(async {

@@ -411,7 +411,7 @@ async fn read_through<D: Decoded>(
                 let stored = || stored_local.get(&key);
                 Box::pin(runtime.flights().run(key, stored, fetch_store)).await
             } else {
-                let stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stale = coalesce::Invalidated::default();
                 (Box::pin(fetch_store(stale)).await, Role::Leader)
             }
         }
@@ -459,28 +459,33 @@ struct Flight {
     local: Arc<StitchCache>,
     policy: &'static CachePolicy,
     budget: Budget,
-    /// Set by an exact invalidation of the key while the flight runs: nothing is stored.
-    stale: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by an exact invalidation of the key while the flight runs: nothing is stored (for a
+    /// fleet fill: nothing it claimed before the invalidation).
+    stale: coalesce::Invalidated,
 }
 
 impl Flight {
     /// Keeps `value` in-process for `ttl` unless an exact invalidation of the key arrived while
     /// it was fetched: checked after the insert too, so an invalidation landing between the
     /// check and the insert still wins (it sets the flag, then removes; the flight inserts,
-    /// then re-checks).
-    fn keep_local(&self, value: &Value, ttl: Duration) {
-        use std::sync::atomic::Ordering;
-        if self.stale.load(Ordering::SeqCst) {
+    /// then re-checks). `claimed_at`: the fleet fill generation this flight leads at, so an
+    /// invalidation that came before its claim (its own, announced back to this process, or
+    /// another process's whose announcement arrives late) does not count.
+    fn keep_local(&self, value: &Value, ttl: Duration, claimed_at: Option<u64>) {
+        if self.invalidated(claimed_at) {
             return;
         }
         self.local.insert_for(self.key, value.clone(), ttl);
-        if self.stale.load(Ordering::SeqCst) {
+        if self.invalidated(claimed_at) {
             self.local.remove(&self.key);
         }
     }
 
-    fn invalidated(&self) -> bool {
-        self.stale.load(std::sync::atomic::Ordering::SeqCst)
+    fn invalidated(&self, claimed_at: Option<u64>) -> bool {
+        match claimed_at {
+            Some(generation) => self.stale.since_claim_at(generation),
+            None => self.stale.any(),
+        }
     }
 }
 
@@ -597,7 +602,7 @@ fn fleet_hit(
     match record::decode_any(bytes)? {
         Record::Response(raw) => {
             let value = flight.policy.values.decode(endpoint, raw).ok()?;
-            flight.keep_local(&value, ttl.min(flight.policy.ttl));
+            flight.keep_local(&value, ttl.min(flight.policy.ttl), None);
             let hit = if source.load(Ordering::Acquire) == SOURCE_COALESCED {
                 SOURCE_COALESCED
             } else {
@@ -641,8 +646,9 @@ async fn lead(
     let sent = std::mem::take(&mut raw.sent);
     match policy.values.decode(endpoint, raw) {
         Ok(value) => {
-            flight.keep_local(&value, policy.ttl);
-            if flight.invalidated() || !holding.still_held() {
+            let claimed_at = Some(holding.generation());
+            flight.keep_local(&value, policy.ttl, claimed_at);
+            if flight.invalidated(claimed_at) || !holding.still_held() {
                 // Invalidated meanwhile, or the lease is gone: the fence would refuse the write.
                 drop(holding);
             } else {
@@ -709,8 +715,8 @@ async fn fetch_and_store(flight: Flight, request: RequestParts, write: bool) -> 
         .values
         .decode(endpoint, raw)
         .map_err(|e| sent.redact(e))?;
-    flight.keep_local(&value, policy.ttl);
-    if flight.invalidated() {
+    flight.keep_local(&value, policy.ttl, None);
+    if flight.invalidated(None) {
         return Ok(value);
     }
     if let (Some(store), Some(bytes)) = (runtime.store(), stored) {

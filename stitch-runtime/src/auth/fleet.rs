@@ -392,7 +392,7 @@ async fn wait(events: &mut Option<broadcast::Receiver<Bytes>>, message: &[u8], a
     loop {
         match tokio::time::timeout_at(until, rx.recv()).await {
             Err(_) => return,
-            Ok(Ok(m)) if m == message || m == WAKE_ALL => return,
+            Ok(Ok(m)) if announces(&m, message) || m == WAKE_ALL => return,
             Ok(Ok(_)) => {}
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => return,
             Ok(Err(broadcast::error::RecvError::Closed)) => {
@@ -402,6 +402,13 @@ async fn wait(events: &mut Option<broadcast::Receiver<Bytes>>, message: &[u8], a
             }
         }
     }
+}
+
+/// Whether `m` is this account's message: as published, or as `fill_invalidate` publishes it
+/// (followed by `|` and the generation it moved to).
+fn announces(m: &[u8], message: &[u8]) -> bool {
+    m.strip_prefix(message)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"|"))
 }
 
 fn digest(value: &[u8]) -> String {

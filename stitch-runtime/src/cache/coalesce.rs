@@ -21,7 +21,7 @@ use crate::cache::key::CacheKey;
 use crate::cache::local::Value;
 use crate::error::{Error, Result};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -30,8 +30,9 @@ type Outcome = Option<Result<Value>>;
 struct Flight {
     id: u64,
     /// Set by an exact invalidation of the key while the request runs: the flight must not
-    /// store what it fetched (the invalidation wins; its value still reaches its waiters).
-    stale: Arc<AtomicBool>,
+    /// store what it fetched (the invalidation wins; its value still reaches its waiters). See
+    /// [`Invalidated`].
+    stale: Invalidated,
     /// Where the outcome is published, made when the first caller waits for it (a follower, or
     /// the leader once the work runs as a task): a flight whose leader answers inline with
     /// nobody else waiting (a fleet L2 hit, the common case) makes no channel (measured: the
@@ -112,8 +113,15 @@ impl Flights {
 
     /// Marks the flight of `key`, if one runs, as invalidated: it will not store its value.
     pub(crate) fn invalidate(&self, key: &CacheKey) {
+        self.invalidate_at(key, u64::MAX);
+    }
+
+    /// Marks the flight of `key`, if one runs, as invalidated by a fleet invalidation that moved
+    /// the key's fill generation to `generation`: a fill claimed at that generation or later
+    /// began after it and may store its value; anything else may not (see [`Invalidated`]).
+    pub(crate) fn invalidate_at(&self, key: &CacheKey, generation: u64) {
         if let Some(flight) = self.lock().get(key) {
-            flight.stale.store(true, Ordering::SeqCst);
+            flight.stale.0.fetch_max(generation, Ordering::SeqCst);
         }
     }
 
@@ -135,7 +143,7 @@ impl Flights {
         work: W,
     ) -> (Result<Value>, Role)
     where
-        W: FnOnce(Arc<AtomicBool>) -> F,
+        W: FnOnce(Invalidated) -> F,
         F: Future<Output = Result<Value>> + Send + 'static,
     {
         let (rx, waiter, role) = {
@@ -145,7 +153,7 @@ impl Flights {
                 Joined::Follower(rx, waiter) => (rx, waiter, Role::Follower),
                 Joined::Vacant(id) => {
                     let (tx, rx) = watch::channel(None);
-                    let stale = Arc::new(AtomicBool::new(false));
+                    let stale = Invalidated::default();
                     // Spawned under the lock: the task publishes through the entry, which is
                     // in the map before the task can look.
                     let task = self.spawn_flight(key, id, work(stale.clone()));
@@ -243,7 +251,7 @@ impl Flights {
         then: C,
     ) -> (Result<Value>, Role)
     where
-        C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+        C: FnOnce(Invalidated, Option<T>) -> Next<F> + Send + 'static,
         F: Future<Output = Result<Value>> + Send + 'static,
     {
         let joined = {
@@ -252,7 +260,7 @@ impl Flights {
                 Joined::Stored(value) => return (Ok(value), Role::Stored),
                 Joined::Follower(rx, waiter) => Err((rx, waiter)),
                 Joined::Vacant(id) => {
-                    let stale = Arc::new(AtomicBool::new(false));
+                    let stale = Invalidated::default();
                     map.insert(
                         key,
                         Flight {
@@ -322,6 +330,25 @@ impl Flights {
     }
 }
 
+/// Whether, and by what, a flight was invalidated while it ran: `0` not at all; a fleet fill
+/// generation `g`, an invalidation elsewhere in the fleet that moved the key's generation to `g`
+/// (a fill claimed at `g` or later began after it); `u64::MAX`, an invalidation in this process
+/// (or one whose generation is unknown). Clones share the mark.
+#[derive(Clone, Default)]
+pub(crate) struct Invalidated(Arc<AtomicU64>);
+
+impl Invalidated {
+    /// Whether any invalidation arrived: nothing fetched may be kept.
+    pub(crate) fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether an invalidation arrived that a fleet fill claimed at `generation` did not see.
+    pub(crate) fn since_claim_at(&self, generation: u64) -> bool {
+        self.0.load(Ordering::SeqCst) > generation
+    }
+}
+
 /// What [`Flights::lead`]'s leader does after its inline first step.
 pub(crate) enum Next<F> {
     /// The flight's outcome: every caller of the flight gets it, now.
@@ -336,7 +363,7 @@ pub(crate) enum Next<F> {
 /// followers the entry goes.
 struct Leading<T, C, F>
 where
-    C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+    C: FnOnce(Invalidated, Option<T>) -> Next<F> + Send + 'static,
     F: Future<Output = Result<Value>> + Send + 'static,
 {
     flights: Arc<Flights>,
@@ -345,13 +372,13 @@ where
     /// Set until the leader has taken its step's answer.
     armed: bool,
     then: Option<C>,
-    stale: Arc<AtomicBool>,
+    stale: Invalidated,
     first: std::marker::PhantomData<fn(T)>,
 }
 
 impl<T, C, F> Drop for Leading<T, C, F>
 where
-    C: FnOnce(Arc<AtomicBool>, Option<T>) -> Next<F> + Send + 'static,
+    C: FnOnce(Invalidated, Option<T>) -> Next<F> + Send + 'static,
     F: Future<Output = Result<Value>> + Send + 'static,
 {
     fn drop(&mut self) {
@@ -444,7 +471,7 @@ mod tests {
     /// A `then` for `lead` that ends the flight with `n` (the step's answer ignored).
     fn done(
         n: u32,
-    ) -> impl FnOnce(Arc<AtomicBool>, Option<()>) -> Next<std::future::Ready<Result<Value>>> + Send
+    ) -> impl FnOnce(Invalidated, Option<()>) -> Next<std::future::Ready<Result<Value>>> + Send
     {
         move |_, _| Next::Done(Ok(value(n)))
     }

@@ -357,9 +357,15 @@ impl FleetCache {
             if let Some(key) = CacheKey::from_hex(hex) {
                 self.wake(&key, None);
             }
-        } else if let Some(hex) = message.strip_prefix(INVALIDATED) {
+        } else if let Some(rest) = message.strip_prefix(INVALIDATED) {
+            // `<key>|<generation>` (`Store::fill_invalidate` adds the generation); without one
+            // (another build's message), every flight of the key counts as invalidated.
+            let (hex, generation) = match rest.iter().position(|b| *b == b'|') {
+                Some(at) => (&rest[..at], parse(&rest[at + 1..]).unwrap_or(u64::MAX)),
+                None => (rest, u64::MAX),
+            };
             if let Some(key) = CacheKey::from_hex(hex) {
-                self.flights.invalidate(&key);
+                self.flights.invalidate_at(&key, generation.max(1));
                 self.local.remove_everywhere(&key);
                 self.wake(&key, None);
             }
@@ -732,6 +738,11 @@ impl Holding {
         self.held.load(Ordering::Acquire)
     }
 
+    /// The fill generation the lease was claimed at.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Stores `value` for `ttl` (fenced) and wakes the fleet's waiters. Runs behind the call: on
     /// its own task, so neither the leader nor the in-process followers wait for the write.
     pub(crate) fn complete(mut self, value: Bytes, ttl: Duration) {
@@ -919,7 +930,10 @@ mod tests {
         w.unheard(seq, a);
         assert!(w.missed(mark, &a), "a completion of `a` after the mark");
         assert!(!w.missed(mark, &b), "nothing happened to `b`");
-        assert!(!w.missed(events.load(Ordering::Acquire), &a), "nothing since");
+        assert!(
+            !w.missed(events.load(Ordering::Acquire), &a),
+            "nothing since"
+        );
 
         let mark = events.load(Ordering::Acquire);
         w.gap = w.event(&events);

@@ -1217,14 +1217,15 @@ async fn fill<S: Store>(s: &Arc<S>, subscribe: bool) {
         "fill_complete: the value reads back with `get`"
     );
 
-    // Invalidation: the value goes, the generation moves, everyone is told.
+    // Invalidation: the value goes, the generation moves, everyone is told (with the generation
+    // it moved to).
     assert!(
         s.fill_invalidate(k, Some(notify(&channel, "inv")))
             .await
             .unwrap(),
         "fill_invalidate: answers true when a value was there"
     );
-    expect_message(&mut sub, "inv", "fill_invalidate").await;
+    expect_message(&mut sub, "inv|1", "fill_invalidate").await;
     assert_eq!(
         claim(a, 30_000).await,
         Claimed::Leader { generation: 1 },

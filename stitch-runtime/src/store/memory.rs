@@ -579,7 +579,7 @@ impl Store for MemoryStore {
             let existed = self
                 .live_bytes("fill_invalidate", keys.value, now)?
                 .is_some();
-            self.invalidate_fill(keys, now, notify)?;
+            self.invalidate_fill(keys, now, notify, true)?;
             Ok(existed)
         })())
     }
@@ -597,7 +597,7 @@ impl Store for MemoryStore {
             if current.as_deref() != Some(expected) {
                 return Ok(false);
             }
-            self.invalidate_fill(keys, now, notify)?;
+            self.invalidate_fill(keys, now, notify, false)?;
             Ok(true)
         })())
     }
@@ -676,11 +676,14 @@ impl MemoryStore {
 
     /// Invalidates the fill of `keys`: its value and lease go, its generation moves on (so a
     /// holder that started before cannot store), and `notify` is published.
+    /// `fill_invalidate` (`with_generation`: the message says the new generation) and
+    /// `fill_invalidate_if`.
     fn invalidate_fill(
         &self,
         keys: FillKeys<'_>,
         now: u64,
         notify: Option<Notify<'_>>,
+        with_generation: bool,
     ) -> Result<(), StoreError> {
         let next = self.fill_generation(keys, now)?.saturating_add(1);
         self.shared.entries.invalidate(keys.value);
@@ -690,7 +693,16 @@ impl MemoryStore {
             Value::Bytes(Bytes::from(next.to_string())),
             now.saturating_add(us(FILL_GENERATION_KEEP)),
         );
-        self.notify(notify);
+        self.notify(notify.map(|n| {
+            if !with_generation {
+                return n;
+            }
+            let message = [&n.message[..], b"|", next.to_string().as_bytes()].concat();
+            Notify {
+                channel: n.channel,
+                message: Bytes::from(message),
+            }
+        }));
         Ok(())
     }
 

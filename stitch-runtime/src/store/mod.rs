@@ -252,7 +252,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Invalidates a fleet-filled value in one atomic step: deletes the value and the fill lease,
     /// increments the generation (so a fill in flight cannot store what it fetched before) and
-    /// publishes `notify`. Returns whether a value was there.
+    /// publishes `notify`'s message followed by `|` and the generation it moved to, in decimal
+    /// (so a subscriber can tell a fill claimed before the invalidation, at an older generation,
+    /// from one claimed after it). Returns whether a value was there.
     fn fill_invalidate<'a>(
         &'a self,
         keys: FillKeys<'a>,

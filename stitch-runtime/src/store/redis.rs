@@ -755,9 +755,9 @@ if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1",
             ),
             // KEYS: value, lease, generation. ARGV: generation keep ms, '1' to publish | '0',
-            // channel, message. Answers whether a value (not a lease) was there. (The lease key
-            // is deleted too: nothing writes it any more, but an older build's lease may be
-            // left there.)
+            // channel, message. Answers whether a value (not a lease) was there; publishes the
+            // message with `|<new generation>`. (The lease key is deleted too: nothing writes it
+            // any more, but an older build's lease may be left there.)
             fill_invalidate: with_lease(
                 r"
 local v = redis.call('GET', KEYS[1])
@@ -767,9 +767,9 @@ if v then
   redis.call('DEL', KEYS[1])
 end
 redis.call('DEL', KEYS[2])
-redis.call('INCR', KEYS[3])
+local g = redis.call('INCR', KEYS[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
-if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[3], ARGV[4] .. '|' .. string.format('%d', g)) end
 return existed",
             ),
             // KEYS: value, lease, generation. ARGV: generation keep ms, '1' to publish | '0',
