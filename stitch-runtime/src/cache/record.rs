@@ -143,9 +143,44 @@ pub(crate) fn encode(raw: &RawResponse) -> Bytes {
     // Already redacted by the pipeline (no userinfo, no secret query values): a record never
     // holds a secret in clear.
     put_bytes(&mut out, raw.url.as_str().as_bytes());
-    put_headers(&mut out, &raw.headers);
+    // A response header quoting back a secret the request sent (an echo of the query, of an API
+    // key) is stored with it redacted, as errors show it.
+    let sent = raw.sent.values();
+    if sent.is_empty() {
+        put_headers(&mut out, &raw.headers);
+    } else {
+        put_headers_redacted(&mut out, &raw.headers, &quotable(sent));
+    }
     put_bytes(&mut out, &raw.body);
     out.freeze()
+}
+
+/// The sent secrets looked for in a stored record's headers: from 4 bytes on (shorter ones are
+/// too likely to be ordinary text, and replacing them would garble headers the response is read
+/// by), as `http::redact::error_body` does for a cut-off prefix.
+fn quotable(mut sent: Vec<String>) -> Vec<String> {
+    sent.retain(|v| v.len() >= 4);
+    sent
+}
+
+/// [`put_headers`], every value quoting one of `sent` written with it replaced by `REDACTED`.
+/// The headers the record is decoded by (`content-type`, `content-length`,
+/// `content-encoding`) are kept as they are.
+fn put_headers_redacted(out: &mut BytesMut, headers: &HeaderMap, sent: &[String]) {
+    use reqwest::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+    out.put_u32(shareable(headers).count() as u32);
+    for (name, value) in shareable(headers) {
+        put_bytes(out, name.as_str().as_bytes());
+        if sent.is_empty() || [CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING].contains(name) {
+            put_bytes(out, value.as_bytes());
+            continue;
+        }
+        let text = String::from_utf8_lossy(value.as_bytes());
+        match crate::http::redact::echoed(&text, sent) {
+            std::borrow::Cow::Owned(shown) => put_bytes(out, shown.as_bytes()),
+            std::borrow::Cow::Borrowed(_) => put_bytes(out, value.as_bytes()),
+        }
+    }
 }
 
 /// The headers a shared record may hold: response headers that hand out credentials (a session

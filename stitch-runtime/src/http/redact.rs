@@ -233,6 +233,15 @@ impl Sent {
         }
     }
 
+    /// The secret values this request sent, in the forms an upstream may quote them back in
+    /// (empty, at no cost, for a request without secrets).
+    pub(crate) fn values(&self) -> Vec<String> {
+        if self.url.is_none() && self.headers.is_empty() {
+            return Vec::new();
+        }
+        sent_values(self.url.as_ref(), &self.secrets, &self.headers)
+    }
+
     /// `error` with every secret this request sent redacted from a decode error's message and path.
     pub(crate) fn redact(self, error: crate::Error) -> crate::Error {
         match error {
