@@ -38,6 +38,9 @@
 //!   handle does the same in a spawned task when a tokio runtime is there to run it (best effort:
 //!   a process that exits right after may not run it; a SIGKILLed one never does, and its leases
 //!   expire within the TTL).
+//! - **Several tokio runtimes**: a lease is released by a task on the tokio runtime of the call
+//!   that took it. If that tokio runtime is dropped before the task ran (a stitch runtime shared
+//!   by `#[tokio::test]`s, each with its own), the next acquire gives the lease back first.
 //!
 //! Across processes a budget is identified by name (the descriptor's address means nothing in
 //! another process): a stitch's own budget by the stitch's `name`, host pools by `host:port`, seam
@@ -143,6 +146,13 @@ struct Inner {
     held: Mutex<FastMap<OpId, Arc<Budget>>>,
     /// Set by [`Fleet::shutdown`] (under `held`'s lock, so no lease is registered after it).
     closed: std::sync::atomic::AtomicBool,
+    /// Releases whose task never ran to the end: spawned on a tokio runtime that was dropped
+    /// first (one stitch runtime used from several tokio runtimes in turn, as `#[tokio::test]`s
+    /// sharing one do). The next acquire, on whatever tokio runtime, gives them back first, so
+    /// their slots do not wait out the lease TTL.
+    orphans: Mutex<Vec<(OpId, Arc<Budget>)>>,
+    /// Whether `orphans` holds any (a load on the acquire path).
+    has_orphans: std::sync::atomic::AtomicBool,
     /// Per budget (by its lease key), the instance-local queue and wake-up.
     budgets: RwLock<FastMap<String, Arc<Budget>>>,
     /// The budgets of host-independent pools by descriptor and level: the acquire path finds
@@ -251,6 +261,8 @@ impl Fleet {
                 local: Limiters::scoped(settings.clock, 1.0, Scope::Local),
                 held: Mutex::default(),
                 closed: std::sync::atomic::AtomicBool::new(false),
+                orphans: Mutex::default(),
+                has_orphans: std::sync::atomic::AtomicBool::new(false),
                 budgets: RwLock::default(),
                 by_endpoint: RwLock::default(),
                 listener: Mutex::new(None),
@@ -321,6 +333,9 @@ impl Fleet {
         let inner = &self.inner;
         if inner.is_closed() {
             return Err(closed(endpoint));
+        }
+        if inner.has_orphans.load(std::sync::atomic::Ordering::Acquire) {
+            inner.release_orphans().await;
         }
         let failure = if !inner.may_ask() {
             None
@@ -818,6 +833,17 @@ impl Inner {
         }
     }
 
+    /// Gives back the leases whose release never finished (see `orphans`).
+    async fn release_orphans(&self) {
+        let orphans = std::mem::take(&mut *self.orphans.lock().unwrap_or_else(|e| e.into_inner()));
+        self.has_orphans
+            .store(false, std::sync::atomic::Ordering::Release);
+        for (holder, budget) in orphans {
+            self.release(&budget, holder).await;
+            self.forget(holder);
+        }
+    }
+
     /// `holder`'s lease is no longer this process's (released or expired).
     fn forget(&self, holder: OpId) {
         self.held
@@ -851,9 +877,57 @@ impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
             let (budget, holder) = (self.budget.clone(), self.holder);
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move { inner.release(&budget, holder).await });
+            let orphan = Orphan::new(&inner, &budget, holder);
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn(async move {
+                        inner.release(&budget, holder).await;
+                        orphan.disarm();
+                    });
+                }
+                // Released by the next acquire (`orphan` is dropped armed).
+                Err(_) => drop(orphan),
             }
+        }
+    }
+}
+
+/// A release still owed: dropped before [`Orphan::disarm`] (its task was dropped with its tokio
+/// runtime, or there was no runtime to run it), it leaves the lease to the next acquire.
+struct Orphan {
+    inner: Option<Arc<Inner>>,
+    budget: Arc<Budget>,
+    holder: OpId,
+}
+
+impl Orphan {
+    fn new(inner: &Arc<Inner>, budget: &Arc<Budget>, holder: OpId) -> Orphan {
+        Orphan {
+            inner: Some(inner.clone()),
+            budget: budget.clone(),
+            holder,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.inner = None;
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            if inner.is_closed() {
+                return;
+            }
+            inner
+                .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.holder, self.budget.clone()));
+            inner
+                .has_orphans
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -873,14 +947,20 @@ impl Lease {
         }
         let (stop, mut stopped) = oneshot::channel::<()>();
         let mut shutdown = inner.stop.subscribe();
+        let orphan = Orphan::new(&inner, &budget, holder);
         tokio::spawn(async move {
+            // Armed until the lease is given back or no longer this process's to give.
+            let orphan = orphan;
             let every = inner.lease_ttl / 3;
             let ttl_us = inner.lease_ttl.as_micros() as u64;
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
                     // The shutdown releases every registered lease itself.
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => {
+                        orphan.disarm();
+                        return;
+                    }
                     () = tokio::time::sleep(every) => {
                         let renewed = inner
                             .op("lease_renew", || inner.store.lease_renew(&budget.leases, holder, ttl_us))
@@ -888,12 +968,16 @@ impl Lease {
                         match renewed {
                             Ok(true) => {}
                             // Released by a shutdown meanwhile: nothing to warn about.
-                            Ok(false) if inner.is_closed() => return,
+                            Ok(false) if inner.is_closed() => {
+                                orphan.disarm();
+                                return;
+                            }
                             // Expired (the store was unreachable for a whole TTL): the slot may
                             // already be someone else's; nothing to renew any more.
                             Ok(false) => {
                                 tracing::warn!("a fleet lease expired while its attempt was running");
                                 inner.forget(holder);
+                                orphan.disarm();
                                 let _ = stopped.await;
                                 return;
                             }
@@ -907,6 +991,7 @@ impl Lease {
             }
             inner.release(&budget, holder).await;
             inner.forget(holder);
+            orphan.disarm();
         });
         Some(Lease { _stop: stop })
     }
