@@ -1,4 +1,4 @@
-//! Audit probes: secrets of auth strategies never reach errors or traces (README: "secrets never
+//! Hostile-use probes: secrets of auth strategies never reach errors or traces (README: "secrets never
 //! appear in errors, traces or store keys").
 
 use serde_json::json;

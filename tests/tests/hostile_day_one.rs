@@ -1,4 +1,4 @@
-//! Audit probes of issue 12's promises, as a hostile user would try them: transport errors name
+//! Hostile-use probes of issue 12's promises, as a hostile user would try them: transport errors name
 //! their cause in `Display`, secrets never reach errors, traces or `Debug`, introspection.
 
 use serde::Deserialize;

@@ -1,4 +1,4 @@
-//! Audit probes of issue 10's semantics: several runtimes (each standing for a process) on one
+//! Hostile-use probes of issue 10's semantics: several runtimes (each standing for a process) on one
 //! store, `MemoryStore` or a real `redis-server`.
 
 use bytes::Bytes;

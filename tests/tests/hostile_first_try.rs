@@ -1,4 +1,4 @@
-//! Audit probes: what a user tries first with the README in hand.
+//! Hostile-use probes: what a user tries first with the README in hand.
 
 use serde_json::json;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Audit probes: principals across a fleet and app-scope refusals (README "Cache keys and
+//! Hostile-use probes: principals across a fleet and app-scope refusals (README "Cache keys and
 //! principals", issue 10 §5).
 
 use bytes::Bytes;

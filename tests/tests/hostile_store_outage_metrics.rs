@@ -1,4 +1,4 @@
-//! Audit probe: issue 10 §6 "a store failure or timeout makes the cache fall back to in-process
+//! Hostile-use probe: issue 10 §6 "a store failure or timeout makes the cache fall back to in-process
 //! behaviour ... traced and counted, never failing the call", counted as the README names it.
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
