@@ -97,6 +97,7 @@ pub struct Upstream {
 pub mod tls;
 
 pub mod fleet;
+pub mod hooked;
 pub mod traces;
 
 /// Requests being handled right now, and the most seen at once.

@@ -2,16 +2,13 @@
 //! for one process: its own in-process tier, flights and generations). The same protocol runs on
 //! Redis across real OS processes in `fleet_cache_redis.rs`.
 
-use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stitch::store::{
-    Claimed, Fill, FillClaim, FillKeys, MemoryStore, Notify, OpId, Store, StoreError, StoreFuture,
-    Subscription, Verb, Verbs,
-};
+use stitch::store::{Claimed, FillClaim, FillKeys, MemoryStore, Store, StoreError, StoreFuture};
 use stitch::{Client, Runtime};
+use stitch_tests::hooked::{Hooked, Hooks};
 use stitch_tests::{Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -272,15 +269,13 @@ async fn principals_never_read_each_others_entries_across_instances() {
 /// unreachable store would: whatever the instance gets after that, it got without asking.
 #[derive(Clone)]
 struct Claims {
-    inner: MemoryStore,
     made: Arc<AtomicUsize>,
     allowed: Arc<AtomicUsize>,
 }
 
 impl Claims {
-    fn new(inner: &MemoryStore) -> Claims {
+    fn new() -> Claims {
         Claims {
-            inner: inner.clone(),
             made: Arc::default(),
             allowed: Arc::new(AtomicUsize::new(usize::MAX)),
         }
@@ -297,73 +292,30 @@ impl Claims {
     }
 }
 
-impl Store for Claims {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        self.inner.get(key)
-    }
-    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
-        self.inner.set(key, value, ttl)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.inner.delete(key)
-    }
-    fn capabilities(&self) -> Verbs {
-        use Verb::*;
-        Verbs::of(&[Get, Set, Delete, Time, Fill, Bump, Publish, Subscribe])
-    }
-    fn time(&self) -> StoreFuture<'_, u64> {
-        self.inner.time()
-    }
-    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+impl Hooks for Claims {
+    fn fill_claim<'a>(
+        &'a self,
+        inner: &'a MemoryStore,
+        keys: FillKeys<'a>,
+        claim: FillClaim,
+    ) -> StoreFuture<'a, Claimed> {
         let made = self.made.fetch_add(1, Ordering::SeqCst) + 1;
         if made > self.allowed.load(Ordering::SeqCst) {
             return Box::pin(async { Err(StoreError::unavailable("fill_claim", "refused")) });
         }
-        self.inner.fill_claim(keys, claim)
-    }
-    fn fill_renew<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        holder: OpId,
-        ttl_us: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_renew(keys, holder, ttl_us)
-    }
-    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
-        self.inner.fill_complete(keys, fill)
-    }
-    fn fill_abandon<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        holder: OpId,
-        notify: Option<Notify<'a>>,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_abandon(keys, holder, notify)
-    }
-    fn fill_invalidate<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        notify: Option<Notify<'a>>,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_invalidate(keys, notify)
-    }
-    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
-        self.inner.bump(key, ttl, notify)
-    }
-    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
-        self.inner.publish(channel, message)
-    }
-    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
-        self.inner.subscribe(channel)
+        inner.fill_claim(keys, claim)
     }
 }
 
 /// An instance on `store` through [`Claims`], already subscribed and synced (one call made).
 async fn counted_instance(store: &MemoryStore, up: &Upstream) -> (FleetClient, Claims) {
-    let claims = Claims::new(store);
+    let claims = Claims::new();
     let rt = Runtime::builder()
         .base_url(up.url())
-        .store(claims.clone())
+        .store(Hooked {
+            inner: store.clone(),
+            hooks: claims.clone(),
+        })
         .local_throttles()
         .principal_key([9; 32])
         .fill_lease(Duration::from_millis(300))

@@ -1,17 +1,14 @@
 //! Hostile-use probes of issue 10's semantics: several runtimes (each standing for a process) on one
 //! store, `MemoryStore` or a real `redis-server`.
 
-use bytes::Bytes;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stitch::store::{
-    Claimed, Fill, FillClaim, FillKeys, MemoryStore, Notify, OpId, Store, StoreFuture,
-    Subscription, Verb, Verbs,
-};
+use stitch::store::{Claimed, FillClaim, FillKeys, MemoryStore, Store, StoreFuture, Subscription};
 use stitch::{Client, Runtime};
 use stitch_tests::fleet::Redis;
+use stitch_tests::hooked::{Hooked, Hooks};
 use stitch_tests::{Reply, Upstream};
 
 #[stitch::seam(base_url = "http://declared.invalid")]
@@ -53,78 +50,43 @@ fn instance(store: impl Store, up: &Upstream) -> FleetClient {
     FleetClient::new(&rt).unwrap()
 }
 
-/// A view of a shared `MemoryStore` whose fill claims answer `delay_ms` late (the answer is
-/// read at once, delivered late: a slow network), and whose events arrive `events_ms` late.
+/// What a view of a shared `MemoryStore` changes ([`SlowClaims`]): its fill claims answer
+/// `delay_ms` late (the answer is read at once, delivered late: a slow network), its events
+/// arrive `events_ms` late, and its claims are counted.
 #[derive(Clone, Default)]
-struct SlowClaims {
-    inner: MemoryStore,
+struct Slow {
     delay_ms: Arc<AtomicU64>,
     events_ms: u64,
     claims: Arc<AtomicUsize>,
 }
 
-impl Store for SlowClaims {
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Bytes>> {
-        self.inner.get(key)
-    }
-    fn set<'a>(&'a self, key: &'a str, value: Bytes, ttl: Duration) -> StoreFuture<'a, ()> {
-        self.inner.set(key, value, ttl)
-    }
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        self.inner.delete(key)
-    }
-    fn capabilities(&self) -> Verbs {
-        use Verb::*;
-        Verbs::of(&[Get, Set, Delete, Time, Fill, Bump, Publish, Subscribe])
-    }
-    fn time(&self) -> StoreFuture<'_, u64> {
-        self.inner.time()
-    }
-    fn fill_claim<'a>(&'a self, keys: FillKeys<'a>, claim: FillClaim) -> StoreFuture<'a, Claimed> {
+/// A view of a shared `MemoryStore` through [`Slow`].
+type SlowClaims = Hooked<Slow>;
+
+impl Hooks for Slow {
+    fn fill_claim<'a>(
+        &'a self,
+        inner: &'a MemoryStore,
+        keys: FillKeys<'a>,
+        claim: FillClaim,
+    ) -> StoreFuture<'a, Claimed> {
         self.claims.fetch_add(1, Ordering::SeqCst);
         let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
-        let answer = self.inner.fill_claim(keys, claim);
+        let answer = inner.fill_claim(keys, claim);
         Box::pin(async move {
             let answer = answer.await;
             tokio::time::sleep(delay).await;
             answer
         })
     }
-    fn fill_renew<'a>(
+
+    fn subscribe<'a>(
         &'a self,
-        keys: FillKeys<'a>,
-        holder: OpId,
-        ttl_us: u64,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_renew(keys, holder, ttl_us)
-    }
-    fn fill_complete<'a>(&'a self, keys: FillKeys<'a>, fill: Fill<'a>) -> StoreFuture<'a, bool> {
-        self.inner.fill_complete(keys, fill)
-    }
-    fn fill_abandon<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        holder: OpId,
-        notify: Option<Notify<'a>>,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_abandon(keys, holder, notify)
-    }
-    fn fill_invalidate<'a>(
-        &'a self,
-        keys: FillKeys<'a>,
-        notify: Option<Notify<'a>>,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.fill_invalidate(keys, notify)
-    }
-    fn bump<'a>(&'a self, key: &'a str, ttl: Duration, notify: Notify<'a>) -> StoreFuture<'a, u64> {
-        self.inner.bump(key, ttl, notify)
-    }
-    fn publish<'a>(&'a self, channel: &'a str, message: Bytes) -> StoreFuture<'a, ()> {
-        self.inner.publish(channel, message)
-    }
-    fn subscribe<'a>(&'a self, channel: &'a str) -> StoreFuture<'a, Subscription> {
+        inner: &'a MemoryStore,
+        channel: &'a str,
+    ) -> StoreFuture<'a, Subscription> {
         let lag = Duration::from_millis(self.events_ms);
-        let inner = self.inner.subscribe(channel);
+        let inner = inner.subscribe(channel);
         Box::pin(async move {
             let mut events = inner.await?;
             let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -152,14 +114,14 @@ async fn an_exact_invalidation_during_a_shared_read_wins() {
     let a = instance(store.clone(), &up);
     let slow = SlowClaims {
         inner: store.clone(),
-        ..SlowClaims::default()
+        hooks: Slow::default(),
     };
     let b = instance(slow.clone(), &up);
     b.team(0).await.unwrap(); // subscribed and synced
     let first = a.user(1).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
-    slow.delay_ms.store(300, Ordering::SeqCst);
+    slow.hooks.delay_ms.store(300, Ordering::SeqCst);
     let read = {
         let b = b.clone();
         tokio::spawn(async move { b.user(1).await })
@@ -168,7 +130,7 @@ async fn an_exact_invalidation_during_a_shared_read_wins() {
     assert!(stitch::invalidate(a.user(1)).await, "A had the entry");
     // B's caller may get the old value (or a fresher one).
     read.await.unwrap().unwrap();
-    slow.delay_ms.store(0, Ordering::SeqCst);
+    slow.hooks.delay_ms.store(0, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let next = b.user(1).await.unwrap();
     assert_ne!(
@@ -185,12 +147,12 @@ async fn a_stitch_invalidation_during_a_shared_read_wins() {
     let a = instance(store.clone(), &up);
     let slow = SlowClaims {
         inner: store.clone(),
-        ..SlowClaims::default()
+        hooks: Slow::default(),
     };
     let b = instance(slow.clone(), &up);
     b.team(0).await.unwrap();
     let first = a.user(1).await.unwrap();
-    slow.delay_ms.store(300, Ordering::SeqCst);
+    slow.hooks.delay_ms.store(300, Ordering::SeqCst);
     let read = {
         let b = b.clone();
         tokio::spawn(async move { b.user(1).await })
@@ -198,7 +160,7 @@ async fn a_stitch_invalidation_during_a_shared_read_wins() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     a.runtime().invalidate_stitch(FleetClient::USER);
     let _ = read.await.unwrap().unwrap();
-    slow.delay_ms.store(0, Ordering::SeqCst);
+    slow.hooks.delay_ms.store(0, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_ne!(b.user(1).await.unwrap(), first);
     assert_ne!(a.user(1).await.unwrap(), first);
@@ -443,7 +405,10 @@ async fn the_refetch_after_an_exact_invalidation_is_shared() {
     let (up, hits) = upstream(Duration::from_millis(100)).await;
     // Events take 5 ms to arrive, as over a network.
     let store = SlowClaims {
-        events_ms: 5,
+        hooks: Slow {
+            events_ms: 5,
+            ..Slow::default()
+        },
         ..SlowClaims::default()
     };
     let (a, b) = (instance(store.clone(), &up), instance(store.clone(), &up));
@@ -614,7 +579,7 @@ async fn only_the_in_process_leader_claims() {
     let store = SlowClaims::default();
     let a = instance(store.clone(), &up);
     a.team(0).await.unwrap();
-    let before = store.claims.load(Ordering::SeqCst);
+    let before = store.hooks.claims.load(Ordering::SeqCst);
     let calls: Vec<_> = (0..50)
         .map(|_| {
             let a = a.clone();
@@ -628,7 +593,7 @@ async fn only_the_in_process_leader_claims() {
         a.user(1).await.unwrap();
     }
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    assert_eq!(store.claims.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(store.hooks.claims.load(Ordering::SeqCst) - before, 1);
 }
 
 /// `stitch::invalidate` "returns whether an entry existed": a fill in flight elsewhere (on Redis
