@@ -174,6 +174,9 @@ impl Admission {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let before = *s;
         *s = match (*s, failed) {
+            // A call admitted while the circuit was closed that ends after it opened is not the
+            // half-open trial: only the trial decides (its outcome, or the cooldown's end).
+            (state @ (State::Open { .. } | State::HalfOpen { .. }), _) if !self.trial => state,
             (_, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true)
                 if failures + 1 < self.policy.failures && !self.trial =>

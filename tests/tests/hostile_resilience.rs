@@ -1,0 +1,145 @@
+//! Hostile probes of the resilience and throttle promises: a circuit's half-open trial racing a
+//! call admitted before the circuit opened, waiters cancelled in a throttle's queue, pacing under
+//! many concurrent callers.
+
+use std::time::Duration;
+use stitch::{Error, Runtime};
+use stitch_tests::{Reply, Upstream};
+
+#[stitch::seam(base_url = "http://declared.invalid")]
+trait Api {
+    #[stitch(
+        get,
+        path = "/c/{mode}",
+        timeout = "4s",
+        circuit(failures = 1, cooldown = "200ms")
+    )]
+    async fn breaker(&self, mode: &str) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/q/{mode}", timeout = "4s", throttle(concurrency = 1))]
+    async fn single(&self, mode: &str) -> stitch::Result<()>;
+
+    #[stitch(get, path = "/paced", throttle = "10/s")]
+    async fn paced(&self) -> stitch::Result<()>;
+}
+
+async fn upstream() -> Upstream {
+    Upstream::start(|seen| {
+        let ms = Duration::from_millis;
+        match seen.path.rsplit('/').next().unwrap_or("") {
+            "fail" => Reply::status(503, "down"),
+            "straggler" => Reply::status(200, "").after(ms(1000)),
+            "trial" => Reply::status(200, "").after(ms(2000)),
+            "slow" => Reply::status(200, "").after(ms(600)),
+            _ => Reply::status(200, ""),
+        }
+    })
+    .await
+}
+
+fn client(up: &Upstream) -> ApiClient {
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    ApiClient::new(&rt).unwrap()
+}
+
+/// README: "after `cooldown` one trial call decides". A call admitted while the circuit was still
+/// closed, which succeeds after the circuit opened and its trial began, is not that trial: it must
+/// not close the circuit behind the trial's back and let other calls in before the trial resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_straggler_admitted_before_the_circuit_opened_does_not_decide_the_trial() {
+    let up = upstream().await;
+    let api = client(&up);
+    let straggler = {
+        let api = api.clone();
+        tokio::spawn(async move { api.breaker("straggler").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(
+        api.breaker("fail").await,
+        Err(Error::Status { .. })
+    ));
+    assert!(matches!(
+        api.breaker("ok").await,
+        Err(Error::CircuitOpen { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let trial = {
+        let api = api.clone();
+        tokio::spawn(async move { api.breaker("trial").await })
+    };
+    // The straggler ends (t ≈ 1.0 s) while the trial (until t ≈ 2.5 s) is still running.
+    straggler.await.unwrap().expect("the straggler succeeds");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during_trial = api.breaker("ok").await;
+    assert!(
+        matches!(during_trial, Err(Error::CircuitOpen { .. })),
+        "a second call was admitted while the half-open trial was undecided: {during_trial:?}"
+    );
+    trial.await.unwrap().expect("the trial succeeds");
+    api.breaker("ok").await.expect("closed by the trial");
+}
+
+/// README: "a FIFO concurrency cap". Waiters cancelled while queued must not keep (or leak) the
+/// slot: once the holder ends, the next caller goes through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_waiters_leak_no_concurrency_slot() {
+    let up = upstream().await;
+    let api = client(&up);
+    let holder = {
+        let api = api.clone();
+        tokio::spawn(async move { api.single("slow").await })
+    };
+    while up.hits() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let waiters: Vec<_> = (0..20)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move { api.single("ok").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.hits(), 1, "the cap holds the waiters");
+    for w in &waiters {
+        w.abort();
+    }
+    for w in waiters {
+        let _ = w.await;
+    }
+    holder.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(1), api.single("ok"))
+        .await
+        .expect("the slot came back")
+        .unwrap();
+    assert!(up.hits() <= 2 + 20);
+    assert!(up.peak_in_flight() <= 1, "peak {}", up.peak_in_flight());
+}
+
+/// README: "`throttle = "2/s"`: even pacing (GCRA) at that rate", no burst unless declared: 30
+/// concurrent callers at 10/s are spread over ~2.9 s, never two within a fraction of the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_callers_are_paced_without_a_burst() {
+    let up = upstream().await;
+    let api = client(&up);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let api = api.clone();
+        tasks.spawn(async move { api.paced().await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(2700), "{elapsed:?}");
+    let mut at: Vec<_> = up.seen().iter().map(|s| s.at).collect();
+    at.sort();
+    // Any window of 1 s holds at most 1 + 10 requests (burst 0).
+    for (i, t) in at.iter().enumerate() {
+        let n = at[i..]
+            .iter()
+            .take_while(|u| **u < *t + Duration::from_millis(1000))
+            .count();
+        assert!(n <= 11, "{n} requests within 1 s of request {i}");
+    }
+}
