@@ -21,6 +21,13 @@ trait Api {
 
     #[stitch(get, path = "/paced", throttle = "10/s")]
     async fn paced(&self) -> stitch::Result<()>;
+
+    #[stitch(
+        get,
+        path = "/r/{mode}",
+        retry(attempts = 3, backoff = "fixed", base = "10ms")
+    )]
+    async fn retried(&self, mode: &str) -> stitch::Result<()>;
 }
 
 async fn upstream() -> Upstream {
@@ -31,6 +38,7 @@ async fn upstream() -> Upstream {
             "straggler" => Reply::status(200, "").after(ms(1000)),
             "trial" => Reply::status(200, "").after(ms(2000)),
             "slow" => Reply::status(200, "").after(ms(600)),
+            "forever" => Reply::status(503, "busy").header("retry-after", "99999999999999999999"),
             _ => Reply::status(200, ""),
         }
     })
@@ -142,4 +150,22 @@ async fn many_concurrent_callers_are_paced_without_a_burst() {
             .count();
         assert!(n <= 11, "{n} requests within 1 s of request {i}");
     }
+}
+
+/// README: "A `Retry-After` longer than the retry's `max` (10 s unless declared) is not waited for:
+/// the call fails at once with the error carrying it". Delta-seconds beyond `u64` are longer still:
+/// they must not be read as "no Retry-After" and retried after the plain backoff.
+#[tokio::test]
+async fn a_retry_after_too_large_for_u64_is_not_retried() {
+    let up = upstream().await;
+    let api = client(&up);
+    let error = api.retried("forever").await.unwrap_err();
+    assert_eq!(up.hits(), 1, "retried despite Retry-After: {error}");
+    assert!(
+        error
+            .retry_after()
+            .is_some_and(|d| d > Duration::from_secs(10)),
+        "{:?}",
+        error.retry_after()
+    );
 }
