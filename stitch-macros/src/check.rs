@@ -259,10 +259,12 @@ fn requests(stitch: &Stitch, target: &Target, errors: &mut Errors) {
 pub(crate) fn names(stitches: &[Stitch], errors: &mut Errors) {
     for (i, s) in stitches.iter().enumerate() {
         let Some(lit) = &s.name_lit else { continue };
-        if let Some(first) = stitches[..i]
-            .iter()
-            .find(|f| f.display_name == s.display_name)
-        {
+        // Against every earlier stitch, and against later ones named by default
+        // (`Trait::method`): those have no literal to report the clash on.
+        if let Some(first) = stitches.iter().enumerate().find_map(|(j, f)| {
+            (j != i && f.display_name == s.display_name && (j < i || f.name_lit.is_none()))
+                .then_some(f)
+        }) {
             errors.at(
                 lit.span(),
                 format!(
