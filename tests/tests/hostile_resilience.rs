@@ -169,3 +169,54 @@ async fn a_retry_after_too_large_for_u64_is_not_retried() {
         error.retry_after()
     );
 }
+
+#[stitch::seam(
+    base_url = "http://declared.invalid",
+    timeout(total = "3s", each = "300ms")
+)]
+trait Bounded {
+    #[stitch(get, path = "/t/{mode}", timeout = "2s")]
+    async fn own_total(&self, mode: &str) -> stitch::Result<()>;
+
+    #[stitch(
+        get,
+        path = "/t/{mode}",
+        timeout = "250ms",
+        retry(attempts = 5, backoff = "fixed", base = "100ms")
+    )]
+    async fn short_total(&self, mode: &str) -> stitch::Result<()>;
+}
+
+/// README: "a method's `total` replaces the seam's, the seam's `each` still applies"; the total
+/// covers backoff and every attempt.
+#[tokio::test]
+async fn the_seams_each_bounds_an_attempt_under_a_methods_total() {
+    let up = upstream().await;
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    let api = BoundedClient::new(&rt).unwrap();
+    let started = std::time::Instant::now();
+    let error = api.own_total("slow").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Timeout {
+                bound: stitch::TimeoutBound::Each,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let error = api.short_total("fail").await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(750),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(up.hits() <= 1 + 3, "{error}");
+}
