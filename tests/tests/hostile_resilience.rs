@@ -181,7 +181,7 @@ trait Bounded {
     #[stitch(
         get,
         path = "/t/{mode}",
-        timeout = "250ms",
+        timeout(total = "250ms", each = "250ms"),
         retry(attempts = 5, backoff = "fixed", base = "100ms")
     )]
     async fn short_total(&self, mode: &str) -> stitch::Result<()>;

@@ -466,6 +466,22 @@ pub(crate) fn stitch(
             );
         }
     }
+    // The seam's `each` above this method's own total never applies either: refused at the
+    // method's `timeout`, which must then say its own `each`.
+    if let (Some(t), None, Some(e)) = (own_total, own_each, seam.and_then(|(_, s)| s.each)) {
+        if e > t {
+            if let Some(arg) = args.get("timeout") {
+                let span = match &arg.value {
+                    args::Value::Lit(lit) => lit.span(),
+                    _ => arg.key.span(),
+                };
+                errors.at(
+                    span,
+                    format!("this method's total `timeout` ({t:?}) is shorter than the seam's `each` ({e:?}): one attempt cannot outlast the whole call; give the method its own `each`, e.g. `timeout(total = \"{t:?}\", each = \"{t:?}\")`, or a longer total"),
+                );
+            }
+        }
+    }
     let each = own_each
         .map(|(d, _)| d)
         .or_else(|| seam.and_then(|(_, s)| s.each));
