@@ -133,6 +133,14 @@ pub(crate) fn seam(args: TokenStream, item: TokenStream) -> TokenStream {
             "a seam trait cannot be generic: the generated client implements it for concrete types",
         );
     }
+    // The generated client implements the trait with safe code: an `unsafe trait` would need an
+    // `unsafe impl` whose safety contract nothing generated can uphold.
+    if let Some(unsafety) = trait_item.unsafety.take() {
+        errors.at(
+            unsafety.span,
+            "a seam trait cannot be `unsafe`: the generated client implements it and can promise no safety contract; remove `unsafe`",
+        );
+    }
     let mut stitches = Vec::new();
     let mut signatures = Vec::new();
     let mut method_cfgs = Vec::new();
