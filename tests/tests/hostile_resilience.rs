@@ -220,3 +220,52 @@ async fn the_seams_each_bounds_an_attempt_under_a_methods_total() {
     );
     assert!(up.hits() <= 1 + 3, "{error}");
 }
+
+#[stitch::seam(
+    base_url = "http://declared.invalid",
+    throttle(concurrency = 1, max_wait = "50ms")
+)]
+trait Gated {
+    #[stitch(get, path = "/g/{mode}", timeout = "3s")]
+    async fn hold(&self, mode: &str) -> stitch::Result<()>;
+
+    #[stitch(
+        get,
+        path = "/g/{mode}",
+        timeout = "3s",
+        circuit(failures = 1, cooldown = "100ms")
+    )]
+    async fn gate(&self, mode: &str) -> stitch::Result<()>;
+}
+
+/// README: "after `cooldown` one trial call decides". A trial that never reached the upstream
+/// (refused by the throttle after `max_wait`) proves nothing about its health: it must not close
+/// the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_refused_by_the_throttle_does_not_close_the_circuit() {
+    let up = upstream().await;
+    let rt = Runtime::builder().base_url(up.url()).build().unwrap();
+    let api = GatedClient::new(&rt).unwrap();
+    let endpoint = GatedClient::GATE;
+    assert!(matches!(api.gate("fail").await, Err(Error::Status { .. })));
+    assert_eq!(rt.circuit_state(endpoint), "open");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let holder = {
+        let api = api.clone();
+        tokio::spawn(async move { api.hold("slow").await })
+    };
+    while up.hits() < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let trial = api.gate("ok").await;
+    assert!(matches!(trial, Err(Error::Throttled { .. })), "{trial:?}");
+    assert_eq!(up.hits(), 2, "the trial was never sent");
+    assert_ne!(
+        rt.circuit_state(endpoint),
+        "closed",
+        "a trial that never reached the upstream closed the circuit"
+    );
+    holder.await.unwrap().unwrap();
+    api.gate("ok").await.expect("the next caller is the trial");
+    assert_eq!(rt.circuit_state(endpoint), "closed");
+}

@@ -157,6 +157,19 @@ fn is_failure<T>(outcome: &Result<T>) -> bool {
     }
 }
 
+/// Whether an outcome ended the call before any request reached the upstream (a throttle's
+/// refusal, a refused argument or configuration).
+fn never_sent<T>(outcome: &Result<T>) -> bool {
+    matches!(
+        outcome,
+        Err(Error::Throttled { .. }
+            | Error::ThrottleUnavailable { .. }
+            | Error::CircuitOpen { .. }
+            | Error::InvalidArgument { .. }
+            | Error::Config { .. })
+    )
+}
+
 /// How a reported outcome moved the circuit (what a shared store must learn).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transition {
@@ -254,6 +267,11 @@ impl Admitted {
     /// Reports the call's outcome; waits for a fleet step at most until `deadline` (the step
     /// finishes behind the call past it).
     pub(crate) async fn report<T>(self, outcome: &Result<T>, deadline: Instant) -> Transition {
+        // A call that never reached the upstream proves nothing about it: unreported, a trial
+        // hands over to the next caller (dropping the admission), and the count stays as it was.
+        if never_sent(outcome) {
+            return Transition::Unchanged;
+        }
         match self {
             Admitted::Local(a) => a.report(outcome),
             Admitted::Fleet(a) => a.report(is_failure(outcome), deadline).await,
