@@ -56,7 +56,24 @@ fn client(up: &Upstream) -> ApiClient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_straggler_admitted_before_the_circuit_opened_does_not_decide_the_trial() {
     let up = upstream().await;
-    let api = client(&up);
+    straggler_scenario(&up, client(&up)).await;
+}
+
+/// The same against a fleet circuit (a `MemoryStore` attached, pass): README "after the cooldown
+/// exactly one call of the whole fleet is the half-open trial (the others get
+/// `Error::CircuitOpen`), and its success closes it for all".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_straggler_does_not_decide_a_fleet_circuits_trial() {
+    let up = upstream().await;
+    let rt = Runtime::builder()
+        .base_url(up.url())
+        .store(stitch::store::MemoryStore::new(1000))
+        .build()
+        .unwrap();
+    straggler_scenario(&up, ApiClient::new(&rt).unwrap()).await;
+}
+
+async fn straggler_scenario(_up: &Upstream, api: ApiClient) {
     let straggler = {
         let api = api.clone();
         tokio::spawn(async move { api.breaker("straggler").await })
