@@ -22,6 +22,9 @@ trait Api {
     #[stitch(get, path = "/paced", throttle = "10/s")]
     async fn paced(&self) -> stitch::Result<()>;
 
+    #[stitch(get, path = "/bursty", throttle(rate = "10/s", burst = 2))]
+    async fn bursty(&self) -> stitch::Result<()>;
+
     #[stitch(
         get,
         path = "/r/{mode}",
@@ -285,4 +288,29 @@ async fn a_trial_refused_by_the_throttle_does_not_close_the_circuit() {
     holder.await.unwrap().unwrap();
     api.gate("ok").await.expect("the next caller is the trial");
     assert_eq!(rt.circuit_state(endpoint), "closed");
+}
+
+/// README: "`burst = 2`": at most `burst + 1 + ⌊rate × T⌋` requests in any window `T`; 20
+/// concurrent callers at 10/s with burst 2 send 3 at once, then one every 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_burst_is_never_exceeded_under_concurrency() {
+    let up = upstream().await;
+    let api = client(&up);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let api = api.clone();
+        tasks.spawn(async move { api.bursty().await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap();
+    }
+    let mut at: Vec<_> = up.seen().iter().map(|s| s.at).collect();
+    at.sort();
+    for (i, t) in at.iter().enumerate() {
+        let n = at[i..]
+            .iter()
+            .take_while(|u| **u < *t + Duration::from_millis(500))
+            .count();
+        assert!(n <= 3 + 5, "{n} requests within 500 ms of request {i}");
+    }
 }
