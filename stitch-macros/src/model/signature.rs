@@ -302,6 +302,21 @@ pub(super) fn output(sig: &Signature, errors: &mut Errors) -> Option<Output> {
         _ => None,
     };
     let Some(inner) = inner else {
+        // A bare `Result` (no output type): suggesting `stitch::Result<Result>` would be nonsense.
+        if let Type::Path(tp) = &**ty {
+            if tp
+                .path
+                .segments
+                .last()
+                .is_some_and(|l| l.ident == "Result" && matches!(l.arguments, PathArguments::None))
+            {
+                errors.spanned(
+                    ty,
+                    "`stitch::Result` needs the output type: write e.g. `-> stitch::Result<()>` to ignore the response body or `-> stitch::Result<User>` to decode it",
+                );
+                return None;
+            }
+        }
         errors.spanned(
             ty,
             format!(
