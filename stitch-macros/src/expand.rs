@@ -635,6 +635,16 @@ fn throttle_spec(t: &ThrottleModel, from_seam: bool, seam: Option<&str>) -> Toke
     spec
 }
 
+/// The argument's type span, and the request variable located there: an argument type missing a
+/// bound (`Serialize`, `Display`) is reported at that type instead of on the attribute.
+fn at_argument(req: &Ident, arg: &model::Argument) -> (Span, Ident) {
+    let span = arg.ty.span();
+    (
+        span,
+        Ident::new(&req.to_string(), Span::mixed_site().located_at(span)),
+    )
+}
+
 /// The body of a stitch: fill the request from the arguments, await the generic call.
 fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) -> TokenStream {
     let pv = private();
@@ -648,24 +658,30 @@ fn body(s: &model::Checked, endpoint: TokenStream, client: Option<TokenStream>) 
                 .iter()
                 .find(|a| a.ident.to_string().trim_start_matches("r#") == name)?;
             let ident = &arg.ident;
-            Some(quote!(#req.path(#name, &#ident);))
+            let (span, req) = at_argument(&req, arg);
+            Some(quote_spanned!(span=> #req.path(#name, &#ident);))
         }
         Piece::Literal(_) => None,
     });
     let others = s.arguments.iter().zip(&s.roles).filter_map(|(a, role)| {
         let ident = &a.ident;
+        let (span, req) = at_argument(&req, a);
         match role {
             Role::Path => None,
-            Role::Query { key, secret: false } => Some(quote!(#req.query(#key, &#ident);)),
-            Role::Query { key, secret: true } => Some(quote!(#req.secret_query(#key, &#ident);)),
-            Role::Body { form: false } => Some(quote!(#req.json(&#ident);)),
-            Role::Body { form: true } => Some(quote!(#req.form(&#ident);)),
+            Role::Query { key, secret: false } => {
+                Some(quote_spanned!(span=> #req.query(#key, &#ident);))
+            }
+            Role::Query { key, secret: true } => {
+                Some(quote_spanned!(span=> #req.secret_query(#key, &#ident);))
+            }
+            Role::Body { form: false } => Some(quote_spanned!(span=> #req.json(&#ident);)),
+            Role::Body { form: true } => Some(quote_spanned!(span=> #req.form(&#ident);)),
             Role::Header {
                 name,
                 secret: false,
-            } => Some(quote!(#req.header(#name, &#ident);)),
+            } => Some(quote_spanned!(span=> #req.header(#name, &#ident);)),
             Role::Header { name, secret: true } => {
-                Some(quote!(#req.secret_header(#name, &#ident);))
+                Some(quote_spanned!(span=> #req.secret_header(#name, &#ident);))
             }
         }
     });
