@@ -486,6 +486,18 @@ pub(crate) fn stitch(
         .map(|(d, _)| d)
         .or_else(|| seam.and_then(|(_, s)| s.each));
     let name_lit = args.string("name", "name = \"get_user\"", errors);
+    // The name starts every error message and labels traces and metrics: it must say something.
+    let name_lit = name_lit.filter(|lit| {
+        let value = lit.value();
+        let blank = value.trim().is_empty() || value.chars().any(char::is_control);
+        if blank {
+            errors.at(
+                lit.span(),
+                format!("`name` labels this stitch in errors, traces and metrics; found `{value:?}`: use a non-empty name without control characters, e.g. `name = \"get_user\"`"),
+            );
+        }
+        !blank
+    });
     let display_name = match (&name_lit, seam) {
         (Some(n), _) => n.value(),
         (None, Some((trait_ident, _))) => format!("{trait_ident}::{}", sig.ident),
