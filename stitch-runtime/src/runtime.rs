@@ -665,6 +665,15 @@ impl RuntimeBuilder {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(config(format!("base URL `{shown}` must be http or https")));
                 }
+                // Paths are joined to the base, queries are each stitch's own: a query or
+                // fragment here would be dropped from every request, so it is refused.
+                if parsed.query().is_some() || parsed.fragment().is_some() {
+                    return Err(config(format!(
+                        "base URL `{shown}` has a query or fragment, which no request would carry; \
+                         put fixed query pairs in each stitch's `path` (`path = \"/a?x=1\"`) or in \
+                         a `#[query]` argument"
+                    )));
+                }
                 // Normalized (lower-case host, no default port) so equal bases give equal cache keys.
                 // Leaked once per runtime so the hot path joins `&'static str`s without locking or
                 // cloning; runtimes are long-lived.

@@ -387,6 +387,13 @@ fn base_url(args: &Args, errors: &mut Errors) -> Option<LitStr> {
         );
         return None;
     }
+    if value.contains(['?', '#']) {
+        errors.at(
+            lit.span(),
+            format!("`base_url` `\"{value}\"` has a query or fragment, which no request would carry; put fixed query pairs in each stitch's `path` (e.g. `path = \"/users?x=1\"`)"),
+        );
+        return None;
+    }
     Some(lit)
 }
 
