@@ -70,6 +70,9 @@ pub(super) fn retry(args: &Args, errors: &mut Errors) -> Option<RetryModel> {
                 }
             };
             let on = inner.get("on").map(|a| statuses(a, errors));
+            if let Some(arg) = inner.get("on") {
+                meaningless_retry_statuses(arg, errors);
+            }
             let backoff = inner.string("backoff", "backoff = \"expo-jitter\"", errors).and_then(|lit| {
                 match lit.value().as_str() {
                     "fixed" => Some("Fixed"),
@@ -227,6 +230,35 @@ pub(super) fn idempotency(args: &Args, errors: &mut Errors) -> Option<Idempotenc
         other => {
             errors.at(other.span(&arg.key), "expected `idempotency` or `idempotency(header = \"idempotency-key\", from = \"argument\")`");
             None
+        }
+    }
+}
+
+/// `retry(on = [...])` that could never retry: an empty list (the call would never be retried,
+/// which `retry(...)` left out says), or a 1xx or 2xx status (not an error: nothing to retry).
+fn meaningless_retry_statuses(arg: &crate::args::Arg, errors: &mut crate::diag::Errors) {
+    let crate::args::Value::Expr(syn::Expr::Array(list)) = &arg.value else {
+        return;
+    };
+    if list.elems.is_empty() {
+        errors.at(
+            list.bracket_token.span.join(),
+            "`retry(on = [])` retries on no status: list the error statuses to retry (e.g. `on = [429, 503]`), or leave `on` out for the defaults",
+        );
+        return;
+    }
+    for item in &list.elems {
+        if let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) = item
+        {
+            if let Ok(n @ 100..=299) = i.base10_parse::<u16>() {
+                errors.at(
+                    i.span(),
+                    format!("`{n}` is not an error status, so no call ends with it to be retried: list error statuses such as `429` or `503`"),
+                );
+            }
         }
     }
 }
