@@ -98,6 +98,7 @@ pub mod tls;
 
 pub mod fleet;
 pub mod hooked;
+pub mod recorded;
 pub mod traces;
 
 /// Requests being handled right now, and the most seen at once.

@@ -71,23 +71,6 @@ fn down(operation: &'static str) -> StoreError {
     StoreError::unavailable(operation, "connection refused")
 }
 
-/// Every metric as `name{label=value,...}` (labels sorted) with its value.
-fn snapshot(recorder: &metrics_util::debugging::Snapshotter) -> HashMap<String, DebugValue> {
-    recorder
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
-            let key = key.key();
-            let mut labels: Vec<String> = key
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            labels.sort();
-            (format!("{}{{{}}}", key.name(), labels.join(",")), value)
-        })
-        .collect()
-}
 
 fn counter(metrics: &HashMap<String, DebugValue>, id: &str) -> u64 {
     match metrics.get(id) {
@@ -171,7 +154,7 @@ async fn calls_cache_attempts_throttle_circuit_and_store_are_measured() {
     // The store write runs behind the call: give it a moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let m = snapshot(&snapshotter);
+    let m = stitch_tests::recorded::metrics(&snapshotter);
     let calls = |stitch: &str, outcome: &str, cache: &str| {
         counter(
             &m,
@@ -285,7 +268,7 @@ fn every_scoped_recorder_sees_its_own_calls() {
                 rt.block_on(api.ping()).unwrap();
             }
         });
-        let m = snapshot(&snapshotter);
+        let m = stitch_tests::recorded::metrics(&snapshotter);
         assert_eq!(
             counter(
                 &m,
