@@ -188,7 +188,7 @@ async fn instance(redis: &Redis, base: &str) -> BenchClient {
 
 #[path = "support/l2_hit.rs"]
 mod l2_hit;
-use l2_hit::{claim_and_decode, decode, decode_as};
+use l2_hit::{claim_and_decode, decode, decode_as, fill_keys};
 
 /// This process's CPU time so far (every thread, user and system) in nanoseconds, from the
 /// scheduler's per-thread accounting (`/proc/self/task/*/schedstat`): on cores shared with other
@@ -257,25 +257,15 @@ fn main() {
     });
     if run("1") {
         // 1. L2 hit through a generated call vs raw GET + the same decode.
-        let keys: Vec<String> = redis
-            .cli(&["--scan", "--pattern", "*:v2"])
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        // The driver's own claim of the same entries (value, lease and generation keys of one hash
+        // tag), for the split between the claim's round trip and the pipeline around it.
+        let fills = fill_keys(&redis);
+        let keys: Vec<String> = fills.iter().map(|f| f[0].clone()).collect();
         assert_eq!(keys.len() as u64, KEYS, "one shared entry per warmed key");
         let raw = rt.block_on(async {
             let client = redis::Client::open(redis.url()).unwrap();
             redis::aio::ConnectionManager::new(client).await.unwrap()
         });
-        // The driver's own claim of the same entries (value, lease and generation keys of one hash
-        // tag), for the split between the script's round trip and the pipeline around it.
-        let fills: Vec<[String; 3]> = keys
-            .iter()
-            .map(|k| {
-                let stem = k.strip_suffix(":v2").expect("a value key");
-                [k.clone(), format!("{stem}:l"), format!("{stem}:g")]
-            })
-            .collect();
         let store = rt.block_on(RedisStore::connect(&redis.url())).unwrap();
         let n = AtomicUsize::new(0);
         let mut c = Criterion::default()

@@ -84,14 +84,7 @@ fn main() {
                 }
             }
             "claim" => {
-                let fills: Vec<[String; 3]> = redis
-                    .cli(&["--scan", "--pattern", "*:v2"])
-                    .lines()
-                    .map(|k| {
-                        let stem = k.strip_suffix(":v2").expect("a value key");
-                        [k.to_owned(), format!("{stem}:l"), format!("{stem}:g")]
-                    })
-                    .collect();
+                let fills = l2_hit::fill_keys(&redis);
                 assert_eq!(fills.len() as u64, KEYS, "one shared entry per warmed key");
                 let store = RedisStore::connect(&redis.url()).await.unwrap();
                 for i in 0..n {
@@ -103,14 +96,7 @@ fn main() {
                 // References for the claim: a raw `GET` of the value key, or the claim's three
                 // commands (`PTTL`, `SET .. NX PX .. GET`, `GET` of the generation) pipelined
                 // by hand, each with the same decode.
-                let fills: Vec<[String; 3]> = redis
-                    .cli(&["--scan", "--pattern", "*:v2"])
-                    .lines()
-                    .map(|k| {
-                        let stem = k.strip_suffix(":v2").expect("a value key");
-                        [k.to_owned(), format!("{stem}:l"), format!("{stem}:g")]
-                    })
-                    .collect();
+                let fills = l2_hit::fill_keys(&redis);
                 let client = redis::Client::open(redis.url()).unwrap();
                 let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
                 for i in 0..n {

@@ -103,6 +103,20 @@ impl Hooks for Slow {
     }
 }
 
+/// Two instances on one `MemoryStore`: A directly, B through [`SlowClaims`] (subscribed and
+/// synced), and B's view, to slow its claims down.
+async fn direct_and_slow(up: &Upstream) -> (FleetClient, FleetClient, SlowClaims) {
+    let store = MemoryStore::new(10_000);
+    let a = instance(store.clone(), up);
+    let slow = SlowClaims {
+        inner: store,
+        hooks: Slow::default(),
+    };
+    let b = instance(slow.clone(), up);
+    b.team(0).await.unwrap();
+    (a, b, slow)
+}
+
 /// Issue 10 §3: "An invalidation issued while a request for that key is in flight must not be
 /// undone when the flight lands". Here the request in flight is B's shared-tier read (a hit on
 /// the value A filled) when A invalidates the entry: B's caller may get the old value, but B's
@@ -110,14 +124,7 @@ impl Hooks for Slow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exact_invalidation_during_a_shared_read_wins() {
     let (up, hits) = upstream(Duration::ZERO).await;
-    let store = MemoryStore::new(10_000);
-    let a = instance(store.clone(), &up);
-    let slow = SlowClaims {
-        inner: store.clone(),
-        hooks: Slow::default(),
-    };
-    let b = instance(slow.clone(), &up);
-    b.team(0).await.unwrap(); // subscribed and synced
+    let (a, b, slow) = direct_and_slow(&up).await;
     let first = a.user(1).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 
@@ -143,14 +150,7 @@ async fn an_exact_invalidation_during_a_shared_read_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stitch_invalidation_during_a_shared_read_wins() {
     let (up, _hits) = upstream(Duration::ZERO).await;
-    let store = MemoryStore::new(10_000);
-    let a = instance(store.clone(), &up);
-    let slow = SlowClaims {
-        inner: store.clone(),
-        hooks: Slow::default(),
-    };
-    let b = instance(slow.clone(), &up);
-    b.team(0).await.unwrap();
+    let (a, b, slow) = direct_and_slow(&up).await;
     let first = a.user(1).await.unwrap();
     slow.hooks.delay_ms.store(300, Ordering::SeqCst);
     let read = {

@@ -71,7 +71,6 @@ fn down(operation: &'static str) -> StoreError {
     StoreError::unavailable(operation, "connection refused")
 }
 
-
 fn counter(metrics: &HashMap<String, DebugValue>, id: &str) -> u64 {
     match metrics.get(id) {
         Some(DebugValue::Counter(n)) => *n,

@@ -2,6 +2,7 @@
 //! `fleet_cache` bench and the `l2probe` example (both measure a call against exactly this).
 
 use stitch::store::RedisStore;
+use stitch_tests::fleet::Redis;
 
 /// The record decode of `cache/record.rs` (version, status, URL, headers, body), then the body
 /// into the stitch's output type: what the pipeline does with the bytes of an L2 hit.
@@ -53,4 +54,17 @@ pub(crate) async fn claim_and_decode(store: &RedisStore, keys: &[String; 3]) -> 
         Claimed::Hit { value, .. } => decode(value).unwrap(),
         _ => panic!("a warmed entry is a hit"),
     }
+}
+
+/// The fill keys (value, lease, generation: one hash tag) of every filled entry `redis` holds,
+/// found by their value keys.
+pub(crate) fn fill_keys(redis: &Redis) -> Vec<[String; 3]> {
+    redis
+        .cli(&["--scan", "--pattern", "*:v2"])
+        .lines()
+        .map(|k| {
+            let stem = k.strip_suffix(":v2").expect("a value key");
+            [k.to_owned(), format!("{stem}:l"), format!("{stem}:g")]
+        })
+        .collect()
 }

@@ -468,6 +468,20 @@ mod tests {
         outcome.as_ref().ok()?.downcast_ref::<u32>().copied()
     }
 
+    /// Until a flight runs (`key: None`: any), or the flight of `key` has `waiters` callers.
+    async fn waiting(flights: &Flights, key: Option<CacheKey>, waiters: usize) {
+        loop {
+            let ready = match key {
+                None => flights.len() >= waiters,
+                Some(k) => flights.lock().get(&k).map(|f| f.waiters) == Some(waiters),
+            };
+            if ready {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// A `then` for `lead` that ends the flight with `n` (the step's answer ignored).
     fn done(
         n: u32,
@@ -496,9 +510,7 @@ mod tests {
                     .await
             })
         };
-        while flights.len() == 0 {
-            tokio::task::yield_now().await;
-        }
+        waiting(&flights, None, 1).await;
         let follower = {
             let flights = flights.clone();
             tokio::spawn(async move {
@@ -508,9 +520,7 @@ mod tests {
             })
         };
         // The follower has joined once the entry counts two waiters.
-        while flights.lock().get(&key(2)).map(|f| f.waiters) != Some(2) {
-            tokio::task::yield_now().await;
-        }
+        waiting(&flights, Some(key(2)), 2).await;
         release.send(()).unwrap();
         let (lead, role) = leader.await.unwrap();
         assert_eq!((number(&lead), role), (Some(8), Role::Leader));
@@ -538,9 +548,7 @@ mod tests {
                     .await
             })
         };
-        while flights.len() == 0 {
-            tokio::task::yield_now().await;
-        }
+        waiting(&flights, None, 1).await;
         let follower = {
             let flights = flights.clone();
             tokio::spawn(async move {
@@ -549,9 +557,7 @@ mod tests {
                     .await
             })
         };
-        while flights.lock().get(&key(3)).map(|f| f.waiters) != Some(2) {
-            tokio::task::yield_now().await;
-        }
+        waiting(&flights, Some(key(3)), 2).await;
         leader.abort();
         let _ = leader.await;
         let (outcome, role) = tokio::time::timeout(Duration::from_secs(5), follower)
@@ -626,9 +632,7 @@ mod tests {
                     .await
             })
         };
-        while flights.len() == 0 {
-            tokio::task::yield_now().await;
-        }
+        waiting(&flights, None, 1).await;
         caller.abort();
         let _ = caller.await;
         tokio::time::timeout(Duration::from_secs(5), on_drop)

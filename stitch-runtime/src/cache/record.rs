@@ -102,7 +102,8 @@ pub(crate) fn encode_failure(failure: &Failure) -> Bytes {
     out.put_u16(failure.status.map_or(0, |s| s.as_u16()));
     put_bytes(&mut out, failure.error_type.as_bytes());
     put_bytes(&mut out, failure.message.as_bytes());
-    put_headers(&mut out, &failure.headers);
+    // Already redacted as `Error::Status` shows them.
+    put_headers(&mut out, &failure.headers, &[]);
     put_bytes(&mut out, failure.body.as_bytes());
     out.freeze()
 }
@@ -145,12 +146,7 @@ pub(crate) fn encode(raw: &RawResponse) -> Bytes {
     put_bytes(&mut out, raw.url.as_str().as_bytes());
     // A response header quoting back a secret the request sent (an echo of the query, of an API
     // key) is stored with it redacted, as errors show it.
-    let sent = raw.sent.values();
-    if sent.is_empty() {
-        put_headers(&mut out, &raw.headers);
-    } else {
-        put_headers_redacted(&mut out, &raw.headers, &quotable(sent));
-    }
+    put_headers(&mut out, &raw.headers, &quotable(raw.sent.values()));
     put_bytes(&mut out, &raw.body);
     out.freeze()
 }
@@ -163,10 +159,11 @@ fn quotable(mut sent: Vec<String>) -> Vec<String> {
     sent
 }
 
-/// [`put_headers`], every value quoting one of `sent` written with it replaced by `REDACTED`.
-/// The headers the record is decoded by (`content-type`, `content-length`,
+/// Writes the [`shareable`] ones of `headers`: their count, then each name and value (repeated
+/// headers keep every value, in order), a value quoting one of `sent` with it replaced by
+/// `REDACTED`. The headers the record is decoded by (`content-type`, `content-length`,
 /// `content-encoding`) are kept as they are.
-fn put_headers_redacted(out: &mut BytesMut, headers: &HeaderMap, sent: &[String]) {
+fn put_headers(out: &mut BytesMut, headers: &HeaderMap, sent: &[String]) {
     use reqwest::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
     out.put_u32(shareable(headers).count() as u32);
     for (name, value) in shareable(headers) {
@@ -190,16 +187,6 @@ fn shareable(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderV
     headers
         .iter()
         .filter(|(name, _)| !is_credential_response_header(name.as_str()))
-}
-
-/// Writes the [`shareable`] ones of `headers`: their count, then each name and value (repeated
-/// headers keep every value, in order).
-fn put_headers(out: &mut BytesMut, headers: &HeaderMap) {
-    out.put_u32(shareable(headers).count() as u32);
-    for (name, value) in shareable(headers) {
-        put_bytes(out, name.as_str().as_bytes());
-        put_bytes(out, value.as_bytes());
-    }
 }
 
 /// Reads what [`put_headers`] wrote; `None` when malformed.
